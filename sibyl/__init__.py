@@ -1,0 +1,3 @@
+"""sibyl: a low-latency gRPC prediction server."""
+
+__version__ = "0.1.0"

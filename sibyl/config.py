@@ -1,0 +1,147 @@
+"""One settings object for the whole server: env vars SIBYL_* (nested with __) and/or a TOML/JSON file.
+
+Examples: SIBYL_SERVER__PORT=50051, SIBYL_MODEL_STORE__URL=s3://models/prod,
+SIBYL_FEATURES__BACKEND=redis, SIBYL_PREDLOG__SINK=kafka. Validated once at start-up; `load_settings`
+turns validation errors into one ConfigError line that names the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sibyl.errors import ConfigError
+
+EXAMPLE_STORE = Path(__file__).parent / "examples" / "store"
+EXAMPLE_FEATURES = Path(__file__).parent / "examples" / "features.jsonl"
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds to.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free port and prints it.")
+    workers: int = Field(1, ge=0, description="Worker processes sharing the port; 0 means one per core.")
+    max_rows: int = Field(10_000, ge=1, description="Most feature rows one Predict may carry.")
+    max_models: int = Field(16, ge=1, description="Most models (primary + extras) one Predict may score.")
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted.")
+    max_name_length: int = Field(256, ge=8, description="Longest predictor/model/feature/entity name.")
+    max_in_flight: int = Field(512, ge=1, description="Concurrent calls per process before RESOURCE_EXHAUSTED.")
+    grace_s: float = Field(10.0, ge=0, description="Seconds in-flight calls get to finish on SIGTERM.")
+    inference_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = cores / workers.")
+    offload_rows: int = Field(
+        512, ge=1, description="Batches with at least this many rows run inference in a thread, not the loop."
+    )
+
+
+class ModelStoreSettings(BaseModel):
+    url: str = Field(f"file://{EXAMPLE_STORE}", description="file:///path or s3://bucket/prefix.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, SeaweedFS, ...).")
+    s3_region: str = Field("us-east-1", description="S3 region name.")
+    poll_interval_s: float = Field(5.0, gt=0, description="How often the store is checked for changes.")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not (url.startswith("file://") or url.startswith("s3://") or url.startswith("/")):
+            raise ValueError("must start with file:// or s3:// (e.g. file:///srv/models, s3://bucket/prefix)")
+        return url
+
+
+class FeatureSettings(BaseModel):
+    backend: Literal["memory", "redis", "redis-cluster", "none"] = Field(
+        "memory", description="Where missing features come from."
+    )
+    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (any node, for redis-cluster).")
+    memory_file: str = Field(str(EXAMPLE_FEATURES), description="JSONL file that fills the memory backend.")
+    prefix: str = Field("sibyl:v1", description="Key prefix; a new snapshot loads under a new prefix.")
+    field_hash: Literal["xxh32", "xxh64", "name"] = Field("xxh32", description="How a field is named.")
+    budget_ms: float = Field(20.0, gt=0, description="Longest a request waits for Redis before defaults.")
+    cache_ttl_s: float = Field(30.0, ge=0, description="In-process cache TTL; 0 disables the cache.")
+    cache_max_entries: int = Field(100_000, ge=0, description="Entities held in the in-process cache.")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
+    breaker_reset_s: float = Field(2.0, gt=0, description="Seconds before a probe after the circuit opens.")
+
+
+class PredlogSettings(BaseModel):
+    sink: Literal["file", "kafka", "none"] = Field("file", description="Where prediction records go.")
+    path: str = Field("predictions.jsonl", description="File sink: JSON lines, appended.")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    topic: str = Field("sibyl.predictions", description="Kafka topic.")
+    spool_dir: str = Field("spool", description="Disk spool for records the broker could not take.")
+    spool_max_bytes: int = Field(1024**3, ge=1024, description="Spool bound; past it records are dropped.")
+    queue_size: int = Field(100_000, ge=1, description="Records buffered in memory before the spool.")
+    log_features: bool = Field(True, description="Include feature values in records.")
+
+
+class ShadowSettings(BaseModel):
+    queue_size: int = Field(1_000, ge=1, description="Shadow jobs waiting; more are shed and counted.")
+    concurrency: int = Field(2, ge=1, description="Shadow jobs running at once.")
+    max_in_flight_fraction: float = Field(
+        0.8, gt=0, le=1, description="Shed shadows when in-flight calls exceed this share of max_in_flight."
+    )
+
+
+class MetricsSettings(BaseModel):
+    port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics HTTP port; 0 disables it.")
+    host: str = Field("127.0.0.1", description="Address the metrics server binds to.")
+    multiprocess_dir: str | None = Field(None, description="prometheus multiprocess dir (set by --workers).")
+
+
+class SecuritySettings(BaseModel):
+    tls_cert: str | None = Field(None, description="PEM server certificate; enables TLS.")
+    tls_key: str | None = Field(None, description="PEM private key for tls_cert.")
+    tls_client_ca: str | None = Field(None, description="PEM CA bundle; enables mutual TLS.")
+    tokens: list[str] = Field(default_factory=list, description="Accepted bearer tokens.")
+    tokens_file: str | None = Field(None, description="File with one accepted bearer token per line.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIBYL_", env_nested_delimiter="__", extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    model_store: ModelStoreSettings = Field(default_factory=ModelStoreSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    predlog: PredlogSettings = Field(default_factory=PredlogSettings)
+    shadows: ShadowSettings = Field(default_factory=ShadowSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    log_level: str = Field("INFO", description="Python log level.")
+    log_json: bool = Field(True, description="Structured JSON logs.")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'json'}: {exc}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """File values, then env vars (SIBYL_*), then explicit overrides (e.g. CLI flags) win."""
+    try:
+        from_env = Settings().model_dump(exclude_unset=True)
+        data = _merge(_read_file(Path(path)) if path else {}, from_env)
+        return Settings.model_validate(_merge(data, overrides))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        env = "SIBYL_" + "__".join(str(p) for p in err["loc"]).upper()
+        raise ConfigError(f"setting {where} ({env}): {err['msg']}") from None

@@ -1,0 +1,114 @@
+"""The model manifest: what a model version needs as input, what it outputs, and how to verify it.
+
+Stored beside the model as models/<model>/<version>/manifest.json. Columns of the model's single 2-D
+float32 input tensor follow `inputs` in order; a vector feature of dim D takes D columns named
+"name[0]" .. "name[D-1]".
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Model names, versions, predictors: safe as path parts (no '/', '..', spaces)."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise ValueError(f"{kind} {name!r} must be 1-128 of letters, digits, '_', '.', '-' (no '..')")
+    return name
+
+
+class FeatureSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    entity: str | None = Field(None, description="Entity the feature belongs to, e.g. consumer_id.")
+    dtype: Literal["float", "float_vector", "int_list"] = "float"
+    dim: int = Field(1, ge=1, description="Width: 1 for float, the length for vectors and int lists.")
+    default: float | tuple[float, ...] = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureSpec:
+        if self.dtype == "float" and self.dim != 1:
+            raise ValueError(f"feature {self.name}: a float feature has dim 1")
+        if isinstance(self.default, tuple) and len(self.default) != self.dim:
+            raise ValueError(f"feature {self.name}: default has {len(self.default)} values, dim is {self.dim}")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.name] if self.dtype == "float" else [f"{self.name}[{i}]" for i in range(self.dim)]
+
+    @property
+    def default_values(self) -> tuple[float, ...]:
+        return self.default if isinstance(self.default, tuple) else (float(self.default),) * self.dim
+
+
+class OutputSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="ONNX output tensor to read scores from.")
+    column: int | None = Field(None, description="Keep one column of a 2-D output (e.g. 1 = P(class 1)).")
+
+
+class Histogram(BaseModel):
+    """Fixed-bin histogram for drift: edges has len(counts) + 1 entries."""
+
+    edges: list[float]
+    counts: list[float]
+
+    @model_validator(mode="after")
+    def _check(self) -> Histogram:
+        if len(self.edges) != len(self.counts) + 1:
+            raise ValueError("histogram edges must have one more entry than counts")
+        return self
+
+
+class Baselines(BaseModel):
+    features: dict[str, Histogram] = Field(default_factory=dict)
+    prediction: Histogram | None = None
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    format: Literal["onnx"] = "onnx"
+    input_name: str = Field(description="Name of the ONNX model's float32 [N, columns] input.")
+    inputs: list[FeatureSpec]
+    output: OutputSpec
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Training metadata (free form).")
+    baselines: Baselines | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("model name", v)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return check_name("version", v)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Manifest:
+        names = [f.name for f in self.inputs]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError("inputs must be a non-empty list of uniquely named features")
+        return self
+
+    @cached_property
+    def columns(self) -> list[str]:
+        return [c for f in self.inputs for c in f.columns]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
