@@ -1,7 +1,7 @@
 """Regenerate the Python code for protos/ into the sibyl package (one command, reproducible).
 
-    python scripts/gen_protos.py            # writes sibyl/v1/*_pb2*.py
-    python scripts/gen_protos.py --out DIR  # writes into DIR instead (the staleness test uses this)
+python scripts/gen_protos.py            # writes sibyl/v1/*_pb2*.py
+python scripts/gen_protos.py --out DIR  # writes into DIR instead (the staleness test uses this)
 """
 
 from __future__ import annotations

@@ -11,9 +11,29 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
-    0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
@@ -23,17 +43,25 @@ class Metrics:
 
         # Requests
         self.requests = Counter(
-            "sibyl_requests", "Predict calls by predictor and gRPC status code.",
-            ["predictor", "code"], registry=r,
-        )  # fmt: skip
+            "sibyl_requests",
+            "Predict calls by predictor and gRPC status code.",
+            ["predictor", "code"],
+            registry=r,
+        )
         self.request_latency = Histogram(
-            "sibyl_request_latency_seconds", "Server-side Predict latency, decode to response.",
-            ["predictor"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "sibyl_request_latency_seconds",
+            "Server-side Predict latency, decode to response.",
+            ["predictor"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.stage_latency = Histogram(
-            "sibyl_stage_latency_seconds", "Latency of one request stage (decode, route, features, infer, encode).",
-            ["stage"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "sibyl_stage_latency_seconds",
+            "Latency of one request stage (decode, route, features, infer, encode).",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_rows = Histogram(
             "sibyl_batch_rows", "Feature rows per Predict call.", ["predictor"], buckets=ROW_BUCKETS, registry=r
         )
@@ -46,42 +74,62 @@ class Metrics:
 
         # Features
         self.feature_fetch_latency = Histogram(
-            "sibyl_feature_fetch_seconds", "Time to fill missing features (cache + store), per request.",
-            ["backend"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "sibyl_feature_fetch_seconds",
+            "Time to fill missing features (cache + store), per request.",
+            ["backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.feature_defaults = Counter(
-            "sibyl_feature_defaults", "Feature values that fell back to their default, per feature.",
-            ["feature"], registry=r,
-        )  # fmt: skip
+            "sibyl_feature_defaults",
+            "Feature values that fell back to their default, per feature.",
+            ["feature"],
+            registry=r,
+        )
         self.feature_lookups = Counter(
-            "sibyl_feature_lookups", "Feature values looked up, by where they were found.",
-            ["source"], registry=r,
+            "sibyl_feature_lookups",
+            "Feature values looked up, by where they were found.",
+            ["source"],
+            registry=r,
         )  # fmt: skip  source: request | cache | store | default
         self.feature_cache = Counter(
             "sibyl_feature_cache", "In-process feature cache lookups per entity.", ["result"], registry=r
         )
         self.feature_store_errors = Counter(
-            "sibyl_feature_store_errors", "Feature store failures: timeout, connection, decode.", ["kind"],
+            "sibyl_feature_store_errors",
+            "Feature store failures: timeout, connection, decode.",
+            ["kind"],
             registry=r,
-        )  # fmt: skip
+        )
         self.feature_circuit_open = Gauge(
-            "sibyl_feature_circuit_open", "1 while the feature store circuit breaker is open.", registry=r,
+            "sibyl_feature_circuit_open",
+            "1 while the feature store circuit breaker is open.",
+            registry=r,
             multiprocess_mode="max",
-        )  # fmt: skip
+        )
 
         # Models
         self.inference_latency = Histogram(
-            "sibyl_inference_seconds", "onnxruntime run time per model call.",
-            ["model", "version", "role"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "sibyl_inference_seconds",
+            "onnxruntime run time per model call.",
+            ["model", "version", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_info = Gauge(
-            "sibyl_model_loaded", "1 for each model version loaded and serving.",
-            ["model", "version"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "sibyl_model_loaded",
+            "1 for each model version loaded and serving.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.predictor_info = Gauge(
-            "sibyl_predictor_model", "1 for each (predictor, model, version, role) in force.",
-            ["predictor", "model", "version", "role"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "sibyl_predictor_model",
+            "1 for each (predictor, model, version, role) in force.",
+            ["predictor", "model", "version", "role"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.model_loads = Counter(
             "sibyl_model_loads", "Model version loads by outcome (ok, failed).", ["model", "outcome"], registry=r
         )
@@ -89,32 +137,43 @@ class Metrics:
             "sibyl_model_store_errors", "Failures reading the model store while polling.", registry=r
         )
         self.scores = Histogram(
-            "sibyl_prediction_score", "Distribution of scores (first output column) by model and role.",
-            ["model", "role"], buckets=(0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            "sibyl_prediction_score",
+            "Distribution of scores (first output column) by model and role.",
+            ["model", "role"],
+            buckets=(0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
             registry=r,
-        )  # fmt: skip
+        )
 
         # Shadows
         self.shadows = Counter(
-            "sibyl_shadows", "Shadow predictions by outcome (run, shed, failed).", ["predictor", "outcome"],
+            "sibyl_shadows",
+            "Shadow predictions by outcome (run, shed, failed).",
+            ["predictor", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
 
         # Prediction log
         self.predlog_records = Counter(
-            "sibyl_predlog_records", "Prediction log records by outcome (sent, written, spooled, replayed, dropped).",
-            ["outcome"], registry=r,
-        )  # fmt: skip
+            "sibyl_predlog_records",
+            "Prediction log records by outcome (sent, written, spooled, replayed, dropped).",
+            ["outcome"],
+            registry=r,
+        )
         self.predlog_spool_bytes = Gauge(
             "sibyl_predlog_spool_bytes", "Bytes waiting in the disk spool.", registry=r, multiprocess_mode="livesum"
         )
         self.predlog_queue_depth = Gauge(
-            "sibyl_predlog_queue_depth", "Records waiting in memory for the sink.", registry=r,
+            "sibyl_predlog_queue_depth",
+            "Records waiting in memory for the sink.",
+            registry=r,
             multiprocess_mode="livesum",
-        )  # fmt: skip
+        )
 
         # Drift: population stability index of live inputs/predictions vs the manifest baseline
         self.drift_psi = Gauge(
-            "sibyl_drift_psi", "Population stability index vs the manifest baseline (feature or __prediction__).",
-            ["model", "version", "feature"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "sibyl_drift_psi",
+            "Population stability index vs the manifest baseline (feature or __prediction__).",
+            ["model", "version", "feature"],
+            registry=r,
+            multiprocess_mode="max",
+        )

@@ -1,0 +1,112 @@
+"""Predictor config (primary, shadows, experiments) and the routing decision for one request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
+
+import xxhash
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sibyl.models.manifest import check_name
+from sibyl.v1.predict_pb2 import Role
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    name: str
+    version: str | None = None  # None: the newest version in the store
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """'model' or 'model@version'; names are checked so they can never escape the store."""
+        name, _, version = text.partition("@")
+        check_name("model name", name)
+        if version:
+            check_name("version", version)
+        return cls(name, version or None)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}" if self.version else self.name
+
+
+def _pinned(ref: str) -> str:
+    parsed = ModelRef.parse(ref)
+    if parsed.version is None:
+        raise ValueError(f"{ref!r} must name a version: model@version")
+    return ref
+
+
+PinnedRef = Annotated[str, AfterValidator(_pinned)]
+
+
+class Shadow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: PinnedRef
+    sample: float = Field(1.0, ge=0.0, le=1.0, description="Share of requests the shadow scores.")
+
+
+class Arm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    model: PinnedRef
+    traffic: float = Field(gt=0.0, le=1.0, description="Share of units routed to this arm.")
+
+
+class PredictorConfig(BaseModel):
+    """predictors/<name>.json in the model store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    primary: PinnedRef
+    shadows: list[Shadow] = Field(default_factory=list)
+    experiments: list[Arm] = Field(default_factory=list)
+    unit_key: str = Field("consumer_id", description="Context key whose value assigns a unit to an arm.")
+    updated_at: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name("predictor", v)
+
+    @model_validator(mode="after")
+    def _traffic(self) -> PredictorConfig:
+        if sum(a.traffic for a in self.experiments) > 1.0 + 1e-9:
+            raise ValueError("experiment traffic shares add up to more than 1")
+        if len({a.name for a in self.experiments}) != len(self.experiments):
+            raise ValueError("experiment arm names must be unique")
+        return self
+
+    def model_refs(self) -> set[str]:
+        return {self.primary, *(s.model for s in self.shadows), *(a.model for a in self.experiments)}
+
+
+def unit_bucket(predictor: str, unit_id: str) -> float:
+    """A stable number in [0, 1) per (predictor, unit): one user always lands in the same arm."""
+    return xxhash.xxh64_intdigest(f"{predictor}\x00{unit_id}".encode()) / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model: ModelRef
+    role: int  # sibyl.v1.Role
+    arm: str = ""
+
+
+def choose(config: PredictorConfig, context: Mapping[str, str], override: str = "") -> Route:
+    """The model that answers for this request: override > experiment arm (by unit id) > primary."""
+    if override:
+        return Route(ModelRef.parse(override), Role.ROLE_OVERRIDE)
+    if config.experiments:
+        unit = context.get(config.unit_key)
+        if unit:
+            bucket, edge = unit_bucket(config.name, unit), 0.0
+            for arm in config.experiments:
+                edge += arm.traffic
+                if bucket < edge:
+                    return Route(ModelRef.parse(arm.model), Role.ROLE_EXPERIMENT, arm.name)
+    return Route(ModelRef.parse(config.primary), Role.ROLE_PRIMARY)
