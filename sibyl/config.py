@@ -86,7 +86,8 @@ class ShadowSettings(BaseModel):
 
 
 class MetricsSettings(BaseModel):
-    port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics HTTP port; 0 disables it.")
+    enabled: bool = Field(True, description="Serve Prometheus /metrics over HTTP.")
+    port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics HTTP port; 0 picks a free port.")
     host: str = Field("127.0.0.1", description="Address the metrics server binds to.")
     multiprocess_dir: str | None = Field(None, description="prometheus multiprocess dir (set by --workers).")
 

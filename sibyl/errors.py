@@ -11,7 +11,9 @@ class SibylError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
 
-class InvalidArgument(SibylError):
+class InvalidArgument(SibylError, ValueError):
+    """Also a ValueError, so validators (pydantic) can raise it and callers can catch either."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -60,3 +62,7 @@ class MissingDependency(SibylError):
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(f"{purpose} needs the '{package}' package: pip install 'sibyl[{extra}]'")
+
+
+class DeadlineExceeded(SibylError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -13,13 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sibyl.errors import InvalidArgument
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 def check_name(kind: str, name: str) -> str:
     """Model names, versions, predictors: safe as path parts (no '/', '..', spaces)."""
     if not NAME_RE.match(name) or ".." in name:
-        raise ValueError(f"{kind} {name!r} must be 1-128 of letters, digits, '_', '.', '-' (no '..')")
+        raise InvalidArgument(f"{kind} {name!r} must be 1-128 of letters, digits, '_', '.', '-' (no '..')")
     return name
 
 

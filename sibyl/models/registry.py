@@ -1,0 +1,214 @@
+"""Which model versions serve which predictor, swapped atomically while serving.
+
+The registry holds one immutable Snapshot. Readers (the request path) take `registry.snapshot` once per
+request and never lock. Changes are made by building a new Snapshot (load → verify → warm up) and assigning
+it in one step, so a request sees either the old or the new config, never a mix. A version that fails to
+load is never served: the predictor keeps its previous config, and the failure is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sibyl.errors import ModelLoadError, ModelStoreError, NotFound, SibylError
+from sibyl.models.catalog import Catalog
+from sibyl.models.runtime import OnnxModel
+from sibyl.observability.metrics import Metrics
+from sibyl.routing import ModelRef, PredictorConfig
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (model, version)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    predictors: dict[str, PredictorConfig] = field(default_factory=dict)
+    models: dict[Key, OnnxModel] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # predictor -> why its config is not (yet) served
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        catalog: Catalog,
+        metrics: Metrics,
+        poll_interval_s: float = 5.0,
+        intra_op_threads: int = 1,
+        max_extra_models: int = 32,
+    ) -> None:
+        self.catalog = catalog
+        self.metrics = metrics
+        self.poll_interval_s = poll_interval_s
+        self.intra_op_threads = intra_op_threads
+        self.snapshot = Snapshot()
+        self._seen_tags: dict[str, str | None] = {}  # predictor -> tag of the file last applied or rejected
+        self._bad_versions: dict[Key, str | None] = {}  # version -> manifest tag when it failed to load
+        self._extras: OrderedDict[Key, None] = OrderedDict()  # on-demand loads (extra models), LRU
+        self._max_extras = max_extra_models
+        self._latest: dict[str, str] = {}  # model -> newest version, for unversioned refs
+        self._lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+
+    # ---- lifecycle
+    async def start(self, poll: bool = True) -> None:
+        await self.refresh()
+        if poll:
+            self._poller = asyncio.create_task(self._poll_forever(), name="sibyl-registry-poll")
+
+    async def stop(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # never let the poller die; the next poll tries again
+                log.exception("model store poll failed")
+
+    # ---- request path (no locks, no I/O when the model is loaded)
+    def predictor(self, name: str) -> PredictorConfig:
+        config = self.snapshot.predictors.get(name)
+        if config is None:
+            why = self.snapshot.failed.get(name)
+            if why:
+                raise NotFound(f"predictor {name!r} is not serving: {why}")
+            raise NotFound(f"predictor {name!r} not found; known: {sorted(self.snapshot.predictors) or 'none'}")
+        return config
+
+    async def model(self, ref: ModelRef) -> OnnxModel:
+        """A loaded model; an unversioned or not-yet-loaded ref is resolved and loaded on demand."""
+        version = ref.version or self._latest.get(ref.name)
+        if version is not None:
+            loaded = self.snapshot.models.get((ref.name, version))
+            if loaded is not None:
+                return loaded
+        return await self._load_extra(ref)
+
+    # ---- changes
+    async def refresh(self) -> None:
+        """One poll: apply every predictor file that changed since the last poll."""
+        async with self._lock:
+            try:
+                names = await asyncio.to_thread(self.catalog.predictor_names)
+                tags = {n: await asyncio.to_thread(self.catalog.predictor_tag, n) for n in names}
+            except SibylError as exc:
+                self.metrics.store_errors.inc()
+                log.warning("model store unreachable, keeping what is loaded: %s", exc)
+                return
+            predictors = {n: c for n, c in self.snapshot.predictors.items() if n in tags}
+            failed = {n: w for n, w in self.snapshot.failed.items() if n in tags}
+            models = dict(self.snapshot.models)
+            changed = {n for n, t in tags.items() if self._seen_tags.get(n, "unseen") != t}
+            for name in sorted(changed):
+                try:
+                    config = await asyncio.to_thread(self.catalog.read_predictor, name)
+                    for text in sorted(config.model_refs()):
+                        ref = ModelRef.parse(text)
+                        key = (ref.name, ref.version or "")
+                        if key not in models:
+                            models[key] = await self._load(ref)
+                except SibylError as exc:
+                    if isinstance(exc, ModelStoreError):
+                        self.metrics.store_errors.inc()
+                    if name in predictors:
+                        log.error(
+                            "predictor %s: keeping %s, new config rejected: %s", name, predictors[name].primary, exc
+                        )
+                    else:
+                        log.error("predictor %s: not serving: %s", name, exc)
+                        failed[name] = str(exc)
+                    if not isinstance(exc, ModelStoreError):  # a store hiccup is retried on the next poll
+                        self._seen_tags[name] = tags[name]
+                    continue
+                if name in predictors and predictors[name].primary != config.primary:
+                    log.info("predictor %s: primary %s -> %s", name, predictors[name].primary, config.primary)
+                predictors[name] = config
+                failed.pop(name, None)
+                self._seen_tags[name] = tags[name]
+            await self._refresh_latest()
+            self._swap(predictors, models, failed)
+
+    async def _refresh_latest(self) -> None:
+        for name in list(self._latest):
+            try:
+                versions = await asyncio.to_thread(self.catalog.versions, name)
+            except SibylError:
+                continue
+            if versions and versions[-1] != self._latest[name]:
+                try:
+                    await self._load_extra(ModelRef(name, versions[-1]), locked=True)
+                    self._latest[name] = versions[-1]
+                except SibylError as exc:
+                    log.error("model %s: newest version %s not loaded: %s", name, versions[-1], exc)
+
+    def _swap(
+        self, predictors: dict[str, PredictorConfig], models: dict[Key, OnnxModel], failed: dict[str, str]
+    ) -> None:
+        """Keep what a predictor or a recent extra request uses; drop the rest; publish in one assignment."""
+        wanted = {(r.name, r.version or "") for c in predictors.values() for r in map(ModelRef.parse, c.model_refs())}
+        wanted |= set(self._extras)
+        kept = {k: m for k, m in models.items() if k in wanted}
+        for key in self.snapshot.models.keys() - kept.keys():
+            self.metrics.model_info.remove(*key)
+        for key in kept:
+            self.metrics.model_info.labels(*key).set(1)
+        self.metrics.predictor_info.clear()
+        for config in predictors.values():
+            self.metrics.predictor_info.labels(config.name, *config.primary.split("@"), "primary").set(1)
+            for s in config.shadows:
+                self.metrics.predictor_info.labels(config.name, *s.model.split("@"), "shadow").set(1)
+            for a in config.experiments:
+                self.metrics.predictor_info.labels(config.name, *a.model.split("@"), "experiment").set(1)
+        self.snapshot = Snapshot(predictors=predictors, models=kept, failed=failed)
+
+    async def _load(self, ref: ModelRef) -> OnnxModel:
+        """Fetch, verify and warm up one version in a thread (the event loop keeps serving)."""
+        key = (ref.name, ref.version or "")
+        tag = await asyncio.to_thread(self.catalog.manifest_tag, ref)
+        if tag is None:
+            raise NotFound(f"model {ref} not found in {self.catalog.store.url}")
+        if key in self._bad_versions and self._bad_versions[key] == tag:
+            raise ModelLoadError(f"model {ref} failed to load before and has not changed")
+        try:
+            model = await asyncio.to_thread(self._load_blocking, ref)
+        except ModelLoadError as exc:
+            self._bad_versions[key] = tag
+            self.metrics.model_loads.labels(ref.name, "failed").inc()
+            log.error("model %s rejected: %s", ref, exc)
+            raise
+        except ModelStoreError:
+            self.metrics.model_loads.labels(ref.name, "failed").inc()
+            raise
+        self.metrics.model_loads.labels(ref.name, "ok").inc()
+        log.info("model %s loaded (warm-up %.1f ms)", ref, model.warmup_ms)
+        return model
+
+    def _load_blocking(self, ref: ModelRef) -> OnnxModel:
+        manifest = self.catalog.read_manifest(ref)
+        return OnnxModel(manifest, self.catalog.read_model(ref), self.intra_op_threads)
+
+    async def _load_extra(self, ref: ModelRef, locked: bool = False) -> OnnxModel:
+        if locked:
+            return await self._load_extra_locked(ref)
+        async with self._lock:
+            return await self._load_extra_locked(ref)
+
+    async def _load_extra_locked(self, ref: ModelRef) -> OnnxModel:
+        pinned = await asyncio.to_thread(self.catalog.resolve, ref)
+        key = (pinned.name, pinned.version or "")
+        if ref.version is None:
+            self._latest[ref.name] = key[1]
+        model = self.snapshot.models.get(key) or await self._load(pinned)
+        self._extras[key] = None
+        self._extras.move_to_end(key)
+        while len(self._extras) > self._max_extras:
+            self._extras.popitem(last=False)
+        self._swap(self.snapshot.predictors, {**self.snapshot.models, key: model}, self.snapshot.failed)
+        return model

@@ -1,0 +1,51 @@
+"""Build PredictionLog records (one per model scored) from what the request path already has."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sibyl.inputs import RowBatch
+from sibyl.v1.predict_pb2 import DefaultedFeature, EntityColumn
+from sibyl.v1.predlog_pb2 import PredictionLog
+
+
+def build_record(
+    *,
+    prediction_id: str,
+    request_id: str,
+    predictor: str,
+    model: str,
+    version: str,
+    role: int,
+    arm: str,
+    sent_at_ns: int,
+    batch: RowBatch,
+    columns: list[str],
+    matrix: np.ndarray | None,
+    defaulted: dict[str, np.ndarray],
+    scores: np.ndarray,
+    latency_ms: float,
+    host: str,
+) -> PredictionLog:
+    record = PredictionLog(
+        prediction_id=prediction_id,
+        request_id=request_id,
+        predictor=predictor,
+        model=model,
+        version=version,
+        role=role,  # type: ignore[arg-type]
+        arm=arm,
+        sent_at_unix_nanos=sent_at_ns,
+        num_rows=batch.num_rows,
+        score_dim=scores.shape[1],
+        latency_ms=latency_ms,
+        host=host,
+    )
+    record.context.update(batch.shared_entities)
+    record.row_entities.extend(EntityColumn(entity=e, ids=ids) for e, ids in batch.row_entities.items())
+    if matrix is not None:
+        record.feature_names.extend(columns)
+        record.feature_values.extend(matrix.ravel().tolist())
+    record.defaulted.extend(DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items())
+    record.scores.extend(scores.ravel().tolist())
+    return record

@@ -1,0 +1,157 @@
+"""The composition root: builds every part from Settings, wires them, serves gRPC + metrics, drains on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from sibyl.api.servicer import PredictionServicer
+from sibyl.config import Settings
+from sibyl.features import build_fetcher
+from sibyl.features.base import FeatureFetcher
+from sibyl.inputs import Limits
+from sibyl.models.catalog import Catalog
+from sibyl.models.registry import ModelRegistry
+from sibyl.models.store import open_store
+from sibyl.observability.metrics import Metrics
+from sibyl.predlog import build_sink
+from sibyl.predlog.base import PredictionSink
+from sibyl.service import PredictionService, ServiceOptions
+from sibyl.shadows import ShadowRunner
+from sibyl.v1 import predict_pb2, predict_pb2_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,)
+
+
+def inference_threads(settings: Settings) -> int:
+    if settings.server.inference_threads:
+        return settings.server.inference_threads
+    workers = settings.server.workers or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+class SibylServer:
+    """start() returns once the port serves and every predictor is loaded; stop(grace) drains."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics(_metrics_registry(settings))
+        self.port = 0
+        self.metrics_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._metrics_http: object | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        self.registry = ModelRegistry(
+            Catalog(open_store(s.model_store.url, s.model_store.s3_endpoint_url, s.model_store.s3_region)),
+            self.metrics,
+            poll_interval_s=s.model_store.poll_interval_s,
+            intra_op_threads=inference_threads(s),
+        )
+        await self.registry.start()
+        self.fetcher: FeatureFetcher = build_fetcher(s.features, self.metrics)
+        self.sink: PredictionSink = build_sink(s.predlog, self.metrics)
+        self.sink.start()
+        self.shadows = ShadowRunner(
+            self.metrics,
+            s.shadows.queue_size,
+            s.shadows.concurrency,
+            is_busy=lambda: self.service.busy(s.shadows.max_in_flight_fraction),
+        )
+        self.service = PredictionService(
+            self.registry,
+            self.fetcher,
+            self.sink,
+            self.shadows,
+            self.metrics,
+            ServiceOptions(
+                limits=Limits(s.server.max_rows, s.server.max_models, s.server.max_name_length),
+                feature_budget_s=s.features.budget_ms / 1000,
+                offload_rows=s.server.offload_rows,
+                max_in_flight=s.server.max_in_flight,
+                log_features=s.predlog.log_features,
+            ),
+        )
+        self.shadows.start()
+        await self._start_grpc()
+        if s.metrics.enabled:
+            self._start_metrics_http()
+        log.info("sibyl serving", extra={"port": self.port, "predictors": sorted(self.registry.snapshot.predictors)})
+
+    async def _start_grpc(self) -> None:
+        s = self.settings.server
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.so_reuseport", 1 if s.workers != 1 else 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        self._grpc = grpc.aio.server(options=options)
+        predict_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.service, self.metrics), self._grpc
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
+        self.port = self._grpc.add_insecure_port(f"{s.host}:{s.port}")
+        await self._grpc.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def _start_metrics_http(self) -> None:
+        m = self.settings.metrics
+        server, _thread = start_http_server(m.port, addr=m.host, registry=self.metrics.registry)
+        self._metrics_http = server
+        self.metrics_port = server.server_port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Health NOT_SERVING first (balancers stop sending), finish in-flight calls, then flush the log."""
+        if self._grpc is None or self._stopped.is_set():
+            return
+        grace = self.settings.server.grace_s if grace_s is None else grace_s
+        await self.health.enter_graceful_shutdown()
+        await self._grpc.stop(grace)
+        await self.shadows.stop(timeout_s=min(grace, 5.0))
+        await self.registry.stop()
+        await asyncio.to_thread(self.sink.close, max(grace, 5.0))
+        await self.fetcher.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()  # type: ignore[attr-defined]
+        self._stopped.set()
+        log.info("sibyl stopped")
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+
+def _metrics_registry(settings: Settings) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    if settings.metrics.multiprocess_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then drain. Prints one line with the bound port once serving."""
+    server = SibylServer(settings)
+    await server.start()
+    print(f"sibyl serving on {settings.server.host}:{server.port} (metrics :{server.metrics_port})", flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+    if ready is not None:
+        ready.set()
+    await server.wait()

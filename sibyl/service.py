@@ -1,0 +1,273 @@
+"""The prediction hot path, transport-free: decode → route → features → infer → respond → (after) log, shadows.
+
+The gRPC servicer, the KServe V2 servicer and the embedded Python API all call `PredictionService.predict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sibyl import assembly
+from sibyl.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from sibyl.features.base import FeatureFetcher, FetchResult
+from sibyl.inputs import Limits, RowBatch, decode
+from sibyl.models.registry import ModelRegistry
+from sibyl.models.runtime import OnnxModel
+from sibyl.observability.metrics import Metrics
+from sibyl.predlog.base import PredictionSink
+from sibyl.records import build_record
+from sibyl.routing import ModelRef, PredictorConfig, choose
+from sibyl.shadows import ShadowRunner
+from sibyl.v1.predict_pb2 import DefaultedFeature, ModelScores, PredictRequest, PredictResponse, Role
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    limits: Limits = field(default_factory=Limits)
+    feature_budget_s: float = 0.020
+    offload_rows: int = 512  # batches this large run inference in a thread so the event loop keeps serving
+    max_in_flight: int = 512
+    log_features: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    model: OnnxModel
+    role: int
+    arm: str
+    matrix: np.ndarray
+    scores: np.ndarray
+    latency_ms: float
+
+
+class PredictionService:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        fetcher: FeatureFetcher,
+        sink: PredictionSink,
+        shadows: ShadowRunner,
+        metrics: Metrics,
+        options: ServiceOptions = ServiceOptions(),
+    ) -> None:
+        self.registry, self.fetcher, self.sink, self.shadows = registry, fetcher, sink, shadows
+        self.metrics, self.options = metrics, options
+        self.in_flight = 0
+        self.host = f"{socket.gethostname()}:{os.getpid()}"
+
+    def busy(self, fraction: float) -> bool:
+        return self.in_flight > fraction * self.options.max_in_flight
+
+    async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
+        if self.in_flight >= self.options.max_in_flight:
+            self.metrics.rejected.labels("overload").inc()
+            raise ResourceExhausted(f"server busy: {self.in_flight} calls in flight; retry with backoff")
+        deadline = None if time_remaining_s is None else time.monotonic() + time_remaining_s
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            return await self._predict(request, deadline)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+    async def _predict(self, request: PredictRequest, deadline: float | None) -> PredictResponse:
+        stage = self.metrics.stage_latency
+        t0 = time.perf_counter()
+
+        # 1. Decode: rows into one float32 matrix, NaN where a feature was not given.
+        batch = decode(request, self.options.limits)
+        t1 = time.perf_counter()
+        stage.labels("decode").observe(t1 - t0)
+
+        # 2. Route: the model that answers (primary, experiment arm or override), extras, sampled shadows.
+        config = self.registry.predictor(request.predictor)
+        route = choose(config, request.context, request.model_override)
+        answer = [(await self.registry.model(route.model), route.role, route.arm)]
+        for text in request.extra_models:
+            answer.append((await self.registry.model(ModelRef.parse(text)), Role.ROLE_EXTRA, ""))
+        shadows = self._sample_shadows(config, {(m.name, m.version) for m, _, _ in answer})
+        self._check_feature_names(batch, config, [m for m, _, _ in answer])
+        t2 = time.perf_counter()
+        stage.labels("route").observe(t2 - t1)
+
+        # 3. Features: what the request lacks, for every model, in one fetch; then defaults.
+        plan = assembly.plan(batch, [m for m, _, _ in answer] + shadows)
+        fetched = await self._fetch(plan, deadline)
+        from_store = assembly.fill(plan, batch, fetched.values)
+        defaulted = assembly.defaulted(plan)
+        self._count_features(plan, from_store, defaulted)
+        t3 = time.perf_counter()
+        stage.labels("features").observe(t3 - t2)
+
+        # 4. Infer: one matrix and one session.run per model.
+        _check_deadline(deadline, "before inference")
+        scored = [await self._score(model, role, arm, plan) for model, role, arm in answer]
+        t4 = time.perf_counter()
+        stage.labels("infer").observe(t4 - t3)
+
+        # 5. Respond; logging and shadows run after the response is on its way.
+        prediction_id = uuid.uuid4().hex
+        response = PredictResponse(
+            prediction_id=prediction_id,
+            request_id=request.request_id,
+            predictor=request.predictor,
+            num_rows=batch.num_rows,
+            results=[
+                ModelScores(
+                    model=s.model.name,
+                    version=s.model.version,
+                    role=s.role,  # type: ignore[arg-type]
+                    arm=s.arm,
+                    dim=s.scores.shape[1],
+                    scores=s.scores.ravel().tolist(),
+                )
+                for s in scored
+            ],
+            defaulted=[DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items()],
+        )
+        stage.labels("encode").observe(time.perf_counter() - t4)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._after_response, request, prediction_id, batch, plan, defaulted, scored, shadows)
+        return response
+
+    # ---- steps
+    def _sample_shadows(self, config: PredictorConfig, answering: set[tuple[str, str]]) -> list[OnnxModel]:
+        chosen = []
+        for shadow in config.shadows:
+            ref = ModelRef.parse(shadow.model)
+            model = self.registry.snapshot.models.get((ref.name, ref.version or ""))
+            if model is None or (model.name, model.version) in answering:
+                continue
+            if shadow.sample >= 1.0 or random.random() < shadow.sample:
+                chosen.append(model)
+        return chosen
+
+    def _check_feature_names(self, batch: RowBatch, config: PredictorConfig, models: list[OnnxModel]) -> None:
+        """A name no model of this predictor takes is almost always a caller's typo: say so."""
+        known = set().union(*(m.column_set for m in models))
+        unknown = [n for n in batch.names if n not in known]
+        if not unknown:
+            return
+        for text in config.model_refs():  # shadows and other arms may take what the answering model does not
+            ref = ModelRef.parse(text)
+            other = self.registry.snapshot.models.get((ref.name, ref.version or ""))
+            if other is not None:
+                known |= other.column_set
+        unknown = [n for n in unknown if n not in known]
+        if unknown:
+            takes = ", ".join(f"{m.name}@{m.version}" for m in models)
+            raise InvalidArgument(
+                f"unknown feature(s) {unknown[:5]} for predictor {config.name!r} ({takes}); "
+                f"expected names like {sorted(known)[:8]}"
+            )
+
+    async def _fetch(self, plan: assembly.Plan, deadline: float | None) -> FetchResult:
+        if not plan.wanted:
+            return FetchResult()
+        budget = self.options.feature_budget_s
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            _check_deadline(deadline, "before the feature fetch")
+            budget = min(budget, remaining * 0.8)
+        start = time.perf_counter()
+        result = await self.fetcher.fetch(plan.wanted, budget)
+        self.metrics.feature_fetch_latency.labels("fetcher").observe(time.perf_counter() - start)
+        return result
+
+    def _count_features(self, plan: assembly.Plan, from_store: int, defaulted: dict[str, np.ndarray]) -> None:
+        lookups = self.metrics.feature_lookups
+        lookups.labels("request").inc(plan.from_request)
+        lookups.labels("store").inc(from_store)
+        for feature, rows in defaulted.items():
+            self.metrics.feature_defaults.labels(feature).inc(len(rows))
+            lookups.labels("default").inc(len(rows))
+
+    async def _score(self, model: OnnxModel, role: int, arm: str, plan: assembly.Plan) -> Scored:
+        matrix = assembly.matrix(plan, model)
+        start = time.perf_counter()
+        if matrix.shape[0] >= self.options.offload_rows:
+            scores = await asyncio.to_thread(model.run, matrix)
+        else:
+            scores = model.run(matrix)
+        elapsed = time.perf_counter() - start
+        role_name = Role.Name(role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
+        self.metrics.inference_latency.labels(model.name, model.version, role_name).observe(elapsed)
+        return Scored(model, role, arm, matrix, scores, elapsed * 1000)
+
+    def _after_response(
+        self,
+        request: PredictRequest,
+        prediction_id: str,
+        batch: RowBatch,
+        plan: assembly.Plan,
+        defaulted: dict[str, np.ndarray],
+        scored: list[Scored],
+        shadows: list[OnnxModel],
+    ) -> None:
+        sent_at = time.time_ns()
+        for s in scored:
+            self._observe_scores(s)
+            self._log(request, prediction_id, batch, defaulted, s, sent_at)
+        for model in shadows:
+
+            async def job(model: OnnxModel = model) -> None:
+                matrix = await asyncio.to_thread(assembly.matrix, plan, model)
+                start = time.perf_counter()
+                scores = await asyncio.to_thread(model.run, matrix)
+                elapsed = time.perf_counter() - start
+                self.metrics.inference_latency.labels(model.name, model.version, "shadow").observe(elapsed)
+                s = Scored(model, Role.ROLE_SHADOW, "", matrix, scores, elapsed * 1000)
+                self._observe_scores(s)
+                self._log(request, prediction_id, batch, defaulted, s, time.time_ns())
+
+            self.shadows.submit(request.predictor, job)
+
+    def _observe_scores(self, s: Scored) -> None:
+        if s.scores.shape[0]:
+            role = Role.Name(s.role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
+            hist = self.metrics.scores.labels(s.model.name, role)
+            for value in s.scores[:64, 0].tolist():  # a sample per call is enough for the distribution
+                hist.observe(value)
+
+    def _log(
+        self,
+        request: PredictRequest,
+        prediction_id: str,
+        batch: RowBatch,
+        defaulted: dict[str, np.ndarray],
+        s: Scored,
+        sent_at_ns: int,
+    ) -> None:
+        self.sink.submit(
+            build_record(
+                prediction_id=prediction_id,
+                request_id=request.request_id,
+                predictor=request.predictor,
+                model=s.model.name,
+                version=s.model.version,
+                role=s.role,
+                arm=s.arm,
+                sent_at_ns=sent_at_ns,
+                batch=batch,
+                columns=s.model.columns,
+                matrix=s.matrix if self.options.log_features else None,
+                defaulted=defaulted,
+                scores=s.scores,
+                latency_ms=s.latency_ms,
+                host=self.host,
+            )
+        )
+
+
+def _check_deadline(deadline: float | None, where: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded(f"deadline passed {where}; raise the client's timeout")
