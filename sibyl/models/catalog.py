@@ -181,8 +181,8 @@ class Catalog:
 
     def promote(self, predictor: str, ref: str) -> PredictorConfig:
         """Make ref the primary (creating the predictor if new)."""
-        pinned = self._check_published(ref)
         before = self._existing(predictor)
+        pinned = self._check_published(ref)
         if before is None:
             config = PredictorConfig(name=predictor, primary=pinned)
         else:
