@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,7 @@ from onnxgen import publish_logistic
 from sibyl.errors import FailedPrecondition, InvalidArgument, NotFound
 from sibyl.models.catalog import Catalog, version_key
 from sibyl.models.store import FileStore
+from sibyl.routing import ModelRef
 
 
 @pytest.fixture
@@ -17,14 +19,11 @@ def test_publish_writes_manifest_with_sha(catalog: Catalog) -> None:
     manifest = publish_logistic(catalog, "m", "1")
     assert catalog.models() == {"m": ["1"]}
     assert catalog.read_manifest(manifest_ref("m", "1")).sha256 == manifest.sha256
-    import hashlib
 
     assert hashlib.sha256(catalog.read_model(manifest_ref("m", "1"))).hexdigest() == manifest.sha256
 
 
-def manifest_ref(name: str, version: str):  # noqa: ANN201
-    from sibyl.routing import ModelRef
-
+def manifest_ref(name: str, version: str) -> ModelRef:
     return ModelRef(name, version)
 
 

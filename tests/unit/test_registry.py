@@ -84,7 +84,7 @@ async def test_predictor_that_never_loaded_says_why(tmp_path: Path) -> None:
     catalog.store.write("predictors/p.json", b'{"name": "p", "primary": "m@1"}')
     reg, _ = registry(catalog)
     await reg.start(poll=False)
-    with pytest.raises(NotFound, match="not serving: .*sha256"):
+    with pytest.raises(NotFound, match=r"not serving: .*sha256"):
         reg.predictor("p")
 
 

@@ -1,0 +1,54 @@
+"""A real sibyl server in this process, on a free port, over a temp model store built with tests/onnxgen."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from onnxgen import publish_logistic
+
+from sibyl.config import load_settings
+from sibyl.models.catalog import Catalog
+from sibyl.models.store import FileStore
+from sibyl.server import SibylServer
+
+PRIMARY_WEIGHTS = [0.5, -0.02, 0.3, 1.0, -1.0]  # amount, age, rating, emb[0], emb[1]
+SHADOW_WEIGHTS = [0.1, 0.01, -0.2, 0.5, 0.5]
+
+
+def make_store(root: Path) -> Catalog:
+    """Models m@1 (primary) and s@1 (shadow at sample 1.0) behind predictor 'p'."""
+    catalog = Catalog(FileStore(root))
+    publish_logistic(catalog, "m", "1", PRIMARY_WEIGHTS, bias=-0.5)
+    publish_logistic(catalog, "s", "1", SHADOW_WEIGHTS)
+    catalog.promote("p", "m@1")
+    catalog.set_shadow("p", "s@1", 1.0)
+    return catalog
+
+
+def write_features(path: Path, entities: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in entities))
+    return path
+
+
+@asynccontextmanager
+async def running_server(tmp_path: Path, store_url: str | None = None, **overrides: Any) -> AsyncIterator[SibylServer]:
+    """overrides: nested settings, e.g. features={"backend": "none"}, predlog={"sink": "file", "path": ...}."""
+    base: dict[str, Any] = {
+        "server": {"port": 0},
+        "metrics": {"port": 0},
+        "model_store": {"url": store_url or f"file://{tmp_path / 'store'}", "poll_interval_s": 0.2},
+        "features": {"backend": "none"},
+        "predlog": {"sink": "file", "path": str(tmp_path / "predictions.jsonl"), "spool_dir": str(tmp_path / "spool")},
+    }
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value}
+    server = SibylServer(load_settings(**base))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(1.0)
