@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ from sibyl.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
 
+WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)  # which process answered: useful behind SO_REUSEPORT
 STREAM_WINDOW = 32  # requests of one stream scored at once; the client is slowed by flow control beyond it
 
 
@@ -42,6 +44,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
             await self._observe(request, code, start)
             await context.abort(code, message)
         await self._observe(request, grpc.StatusCode.OK, start)
+        context.set_trailing_metadata(WORKER_METADATA)
         return response
 
     async def PredictStream(

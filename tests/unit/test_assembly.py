@@ -55,7 +55,11 @@ def test_plan_dedupes_across_rows_and_models() -> None:
     p = assembly.plan(batch, [A, B])
     wanted = {k: sorted(s.name for s in v) for k, v in p.wanted.items()}
     # consumer features once (shared id); store rating only for rows missing it (s1, s3), not s2.
-    assert wanted == {("consumer_id", "c1"): ["age", "emb"], ("store_id", "s1"): ["rating"], ("store_id", "s3"): ["rating"]}
+    assert wanted == {
+        ("consumer_id", "c1"): ["age", "emb"],
+        ("store_id", "s1"): ["rating"],
+        ("store_id", "s3"): ["rating"],
+    }
     assert p.from_request == 3 + 1
 
 
