@@ -19,6 +19,9 @@ from sibyl.inputs import RowBatch
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.runtime import OnnxModel
 
+_EMPTY: dict[str, FeatureValue] = {}
+_NAN = float("nan")
+_NO_ROWS = np.empty(0, dtype=np.intp)
 SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one block per distinct feature
 
 
@@ -59,7 +62,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
             if isinstance(ids, str):
                 p.wanted.setdefault((spec.entity, ids), []).append(spec)
             elif ids is not None:
-                for entity_id in {ids[r] for r in missing}:
+                for entity_id in set(ids) if len(missing) == n else {ids[r] for r in missing}:
                     if entity_id:
                         p.wanted.setdefault((spec.entity, entity_id), []).append(spec)
     return p
@@ -68,25 +71,32 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
 def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureValue]]) -> int:
     """Put fetched values into the blocks; returns how many (row, feature) values came from the store."""
     found = 0
+    per_row: dict[str, list[dict[str, FeatureValue]]] = {}  # entity -> each row's fetched features
     for key, spec in p.specs.items():
         missing = p.missing[key]
-        if spec.entity is None or len(missing) == 0:
+        ids = batch.entity_ids(spec.entity) if spec.entity is not None and len(missing) else None
+        if ids is None:
             continue
         block = p.blocks[key]
-        ids = batch.entity_ids(spec.entity)
         if isinstance(ids, str):
-            value = fetched.get((spec.entity, ids), {}).get(spec.name)
-            if value is not None:
-                block[missing] = value
-                found += len(missing)
-        elif ids is not None:
-            got = [(r, fetched.get((spec.entity, ids[r]), {}).get(spec.name)) for r in missing]
-            hits = [(r, v) for r, v in got if v is not None]
-            if hits:
-                rows, values = zip(*hits, strict=True)
-                block[list(rows)] = np.asarray(values, dtype=np.float32).reshape(len(rows), spec.dim)
-                found += len(hits)
-        p.missing[key] = np.flatnonzero(np.isnan(block).any(axis=1))
+            value = fetched.get((spec.entity, ids), _EMPTY).get(spec.name)
+            if value is None:
+                continue
+            block[missing] = value
+            still = _NO_ROWS
+        else:
+            rows = per_row.get(spec.entity)  # type: ignore[arg-type]
+            if rows is None:
+                rows = per_row[spec.entity] = [fetched.get((spec.entity, i), _EMPTY) for i in ids]  # type: ignore[index]
+            name = spec.name
+            if spec.dim == 1:
+                block[missing, 0] = np.fromiter((rows[r].get(name, _NAN) for r in missing), np.float32, len(missing))
+            else:
+                absent = np.full(spec.dim, np.nan, np.float32)
+                block[missing] = np.stack([np.asarray(rows[r].get(name, absent), np.float32) for r in missing])
+            still = missing[np.isnan(block[missing]).any(axis=1)]
+        found += len(missing) - len(still)
+        p.missing[key] = still
     return found
 
 

@@ -32,14 +32,18 @@ class RowBatch:
 
     def __post_init__(self) -> None:
         self.index = {name: i for i, name in enumerate(self.names)}
+        self._ids: dict[str, str | list[str] | None] = {}
 
     def entity_ids(self, entity: str) -> str | list[str] | None:
         """One id for all rows, a list with one id per row ("" where unknown), or None."""
-        per_row = self.row_entities.get(entity)
-        if per_row is None:
-            return self.shared_entities.get(entity)
-        shared = self.shared_entities.get(entity, "")
-        return [i or shared for i in per_row] if shared else per_row
+        if entity not in self._ids:
+            per_row = self.row_entities.get(entity)
+            shared = self.shared_entities.get(entity)
+            if per_row is None:
+                self._ids[entity] = shared
+            else:
+                self._ids[entity] = [i or shared for i in per_row] if shared else per_row
+        return self._ids[entity]
 
 
 def _check_name(kind: str, name: str, limits: Limits) -> None:

@@ -232,11 +232,9 @@ class PredictionService:
             self.shadows.submit(request.predictor, job)
 
     def _observe_scores(self, s: Scored) -> None:
-        if s.scores.shape[0]:
+        if s.scores.shape[0]:  # one row per call samples the distribution; observe() costs ~3 us each
             role = Role.Name(s.role).removeprefix("ROLE_").lower()  # type: ignore[arg-type]
-            hist = self.metrics.scores.labels(s.model.name, role)
-            for value in s.scores[:64, 0].tolist():  # a sample per call is enough for the distribution
-                hist.observe(value)
+            self.metrics.scores.labels(s.model.name, role).observe(float(s.scores[0, 0]))
 
     def _log(
         self,

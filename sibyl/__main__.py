@@ -1,0 +1,5 @@
+import sys
+
+from sibyl.cli import main
+
+sys.exit(main())
