@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from sibyl.api.servicer import PredictionServicer
 from sibyl.config import Settings
+from sibyl.errors import ConfigError
 from sibyl.features import build_fetcher
 from sibyl.features.base import FeatureFetcher
 from sibyl.inputs import Limits
@@ -82,10 +83,10 @@ class SibylServer:
                 log_features=s.predlog.log_features,
             ),
         )
+        if s.metrics.enabled:  # before gRPC: a taken port fails start-up before anything serves
+            self._start_metrics_http()
         self.shadows.start()
         await self._start_grpc()
-        if s.metrics.enabled:
-            self._start_metrics_http()
         log.info("sibyl serving", extra={"port": self.port, "predictors": sorted(self.registry.snapshot.predictors)})
 
     async def _start_grpc(self) -> None:
@@ -104,14 +105,24 @@ class SibylServer:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
-        self.port = self._grpc.add_insecure_port(f"{s.host}:{s.port}")
+        try:
+            self.port = self._grpc.add_insecure_port(f"{s.host}:{s.port}")
+        except RuntimeError:
+            raise ConfigError(
+                f"cannot listen on {s.host}:{s.port} (in use?); set SIBYL_SERVER__PORT or --port (0 picks a free one)"
+            ) from None
         await self._grpc.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def _start_metrics_http(self) -> None:
         m = self.settings.metrics
-        server, _thread = start_http_server(m.port, addr=m.host, registry=self.metrics.registry)
+        try:
+            server, _thread = start_http_server(m.port, addr=m.host, registry=self.metrics.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {m.host}:{m.port}: {exc.strerror}; set SIBYL_METRICS__PORT or --metrics-port"
+            ) from None
         self._metrics_http = server
         self.metrics_port = server.server_port
 
