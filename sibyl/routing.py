@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
@@ -21,14 +22,19 @@ class ModelRef:
     @classmethod
     def parse(cls, text: str) -> ModelRef:
         """'model' or 'model@version'; names are checked so they can never escape the store."""
-        name, _, version = text.partition("@")
-        check_name("model name", name)
-        if version:
-            check_name("version", version)
-        return cls(name, version or None)
+        return _parse_ref(text)
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}" if self.version else self.name
+
+
+@functools.lru_cache(maxsize=4096)  # the same few refs are parsed on every request
+def _parse_ref(text: str) -> ModelRef:
+    name, _, version = text.partition("@")
+    check_name("model name", name)
+    if version:
+        check_name("version", version)
+    return ModelRef(name, version or None)
 
 
 def _pinned(ref: str) -> str:
