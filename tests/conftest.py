@@ -1,0 +1,77 @@
+"""Shared fixtures: real Redis / Redis Cluster / Kafka-protocol broker / S3 servers on free loopback ports.
+
+A missing server binary fails the test in CI (CI=true) and skips it elsewhere, with the install hint.
+A test that stops or kills a session server must `start()` it again before it ends (same port).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+from needs import missing
+
+from sibyl.testing.servers import KafkaBroker, MissingBinaryError, RedisCluster, RedisServer, S3Server
+
+T = TypeVar("T", RedisServer, RedisCluster, KafkaBroker, S3Server)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: pass --runslow to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+def _launch(factory: Callable[[], T]) -> Iterator[T]:
+    try:
+        server = factory()
+    except MissingBinaryError as exc:
+        missing(exc)
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    yield from _launch(RedisServer)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    yield from _launch(RedisCluster)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """In-memory storage: topics are gone after a restart."""
+    yield from _launch(KafkaBroker)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """Buckets persist across tests (and restarts): use unique bucket names."""
+    yield from _launch(S3Server)
+
+
+@pytest.fixture
+def fresh_redis(redis_server: RedisServer) -> RedisServer:
+    """The session Redis, running and emptied (FLUSHALL) for this test."""
+    import redis
+
+    redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server
