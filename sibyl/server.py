@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from sibyl.api import auth, tls
 from sibyl.api.servicer import PredictionServicer
 from sibyl.config import Settings
 from sibyl.errors import ConfigError
@@ -98,7 +99,10 @@ class SibylServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
-        self._grpc = grpc.aio.server(options=options)
+        tokens = auth.token_set(self.settings.security)
+        interceptors = [auth.TokenAuthInterceptor(tokens, self.metrics)] if tokens else []
+        self.tls = tls.certificate_files(self.settings.security)  # read before binding: bad files fail start-up
+        self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         predict_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.service, self.metrics), self._grpc
         )
@@ -106,7 +110,11 @@ class SibylServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
         try:
-            self.port = self._grpc.add_insecure_port(f"{s.host}:{s.port}")
+            address = f"{s.host}:{s.port}"
+            if self.tls is None:
+                self.port = self._grpc.add_insecure_port(address)
+            else:
+                self.port = self._grpc.add_secure_port(address, tls.server_credentials(self.tls))
         except RuntimeError:
             raise ConfigError(
                 f"cannot listen on {s.host}:{s.port} (in use?); set SIBYL_SERVER__PORT or --port (0 picks a free one)"
