@@ -175,10 +175,32 @@ def cmd_predict(args: argparse.Namespace, _: Settings) -> int:
         request.rows.append(row)
     if args.predictor:
         request.predictor = args.predictor
-    with grpc.insecure_channel(args.target) as channel:
-        response = PredictionServiceStub(channel).Predict(request, timeout=args.timeout)
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
+    with _channel(args) as channel:
+        response = PredictionServiceStub(channel).Predict(request, timeout=args.timeout, metadata=metadata)
     print(json_format.MessageToJson(response, indent=2 if args.pretty else None))
     return 0
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext unless --tls-ca is given; --tls-cert/--tls-key add a client certificate (mutual TLS)."""
+    if not args.tls_ca:
+        if args.tls_cert or args.tls_key:
+            raise InvalidArgument("--tls-cert/--tls-key need --tls-ca (the CA that signed the server certificate)")
+        return grpc.insecure_channel(args.target)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InvalidArgument("give --tls-cert and --tls-key together (client certificate for mutual TLS)")
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+
+    credentials = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))
+    return grpc.secure_channel(args.target, credentials)
 
 
 def _pair(text: str, flag: str) -> tuple[str, str]:
@@ -263,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--entity", action="append", help="ENTITY=ID context, e.g. consumer_id=7")
     predict.add_argument("--timeout", type=float, default=5.0)
     predict.add_argument("--pretty", action="store_true")
+    predict.add_argument("--tls-ca", help="PEM CA bundle: connect with TLS and trust this CA")
+    predict.add_argument("--tls-cert", help="PEM client certificate, for a server that wants mutual TLS")
+    predict.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    predict.add_argument("--token", help="bearer token sent as 'authorization: Bearer TOKEN'")
     predict.set_defaults(handler=cmd_predict)
 
     for module in ("sibyl.features.cli", "sibyl.predlog.cli", "sibyl.scoring", "benchmarks.cli"):
