@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sibyl.api import auth, tls
-from sibyl.api.servicer import PredictionServicer
+from sibyl.api.servicer import PredictionServicer, add_to_server
 from sibyl.config import Settings
 from sibyl.errors import ConfigError
 from sibyl.features import build_fetcher
@@ -27,7 +27,7 @@ from sibyl.predlog import build_sink
 from sibyl.predlog.base import PredictionSink
 from sibyl.service import PredictionService, ServiceOptions
 from sibyl.shadows import ShadowRunner
-from sibyl.v1 import predict_pb2, predict_pb2_grpc
+from sibyl.v1 import predict_pb2
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,)
@@ -103,9 +103,7 @@ class SibylServer:
         interceptors = [auth.TokenAuthInterceptor(tokens, self.metrics)] if tokens else []
         self.tls = tls.certificate_files(self.settings.security)  # read before binding: bad files fail start-up
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
-        predict_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.service, self.metrics), self._grpc
-        )
+        add_to_server(PredictionServicer(self.service, self.metrics), self._grpc)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)

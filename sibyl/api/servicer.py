@@ -8,8 +8,10 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from sibyl.api.status import to_status
+from sibyl.errors import InvalidArgument
 from sibyl.observability.metrics import Metrics
 from sibyl.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
@@ -17,6 +19,32 @@ from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamR
 
 WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)  # which process answered: useful behind SO_REUSEPORT
 STREAM_WINDOW = 32  # requests of one stream scored at once; the client is slowed by flow control beyond it
+SERVICE = "sibyl.v1.PredictionService"
+MALFORMED = PredictRequest()  # stands in for an unparsable request in metrics
+
+
+def parse_request(data: bytes) -> PredictRequest:
+    try:
+        return PredictRequest.FromString(data)
+    except DecodeError as exc:
+        raise InvalidArgument(
+            f"message is not a valid sibyl.v1.PredictRequest ({exc}); check the client's proto"
+        ) from None
+
+
+def add_to_server(servicer: PredictionServicer, server: grpc.aio.Server) -> None:
+    """Like the generated add_..._to_server, except requests arrive as bytes and the servicer parses them:
+    grpc answers UNKNOWN when its own deserializer fails; a malformed message is the caller's INVALID_ARGUMENT."""
+    handlers = {
+        "Predict": grpc.unary_unary_rpc_method_handler(
+            servicer.Predict, response_serializer=PredictResponse.SerializeToString
+        ),
+        "PredictStream": grpc.stream_stream_rpc_method_handler(
+            servicer.PredictStream, response_serializer=PredictStreamResponse.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
 
 
 class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
@@ -35,9 +63,11 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         if code == grpc.StatusCode.OK:
             self.metrics.batch_rows.labels(label).observe(len(request.rows) or request.dense.num_rows)
 
-    async def Predict(self, request: PredictRequest, context: grpc.aio.ServicerContext) -> PredictResponse:
+    async def Predict(self, data: bytes, context: grpc.aio.ServicerContext) -> PredictResponse:
         start = time.perf_counter()
+        request = MALFORMED
         try:
+            request = parse_request(data)
             response = await self.service.predict(request, context.time_remaining())
         except Exception as exc:
             code, message = to_status(exc)
@@ -48,15 +78,17 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def PredictStream(
-        self, request_iterator: AsyncIterator[PredictRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[PredictStreamResponse]:
         """Responses in order of completion; an error answers its own message and the stream goes on."""
         done: asyncio.Queue[PredictStreamResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
 
-        async def score(request: PredictRequest) -> None:
+        async def score(data: bytes) -> None:
             start = time.perf_counter()
+            request = MALFORMED
             try:
+                request = parse_request(data)
                 response = await self.service.predict(request, context.time_remaining())
                 await self._observe(request, grpc.StatusCode.OK, start)
                 await done.put(PredictStreamResponse(request_id=request.request_id, response=response))
@@ -70,13 +102,15 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
 
         async def read() -> None:
             tasks: set[asyncio.Task[None]] = set()
-            async for request in request_iterator:
-                await window.acquire()
-                task = asyncio.create_task(score(request))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await asyncio.gather(*tasks)
-            await done.put(None)
+            try:
+                async for data in request_iterator:
+                    await window.acquire()
+                    task = asyncio.create_task(score(data))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.gather(*tasks)
+            finally:
+                await done.put(None)  # also when the request stream breaks: else the writer waits forever
 
         reader = asyncio.create_task(read())
         try:
