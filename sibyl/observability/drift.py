@@ -1,0 +1,134 @@
+"""Live drift: bin served inputs and scores like the manifest baseline and export PSI gauges.
+
+Counts cover a sliding window of the last `window`..2*`window` rows (two generations: when the current
+one fills up, it becomes the previous one), so a shift shows up within a window and old traffic ages out.
+`observe` is a fixed number of numpy calls per batch (one np.searchsorted bins every feature at once),
+cheap enough for every request; gauges are refreshed every `export_every` rows or on `export()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from sibyl.models.baseline import Binner, FeatureProjection
+from sibyl.models.manifest import Manifest
+from sibyl.observability.metrics import Metrics
+
+PREDICTION = "__prediction__"
+EPSILON = 1e-4  # floor for bin shares: an empty bin costs a bounded amount instead of infinity
+
+
+def psi_segments(expected: np.ndarray, actual: np.ndarray, starts: np.ndarray, eps: float = EPSILON) -> np.ndarray:
+    """PSI of K histograms laid end to end in two flat count arrays; histogram k starts at starts[k]."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    sizes = np.diff(np.append(starts, expected.size))
+    p = np.maximum(expected / np.repeat(_nonzero(np.add.reduceat(expected, starts)), sizes), eps)
+    q = np.maximum(actual / np.repeat(_nonzero(np.add.reduceat(actual, starts)), sizes), eps)
+    return np.add.reduceat((q - p) * np.log(q / p), starts)
+
+
+def _nonzero(totals: np.ndarray) -> np.ndarray:
+    return np.where(totals > 0, totals, 1.0)
+
+
+def psi(expected_counts: np.ndarray | list[float], actual_counts: np.ndarray | list[float]) -> float:
+    """Population stability index sum((q - p) * ln(q / p)) of bin shares p (baseline), q (live).
+
+    Rule of thumb: < 0.1 stable, 0.1-0.2 some shift, > 0.2 a shift worth a look.
+    """
+    expected, actual = np.asarray(expected_counts, np.float64), np.asarray(actual_counts, np.float64)
+    if expected.shape != actual.shape or expected.ndim != 1:
+        raise ValueError(f"PSI needs two count vectors of one length, got {expected.shape} and {actual.shape}")
+    return float(psi_segments(expected, actual, np.zeros(1, dtype=np.intp))[0])
+
+
+class DriftMonitor:
+    """One per served model version that has baselines; features without a baseline are skipped."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        metrics: Metrics,
+        model: str | None = None,
+        version: str | None = None,
+        window: int = 10_000,
+        min_rows: int = 200,
+        export_every: int = 1_000,
+    ) -> None:
+        if manifest.baselines is None:
+            raise ValueError(f"{manifest.ref} has no baselines; publish it with --sample to monitor drift")
+        self.model, self.version = model or manifest.name, version or manifest.version
+        self.window, self.min_rows, self.export_every = window, min_rows, export_every
+        baselines = manifest.baselines
+        self._has_prediction = baselines.prediction is not None
+        self._project = FeatureProjection(manifest.inputs, only=baselines.features, extra=int(self._has_prediction))
+        self.names = list(self._project.names)
+        histograms = [baselines.features[name] for name in self.names]
+        if baselines.prediction is not None:
+            histograms.append(baselines.prediction)
+            self.names.append(PREDICTION)
+        if not histograms:
+            raise ValueError(f"{manifest.ref}: its baselines cover none of its inputs and no prediction")
+        self._binner = Binner([h.edges for h in histograms])
+        self.expected = np.concatenate([np.asarray(h.counts, dtype=np.float64) for h in histograms])
+        self._current = np.zeros_like(self.expected)
+        self._previous = np.zeros_like(self.expected)
+        self._rows = [0, 0]  # rows in the current and the previous generation
+        self._since_export = 0
+        self._lock = threading.Lock()  # shadows may observe from executor threads
+        self._gauges = [metrics.drift_psi.labels(self.model, self.version, name) for name in self.names]
+        self._gauge_parent = metrics.drift_psi
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, metrics: Metrics, **options: int) -> DriftMonitor | None:
+        """None when the version was published without baselines (nothing to compare with)."""
+        b = manifest.baselines
+        if b is None or (b.prediction is None and not set(b.features) & {s.name for s in manifest.inputs}):
+            return None
+        return cls(manifest, metrics, **options)
+
+    @property
+    def rows(self) -> int:
+        return self._rows[0] + self._rows[1]
+
+    def observe(self, matrix: np.ndarray, scores: np.ndarray) -> None:
+        """matrix: the model's float32 [N, columns] input; scores: [N] (the manifest's output column)."""
+        n = matrix.shape[0]
+        if n == 0:
+            return
+        values = self._project(matrix)  # a fresh float64 scratch array the binner may overwrite
+        if self._has_prediction:
+            values[:, -1] = scores.reshape(n)
+        counts = self._binner.counts(values)
+        with self._lock:
+            if self._rows[0] >= self.window:
+                self._previous, self._current = self._current, np.zeros_like(self.expected)
+                self._rows = [0, self._rows[0]]
+            self._current += counts
+            self._rows[0] += n
+            self._since_export += n
+            due = self.export_every > 0 and self._since_export >= self.export_every
+        if due:
+            self.export()
+
+    def export(self) -> dict[str, float]:
+        """PSI per tracked feature and "__prediction__"; sets the gauges. Empty until min_rows were seen."""
+        with self._lock:
+            self._since_export = 0
+            if self.rows < self.min_rows:
+                return {}
+            actual = self._current + self._previous
+        values = psi_segments(self.expected, actual, self._binner.starts)
+        for gauge, value in zip(self._gauges, values, strict=True):
+            gauge.set(float(value))
+        return dict(zip(self.names, values.tolist(), strict=True))
+
+    def close(self) -> None:
+        """Drop this version's gauges, e.g. when it is unloaded, so dashboards do not show stale PSI."""
+        for name in self.names:
+            with contextlib.suppress(KeyError):  # already removed
+                self._gauge_parent.remove(self.model, self.version, name)
