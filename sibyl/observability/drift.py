@@ -12,6 +12,7 @@ import contextlib
 import threading
 
 import numpy as np
+from prometheus_client import Gauge
 
 from sibyl.models.baseline import Binner, FeatureProjection
 from sibyl.models.manifest import Manifest
@@ -80,8 +81,8 @@ class DriftMonitor:
         self._rows = [0, 0]  # rows in the current and the previous generation
         self._since_export = 0
         self._lock = threading.Lock()  # shadows may observe from executor threads
-        self._gauges = [metrics.drift_psi.labels(self.model, self.version, name) for name in self.names]
         self._gauge_parent = metrics.drift_psi
+        self._gauges: list[Gauge] = []  # bound at the first export: no misleading 0 before min_rows
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, metrics: Metrics, **options: int) -> DriftMonitor | None:
@@ -123,12 +124,15 @@ class DriftMonitor:
                 return {}
             actual = self._current + self._previous
         values = psi_segments(self.expected, actual, self._binner.starts)
+        if not self._gauges:
+            self._gauges = [self._gauge_parent.labels(self.model, self.version, name) for name in self.names]
         for gauge, value in zip(self._gauges, values, strict=True):
             gauge.set(float(value))
         return dict(zip(self.names, values.tolist(), strict=True))
 
     def close(self) -> None:
         """Drop this version's gauges, e.g. when it is unloaded, so dashboards do not show stale PSI."""
+        self._gauges = []
         for name in self.names:
             with contextlib.suppress(KeyError):  # already removed
                 self._gauge_parent.remove(self.model, self.version, name)
