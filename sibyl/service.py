@@ -226,6 +226,7 @@ class PredictionService:
         sent_at = time.time_ns()
         for s in scored:
             self._observe_scores(s)
+            self._observe_drift(s)
             self._log(request, prediction_id, batch, defaulted, s, sent_at)
         for model in shadows:
 
@@ -237,9 +238,15 @@ class PredictionService:
                 self._inference_timer(model, Role.ROLE_SHADOW).observe(elapsed)
                 s = Scored(model, Role.ROLE_SHADOW, "", matrix, scores, elapsed * 1000)
                 self._observe_scores(s)
+                self._observe_drift(s)
                 self._log(request, prediction_id, batch, defaulted, s, time.time_ns())
 
             self.shadows.submit(request.predictor, job)
+
+    def _observe_drift(self, s: Scored) -> None:
+        monitor = self.registry.drift.get((s.model.name, s.model.version))
+        if monitor is not None:
+            monitor.observe(s.matrix, s.scores[:, 0])
 
     def _inference_timer(self, model: OnnxModel, role: int) -> Histogram:
         key = (model.name, model.version, role)

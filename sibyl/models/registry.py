@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sibyl.errors import ModelLoadError, ModelStoreError, NotFound, SibylError
 from sibyl.models.catalog import Catalog
 from sibyl.models.runtime import OnnxModel
+from sibyl.observability.drift import DriftMonitor
 from sibyl.observability.metrics import Metrics
 from sibyl.routing import ModelRef, PredictorConfig
 
@@ -49,6 +50,7 @@ class ModelRegistry:
         self._extras: OrderedDict[Key, None] = OrderedDict()  # on-demand loads (extra models), LRU
         self._max_extras = max_extra_models
         self._latest: dict[str, str] = {}  # model -> newest version, for unversioned refs
+        self.drift: dict[Key, DriftMonitor] = {}  # per loaded version that has baselines
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
 
@@ -157,8 +159,15 @@ class ModelRegistry:
         kept = {k: m for k, m in models.items() if k in wanted}
         for key in self.snapshot.models.keys() - kept.keys():
             self.metrics.model_info.remove(*key)
-        for key in kept:
+            monitor = self.drift.pop(key, None)
+            if monitor is not None:
+                monitor.close()
+        for key, model in kept.items():
             self.metrics.model_info.labels(*key).set(1)
+            if key not in self.drift:
+                monitor = DriftMonitor.for_manifest(model.manifest, self.metrics)
+                if monitor is not None:
+                    self.drift[key] = monitor
         self.metrics.predictor_info.clear()
         for config in predictors.values():
             self.metrics.predictor_info.labels(config.name, *config.primary.split("@"), "primary").set(1)
