@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sibyl.api import auth, tls
+from sibyl.api import auth, kserve, tls
 from sibyl.api.servicer import PredictionServicer, add_to_server
 from sibyl.config import Settings
 from sibyl.errors import ConfigError
@@ -30,7 +30,7 @@ from sibyl.shadows import ShadowRunner
 from sibyl.v1 import predict_pb2
 
 log = logging.getLogger(__name__)
-SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,)
+SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, kserve.SERVICE)
 
 
 def inference_threads(settings: Settings) -> int:
@@ -104,6 +104,7 @@ class SibylServer:
         self.tls = tls.certificate_files(self.settings.security)  # read before binding: bad files fail start-up
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         add_to_server(PredictionServicer(self.service, self.metrics), self._grpc)
+        kserve.add_to_server(kserve.KServeServicer(self.service, self.metrics), self._grpc)  # KServe V2, same port
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
