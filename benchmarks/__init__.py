@@ -1,0 +1,1 @@
+"""Benchmark suite: load generator, scenarios, baselines, report. `python -m benchmarks --help`."""
