@@ -277,6 +277,16 @@ def test_grafana_provisioning_points_at_prometheus() -> None:
     assert mounts[provider["options"]["path"]] == "./grafana/dashboards"
 
 
+def test_grafana_time_interval_matches_the_scrape_interval() -> None:
+    """$__rate_interval is derived from the datasource's timeInterval; wrong, and rate() panels go blank."""
+    (source,) = load_docs(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")[0]["datasources"]
+    prometheus = load_docs(DEPLOY / "prometheus" / "prometheus.yml")[0]
+    scrape = prometheus.get("global", {}).get("scrape_interval", "1m")
+    assert source["jsonData"]["timeInterval"] == scrape, (
+        f"set jsonData.timeInterval in deploy/grafana/provisioning/datasources/prometheus.yml to {scrape}"
+    )
+
+
 # --- Dockerfile ---------------------------------------------------------------------------------------------
 
 
