@@ -1,0 +1,327 @@
+"""`sibyl score`: score a CSV or Parquet file through a running server (PredictStream) or in-process.
+
+Columns: entity columns (default: names ending in "_id") carry ids for the feature store; every other
+column is a numeric feature (empty cell = not given: filled from the store or the default). The output file
+has the id columns (default: the entity columns) next to the scores, in input order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sibyl.errors import InvalidArgument, MissingDependency, SibylError
+
+if TYPE_CHECKING:
+    from sibyl.config import Settings
+    from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse
+
+PARQUET = (".parquet", ".pq")
+
+
+class ScoreError(SibylError):
+    """A batch the server refused: the message names its rows."""
+
+
+@dataclass
+class Batch:
+    index: int
+    first_row: int
+    columns: dict[str, list[str]]  # every input column as text, for ids and entities
+
+    @property
+    def num_rows(self) -> int:
+        return len(next(iter(self.columns.values()), []))
+
+
+@dataclass(frozen=True)
+class Layout:
+    features: list[str]
+    entities: list[str]
+    ids: list[str]
+
+
+# ---- reading
+def read_batches(path: Path, batch_rows: int) -> tuple[list[str], Iterator[Batch]]:
+    if not path.exists():
+        raise InvalidArgument(f"input file {path} does not exist")
+    if path.suffix.lower() in PARQUET:
+        return _parquet_batches(path, batch_rows)
+    if path.suffix.lower() == ".csv":
+        return _csv_batches(path, batch_rows)
+    raise InvalidArgument(f"input {path}: use a .csv or .parquet file")
+
+
+def _csv_batches(path: Path, batch_rows: int) -> tuple[list[str], Iterator[Batch]]:
+    handle = path.open(newline="")
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if not header:
+        handle.close()
+        raise InvalidArgument(f"{path} is empty: the first line must name the columns")
+
+    def batches() -> Iterator[Batch]:
+        with handle:
+            index, first, chunk = 0, 0, []
+            for line_no, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise InvalidArgument(f"{path} line {line_no}: {len(row)} fields, the header has {len(header)}")
+                chunk.append(row)
+                if len(chunk) == batch_rows:
+                    yield Batch(index, first, dict(zip(header, map(list, zip(*chunk, strict=True)), strict=True)))
+                    index, first, chunk = index + 1, first + len(chunk), []
+            if chunk:
+                yield Batch(index, first, dict(zip(header, map(list, zip(*chunk, strict=True)), strict=True)))
+
+    return header, batches()
+
+
+def _parquet_batches(path: Path, batch_rows: int) -> tuple[list[str], Iterator[Batch]]:
+    pq = _pyarrow_parquet()
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises its own error types for a bad file
+        raise InvalidArgument(f"{path} is not a Parquet file: {exc}") from None
+    header = list(file.schema_arrow.names)
+
+    def batches() -> Iterator[Batch]:
+        first = 0
+        for index, record_batch in enumerate(file.iter_batches(batch_size=batch_rows)):
+            columns = {
+                name: ["" if v is None else str(v) for v in record_batch.column(name).to_pylist()] for name in header
+            }
+            yield Batch(index, first, columns)
+            first += record_batch.num_rows
+
+    return header, batches()
+
+
+def _pyarrow_parquet() -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependency("pyarrow", "parquet", "reading and writing Parquet") from None
+    return pq
+
+
+def layout(header: list[str], entities: list[str] | None, ids: list[str] | None) -> Layout:
+    for name in (entities or []) + (ids or []):
+        if name not in header:
+            raise InvalidArgument(f"column {name!r} is not in the input; it has {header}")
+    entity_cols = entities if entities is not None else [c for c in header if c.endswith("_id")]
+    id_cols = ids if ids is not None else list(entity_cols)
+    features = [c for c in header if c not in entity_cols and c not in id_cols]
+    return Layout(features, entity_cols, id_cols)
+
+
+def to_request(batch: Batch, lay: Layout, predictor: str, context: dict[str, str], override: str) -> PredictRequest:
+    from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
+
+    n = batch.num_rows
+    matrix = np.empty((n, len(lay.features)), dtype="<f4")
+    for j, name in enumerate(lay.features):
+        cells = batch.columns[name]
+        try:
+            matrix[:, j] = np.array([c if c != "" else "nan" for c in cells], dtype=np.float32)
+        except ValueError:
+            bad = next(i for i, c in enumerate(cells) if not _is_number(c))
+            raise InvalidArgument(
+                f"row {batch.first_row + bad + 1}, column {name!r}: {cells[bad]!r} is not a number "
+                "(name id columns with --entity-columns/--id-columns)"
+            ) from None
+    return PredictRequest(
+        request_id=str(batch.index),
+        predictor=predictor,
+        context=context,
+        dense=DenseRows(feature_names=lay.features, values=matrix.tobytes(), num_rows=n),
+        row_entities=[EntityColumn(entity=e, ids=batch.columns[e]) for e in lay.entities],
+        model_override=override,
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text or "nan")
+    except ValueError:
+        return False
+    return True
+
+
+# ---- writing
+class Writer:
+    """CSV or Parquet by the output's extension; rows in input order."""
+
+    def __init__(self, path: Path, ids: list[str]) -> None:
+        self.path, self.ids = path, ids
+        self.parquet = path.suffix.lower() in PARQUET
+        if not self.parquet and path.suffix.lower() != ".csv":
+            raise InvalidArgument(f"output {path}: use a .csv or .parquet file")
+        self._pq = _pyarrow_parquet() if self.parquet else None
+        self._file: Any = None
+        self._csv: Any = None
+        self.rows = 0
+
+    def write(self, batch: Batch, response: PredictResponse) -> None:
+        result = response.results[0]
+        scores = np.asarray(result.scores, dtype=np.float32).reshape(batch.num_rows, max(result.dim, 1))
+        names = ["score"] if scores.shape[1] == 1 else [f"score_{i}" for i in range(scores.shape[1])]
+        if self.parquet:
+            import pyarrow as pa
+
+            data = {c: batch.columns[c] for c in self.ids} | {n: scores[:, i] for i, n in enumerate(names)}
+            data["model"] = [f"{result.model}@{result.version}"] * batch.num_rows
+            table = pa.table(data)
+            if self._file is None:
+                self._file = self._pq.ParquetWriter(self.path, table.schema)
+            self._file.write_table(table)
+        else:
+            if self._file is None:
+                self._file = self.path.open("w", newline="")
+                self._csv = csv.writer(self._file)
+                self._csv.writerow([*self.ids, *names, "model"])
+            model = f"{result.model}@{result.version}"
+            id_columns = [batch.columns[c] for c in self.ids]
+            for r in range(batch.num_rows):
+                self._csv.writerow([*(col[r] for col in id_columns), *(repr(float(v)) for v in scores[r]), model])
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+# ---- scoring loops
+Scorer = Callable[[Iterable[tuple[Batch, "PredictRequest"]]], Iterator[tuple[Batch, "PredictResponse"]]]
+
+
+def remote_scorer(target: str, timeout_s: float | None) -> Scorer:
+    """One PredictStream: requests go out as the file is read; answers come back in any order and are put
+    back in input order (the server keeps a bounded window of a stream in flight, so this buffer is bounded)."""
+    import grpc
+
+    from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+
+    def score(pairs: Iterable[tuple[Batch, PredictRequest]]) -> Iterator[tuple[Batch, PredictResponse]]:
+        sent: dict[str, Batch] = {}
+        failed: list[Exception] = []  # a bad input row, raised in grpc's sending thread, is re-raised here
+
+        def requests() -> Iterator[PredictRequest]:
+            try:
+                for batch, request in pairs:
+                    sent[request.request_id] = batch
+                    yield request
+            except Exception as exc:
+                failed.append(exc)
+                raise
+
+        pending: dict[int, tuple[Batch, PredictResponse]] = {}
+        next_index = 0
+        with grpc.insecure_channel(target) as channel:
+            try:
+                for item in PredictionServiceStub(channel).PredictStream(requests(), timeout=timeout_s):
+                    batch = sent.pop(item.request_id)
+                    if item.HasField("error"):
+                        rows = f"rows {batch.first_row + 1}-{batch.first_row + batch.num_rows}"
+                        raise ScoreError(f"{rows}: {item.error.code_name}: {item.error.message}")
+                    pending[batch.index] = (batch, item.response)
+                    while next_index in pending:
+                        yield pending.pop(next_index)
+                        next_index += 1
+            except grpc.RpcError:
+                if failed:
+                    raise failed[0] from None
+                raise
+        if failed:
+            raise failed[0]
+
+    return score
+
+
+def local_scorer(settings: Settings) -> tuple[Scorer, Callable[[], None]]:
+    from sibyl.embedded import Predictor
+
+    predictor = Predictor.open(settings)
+
+    def score(pairs: Iterable[tuple[Batch, PredictRequest]]) -> Iterator[tuple[Batch, PredictResponse]]:
+        for batch, request in pairs:
+            try:
+                yield batch, predictor.predict(request)
+            except SibylError as exc:
+                rows = f"rows {batch.first_row + 1}-{batch.first_row + batch.num_rows}"
+                raise ScoreError(f"{rows}: {exc}") from None
+
+    return score, predictor.close
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    if args.batch_rows < 1:
+        raise InvalidArgument("--batch-rows must be at least 1")
+    if bool(args.in_process) == bool(args.target):
+        raise InvalidArgument("give --target HOST:PORT (a running server) or --in-process, one of them")
+    context = dict(_pair(t) for t in args.context or [])
+    header, batches = read_batches(Path(args.input), args.batch_rows)
+    lay = layout(header, _names(args.entity_columns), _names(args.id_columns))
+    writer = Writer(Path(args.output), lay.ids)
+    close: Callable[[], None] = lambda: None  # noqa: E731
+    if args.in_process:
+        if args.store:
+            settings = settings.model_copy(
+                update={"model_store": settings.model_store.model_copy(update={"url": args.store})}
+            )
+        scorer, close = local_scorer(settings)
+    else:
+        scorer = remote_scorer(args.target, args.timeout)
+    pairs = ((b, to_request(b, lay, args.predictor, context, args.model_override or "")) for b in batches)
+    start = last = time.monotonic()
+    try:
+        for batch, response in scorer(pairs):
+            writer.write(batch, response)
+            now = time.monotonic()
+            if now - last >= 1.0 and not args.quiet:
+                last = now
+                print(f"scored {writer.rows:,} rows ({writer.rows / (now - start):,.0f} rows/s)", file=sys.stderr)
+    finally:
+        writer.close()
+        close()
+    elapsed = time.monotonic() - start
+    if not args.quiet:
+        rate = writer.rows / elapsed if elapsed > 0 else 0.0
+        print(f"scored {writer.rows:,} rows in {elapsed:.2f} s ({rate:,.0f} rows/s) -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise InvalidArgument(f"--context {text!r}: write ENTITY=ID")
+    return key, value
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a CSV/Parquet file (through a server, or in-process)")
+    p.add_argument("input", help="CSV or Parquet file with a header of feature and id columns")
+    p.add_argument("output", help="CSV or Parquet file for the ids and scores (input order)")
+    p.add_argument("--predictor", required=True)
+    p.add_argument("--target", help="HOST:PORT of a running sibyl (scores over one PredictStream)")
+    p.add_argument("--in-process", action="store_true", help="load the models here instead (embedded mode)")
+    p.add_argument("--store", help="model store URL for --in-process (default: settings)")
+    p.add_argument("--batch-rows", type=int, default=1000, help="rows per request (default 1000)")
+    p.add_argument("--entity-columns", help="comma-separated entity id columns (default: names ending in _id)")
+    p.add_argument("--id-columns", help="comma-separated columns copied to the output (default: entity columns)")
+    p.add_argument("--context", action="append", help="ENTITY=ID shared by every row (repeatable)")
+    p.add_argument("--model-override", help="score with MODEL or MODEL@VERSION instead of the primary")
+    p.add_argument("--timeout", type=float, help="seconds for the whole stream (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=cmd_score)
