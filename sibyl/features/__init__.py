@@ -1,0 +1,44 @@
+"""Features the request lacks: in-process cache, then a store (memory, Redis, Redis Cluster), then defaults.
+
+`build_fetcher(settings, metrics)` is the one entry point for the server; `build_store(settings)` gives the bare
+backend (with its writer) to the loader, the CLI, tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from sibyl.config import FeatureSettings
+from sibyl.features.base import FeatureFetcher
+from sibyl.features.breaker import CircuitBreaker
+from sibyl.features.cache import FeatureCache
+from sibyl.features.fetcher import Fetcher, NullFetcher
+from sibyl.features.memory_store import MemoryFeatureStore
+from sibyl.features.redis_store import RedisFeatureStore, connect
+from sibyl.observability.metrics import Metrics
+
+__all__ = ["MemoryFeatureStore", "RedisFeatureStore", "build_fetcher", "build_store"]
+
+
+def build_store(settings: FeatureSettings) -> MemoryFeatureStore | RedisFeatureStore:
+    """The configured backend, not yet wrapped; "none" has no store (ValueError)."""
+    if settings.backend == "memory":
+        return MemoryFeatureStore.from_jsonl(settings.memory_file)
+    if settings.backend in ("redis", "redis-cluster"):
+        client = connect(settings.url, cluster=settings.backend == "redis-cluster")
+        return RedisFeatureStore(client, settings.prefix, settings.field_hash)
+    raise ValueError(f"features backend {settings.backend!r} has no store")
+
+
+def build_fetcher(settings: FeatureSettings, metrics: Metrics) -> FeatureFetcher:
+    if settings.backend == "none":
+        return NullFetcher()
+    store = build_store(settings)
+    budget_s = settings.budget_ms / 1000
+    if isinstance(store, MemoryFeatureStore):  # already in process: a cache or a breaker would add nothing
+        fetcher = Fetcher(store, metrics, budget_s)
+    else:
+        cache = FeatureCache(settings.cache_ttl_s, settings.cache_max_entries)
+        breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s, metrics.feature_circuit_open)
+        metrics.feature_circuit_open.set(0)
+        fetcher = Fetcher(store, metrics, budget_s, cache, breaker)
+    store.on_decode_error = fetcher.on_decode_error
+    return fetcher

@@ -1,0 +1,133 @@
+"""Redis (standalone or Cluster) feature store: one hash per entity, one pipelined HMGET per entity.
+
+A fetch is one non-transactional pipeline: one round trip to a standalone Redis; against a cluster, one
+round trip per node that holds a wanted entity, sent to all nodes at once. Layout and encoding: codec.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from sibyl.features.base import EntityKey, FeatureValue, Wanted
+from sibyl.features.codec import (
+    DecodeError,
+    Dtype,
+    EncodeError,
+    FieldHash,
+    decode,
+    encode,
+    entity_key,
+    field_name,
+)
+from sibyl.models.manifest import FeatureSpec
+
+OnDecodeError = Callable[[EntityKey, str, str], None]  # (entity key, feature, reason)
+Row = tuple[str, str, Mapping[str, Any]]  # (entity, id, {feature name: value})
+
+
+def _ignore(key: EntityKey, name: str, reason: str) -> None:
+    return None
+
+
+def connect(url: str, cluster: bool = False, timeout_s: float = 1.0) -> Redis | RedisCluster:
+    """A client that fails fast (no retries): budgets and the breaker decide what to do about failures."""
+    if cluster:
+        return RedisCluster.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, cluster_error_retry_attempts=1
+        )
+    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+
+
+class RedisFeatureStore:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        prefix: str,
+        field_hash: FieldHash = "xxh32",
+        on_decode_error: OnDecodeError = _ignore,
+    ) -> None:
+        self.client, self.prefix, self.field_hash = client, prefix, field_hash
+        self.name = "redis-cluster" if isinstance(client, RedisCluster) else "redis"
+        self.on_decode_error = on_decode_error
+        self.round_trips = 0  # pipeline executions (per node for a cluster): tests count these
+
+    async def fetch(self, wanted: Wanted) -> dict[EntityKey, dict[str, FeatureValue]]:
+        if not wanted:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        keys = list(wanted)
+        scheme, prefix = self.field_hash, self.prefix
+        for entity, entity_id in keys:
+            pipe.hmget(
+                entity_key(prefix, entity, entity_id), [field_name(s.name, scheme) for s in wanted[(entity, entity_id)]]
+            )
+        replies = await pipe.execute()
+        self.round_trips += self._nodes(keys)
+        out: dict[EntityKey, dict[str, FeatureValue]] = {}
+        for key, raws in zip(keys, replies, strict=True):
+            values: dict[str, FeatureValue] = {}
+            for spec, raw in zip(wanted[key], raws, strict=True):
+                if raw is None:
+                    continue
+                try:
+                    values[spec.name] = decode(spec, raw)
+                except DecodeError as exc:
+                    self.on_decode_error(key, spec.name, str(exc))
+            out[key] = values
+        return out
+
+    def _nodes(self, keys: list[EntityKey]) -> int:
+        if not isinstance(self.client, RedisCluster):
+            return 1
+        return len({self.client.get_node_from_key(entity_key(self.prefix, e, i)).name for e, i in keys})
+
+    async def write_entities(
+        self,
+        rows: Iterable[Row],
+        specs: Mapping[str, FeatureSpec | Dtype] | None = None,
+        ttl_s: float | None = None,
+    ) -> int:
+        """HSET each entity's features in one pipeline (plus EXPIRE with a TTL); returns rows written.
+
+        Encoding follows `specs` by feature name (a FeatureSpec or a dtype), else the value's shape.
+        Raises EncodeError naming the entity and feature before anything is sent.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        count = 0
+        for entity, entity_id, features in rows:
+            mapping = {}
+            for name, value in features.items():
+                spec = specs.get(name) if specs else None
+                dtype = spec.dtype if isinstance(spec, FeatureSpec) else spec
+                dim = spec.dim if isinstance(spec, FeatureSpec) and spec.dtype == "float_vector" else None
+                try:
+                    mapping[field_name(name, self.field_hash)] = encode(value, dtype, dim)
+                except EncodeError as exc:
+                    raise EncodeError(f"{entity}={entity_id} feature {name!r}: {exc}") from None
+            if not mapping:
+                continue
+            key = entity_key(self.prefix, entity, entity_id)
+            pipe.hset(key, mapping=mapping)
+            if ttl_s:
+                pipe.pexpire(key, int(ttl_s * 1000))
+            count += 1
+        if count:
+            await pipe.execute()
+        return count
+
+    async def read_raw(self, entity: str, entity_id: str) -> dict[bytes, bytes]:
+        """Every field of one entity's hash (for `sibyl features get`)."""
+        return await self.client.hgetall(entity_key(self.prefix, entity, entity_id))  # type: ignore[no-any-return,misc]
+
+    async def ttl_s(self, entity: str, entity_id: str) -> float | None:
+        ms = await self.client.pttl(entity_key(self.prefix, entity, entity_id))
+        return ms / 1000 if ms >= 0 else None
+
+    async def close(self) -> None:
+        await self.client.aclose()
