@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.cli import run
+
+sys.exit(run())
