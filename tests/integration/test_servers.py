@@ -86,6 +86,22 @@ def test_redis_cluster_spreads_slots(redis_cluster: RedisCluster) -> None:
         client.close()
 
 
+def test_redis_cluster_restarts_on_same_ports(redis_cluster: RedisCluster) -> None:
+    from redis.cluster import ClusterNode
+    from redis.cluster import RedisCluster as ClusterClient
+
+    ports = redis_cluster.ports
+    redis_cluster.stop()
+    redis_cluster.start()  # returns only once every node reports cluster_state:ok again
+    assert redis_cluster.ports == ports
+    client = ClusterClient(startup_nodes=[ClusterNode(h, p) for h, p in redis_cluster.startup_nodes])
+    try:
+        client.set("after-restart", 1)
+        assert client.get("after-restart") == b"1"
+    finally:
+        client.close()
+
+
 def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=5000, enable_auto_commit=False)
     try:
@@ -187,3 +203,12 @@ def test_missing_binary_error_names_what_to_install() -> None:
 
     with pytest.raises(MissingBinaryError, match="pip install nothing-here"):
         find_binary("no-such-binary-sibyl", "pip install nothing-here")
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_binary_fails_in_ci_and_skips_elsewhere(
+    ci: str, outcome: type[BaseException], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="apt-get install x"):
+        missing(MissingBinaryError("x", "apt-get install x"))
