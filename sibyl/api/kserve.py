@@ -126,6 +126,7 @@ class KServeServicer:
         self, request: v2.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> v2.ModelInferResponse:
         start = time.perf_counter()
+        convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
         config, model = await self._model(request.model_name, request.model_version)
         target = convert.target(request.model_name, request.model_version, config.primary)
         predict = convert.to_predict_request(request, target, {model.manifest.input_name: model.columns})

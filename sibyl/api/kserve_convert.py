@@ -214,12 +214,15 @@ def _context(parameters: Mapping[str, InferParameter]) -> dict[str, str]:
 
 
 # ---- response
-def to_infer_response(
-    response: PredictResponse, request: ModelInferRequest, raw: bool | None = None
-) -> ModelInferResponse:
+def check_outputs(request: ModelInferRequest) -> None:
     for wanted in request.outputs:
         if wanted.name != OUTPUT:
             raise InvalidArgument(f"output {wanted.name!r} unknown; sibyl answers one output {OUTPUT!r}")
+
+
+def to_infer_response(
+    response: PredictResponse, request: ModelInferRequest, raw: bool | None = None
+) -> ModelInferResponse:
     result = response.results[0]  # the model that answered (primary, arm or override)
     scores = np.asarray(result.scores, dtype="<f4")
     raw = bool(request.raw_input_contents) if raw is None else raw
