@@ -13,6 +13,7 @@ from types import ModuleType
 
 import grpc
 import pytest
+from inproc import running_server
 
 from sibyl.config import EXAMPLE_STORE
 from sibyl.v1 import predict_pb2, predict_pb2_grpc
@@ -32,8 +33,6 @@ def client() -> ModuleType:
 async def test_example_predictor_answers(
     client: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from inproc import running_server  # the full server: imported only by the test that needs it
-
     async with running_server(tmp_path, f"file://{EXAMPLE_STORE}", features={"backend": "memory"}) as server:
         code = await asyncio.to_thread(client.main, ["--target", f"dns:///127.0.0.1:{server.port}"])
     assert code == 0
