@@ -112,7 +112,7 @@ async def test_steady_load_does_not_leak(tmp_path: Path, request: pytest.Fixture
     fd_growth = max(s[2] for s in steady[-third:]) - min(s[2] for s in steady[:third])
     calls = sum(codes.values())
     records = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    logged = {r["predictionId"] for r in records if r["role"] == "ROLE_PRIMARY"}
+    logged = {r.get("prediction_id") or r["predictionId"] for r in records if r["role"] == "ROLE_PRIMARY"}
     print(
         f"\nsoak {duration:.0f} s: {calls} calls ({calls / duration:.0f}/s) {codes}; "
         f"RSS {samples[0][1] / 2**20:.0f} -> {samples[-1][1] / 2**20:.0f} MiB (steady growth {rss_growth / 2**20:+.1f}); "

@@ -1,0 +1,139 @@
+"""Load under faults: closed-loop clients that record every outcome, and the figures each scenario prints.
+
+A scenario: start load, break something (mark "fault"), repair it (mark "repair"), wait until answers are
+healthy again, stop. `Figures` then says: calls sent, failures by code, predictions answered vs logged, and the
+time from repair to the first healthy answer (and to a run of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse
+from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+
+NEVER = {"UNKNOWN", "INTERNAL"}  # a fault outside must never look like our bug
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    t: float  # seconds since the load started
+    code: str
+    response: PredictResponse | None
+
+
+@dataclass
+class Load:
+    """`concurrency` clients, each sending the next request as soon as the last one is answered."""
+
+    target: str
+    make_request: Callable[[int], PredictRequest]
+    concurrency: int = 4
+    timeout_s: float = 5.0
+    max_calls: int = 200_000  # a bound even if a scenario forgets to stop
+    outcomes: list[Outcome] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    async def __aenter__(self) -> Load:
+        self._start = time.monotonic()
+        self._stop = asyncio.Event()
+        self._channel = grpc.aio.insecure_channel(self.target)
+        stub = PredictionServiceStub(self._channel)
+        self._tasks = [asyncio.create_task(self._client(stub, w)) for w in range(self.concurrency)]
+        return self
+
+    async def _client(self, stub: PredictionServiceStub, worker: int) -> None:
+        i = worker
+        while not self._stop.is_set() and len(self.outcomes) < self.max_calls:
+            i += self.concurrency
+            try:
+                response = await stub.Predict(self.make_request(i), timeout=self.timeout_s)
+                self.outcomes.append(Outcome(self.now(), "OK", response))
+            except grpc.aio.AioRpcError as exc:
+                self.outcomes.append(Outcome(self.now(), exc.code().name, None))
+                await asyncio.sleep(0.01)  # a failing server is not hammered in a tight loop
+            await asyncio.sleep(0.001)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        await self._channel.close()
+
+    def now(self) -> float:
+        return time.monotonic() - self._start
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = self.now()
+
+    async def wait_for(self, healthy: Callable[[Outcome], bool], run: int = 20, timeout_s: float = 30.0) -> float:
+        """Seconds from now until `run` consecutive outcomes are healthy; fails the test after timeout_s."""
+        start, seen = self.now(), len(self.outcomes)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            recent = self.outcomes[seen:]
+            if len(recent) >= run and all(healthy(o) for o in recent[-run:]):
+                return recent[-run].t - start
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"not healthy within {timeout_s} s: last codes {[o.code for o in self.outcomes[-5:]]}")
+
+    async def settle(self, calls: int = 20, timeout_s: float = 10.0) -> None:
+        """Wait until `calls` more outcomes are in (the load is really running)."""
+        target = len(self.outcomes) + calls
+        deadline = time.monotonic() + timeout_s
+        while len(self.outcomes) < target:
+            assert time.monotonic() < deadline, "load made no progress"
+            await asyncio.sleep(0.02)
+
+    # ---- figures
+    def codes(self, since: float = 0.0, until: float = float("inf")) -> Counter[str]:
+        return Counter(o.code for o in self.outcomes if since <= o.t < until)
+
+    def answered(self) -> set[str]:
+        return {o.response.prediction_id for o in self.outcomes if o.response is not None}
+
+    def first(self, healthy: Callable[[Outcome], bool], after: str) -> float | None:
+        """Seconds from mark `after` to the first healthy outcome."""
+        t0 = self.marks[after]
+        return next((o.t - t0 for o in self.outcomes if o.t >= t0 and healthy(o)), None)
+
+
+def logged_ids_from_file(paths: Iterable[Path], role: str = "ROLE_PRIMARY") -> set[str]:
+    ids: set[str] = set()
+    for path in paths:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("role") == role:
+                    ids.add(record.get("prediction_id") or record["predictionId"])
+    return ids
+
+
+def report(name: str, load: Load, logged: set[str], recovery: dict[str, float | None]) -> str:
+    """Print (pytest -s shows it) and return one paragraph of figures; then check the two invariants."""
+    answered = load.answered()
+    codes = load.codes()
+    marks = ", ".join(f"{k} at {v:.2f} s" for k, v in load.marks.items())
+    during = {
+        k: dict(load.codes(load.marks[k], load.marks.get("repair", float("inf"))))
+        for k in ("fault",)
+        if k in load.marks
+    }
+    times = ", ".join(f"{k} {v * 1000:.0f} ms" if v is not None else f"{k} never" for k, v in recovery.items())
+    text = (
+        f"[{name}] calls {sum(codes.values())} {dict(codes)}; during fault {during.get('fault', {})}; "
+        f"answered {len(answered)}, logged {len(answered & logged)} (missing {len(answered - logged)}); "
+        f"{marks}; recovery: {times}"
+    )
+    print("\n" + text)
+    bad = {code: n for code, n in codes.items() if code in NEVER}
+    assert not bad, f"{name}: calls failed with {bad}"
+    assert answered <= logged, f"{name}: {len(answered - logged)} answered predictions missing from the log"
+    return text
