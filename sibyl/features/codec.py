@@ -32,7 +32,14 @@ class DecodeError(ValueError):
 
 
 class EncodeError(ValueError):
-    """A value given to the writer cannot be stored as its dtype; the message says why."""
+    """A value given to the writer cannot be stored as its dtype; the message says why.
+
+    `index` is the position of the offending row in the batch given to the writer (None outside one).
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def entity_key(prefix: str, entity: str, entity_id: str) -> str:
@@ -135,7 +142,7 @@ def decode_json(spec: FeatureSpec, value: Any) -> FeatureValue:
 def describe(raw: bytes) -> str:
     """A guess at a raw value for humans (when no spec says what it is)."""
     if len(raw) == 4:
-        return f"{_F32.unpack(raw)[0]!r} (float32; as int32: {int.from_bytes(raw, 'little', signed=True)})"
+        return f"{_F32.unpack(raw)[0]:.7g} (float32; as int32: {int.from_bytes(raw, 'little', signed=True)})"
     if len(raw) % 4 == 0 and raw:
-        return f"{np.frombuffer(raw, '<f4').tolist()} (float32 x {len(raw) // 4})"
+        return f"{[float(f'{v:.7g}') for v in np.frombuffer(raw, '<f4').tolist()]} (float32 x {len(raw) // 4})"
     return f"{raw!r} ({len(raw)} bytes: not a float32 encoding)"

@@ -87,20 +87,15 @@ class RedisFeatureStore:
             return 1
         return len({self.client.get_node_from_key(entity_key(self.prefix, e, i)).name for e, i in keys})
 
-    async def write_entities(
-        self,
-        rows: Iterable[Row],
-        specs: Mapping[str, FeatureSpec | Dtype] | None = None,
-        ttl_s: float | None = None,
-    ) -> int:
-        """HSET each entity's features in one pipeline (plus EXPIRE with a TTL); returns rows written.
+    def encode_rows(
+        self, rows: Iterable[Row], specs: Mapping[str, FeatureSpec | Dtype] | None = None
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """(key, {field: bytes}) per row; encoding follows `specs` by feature name, else the value's shape.
 
-        Encoding follows `specs` by feature name (a FeatureSpec or a dtype), else the value's shape.
-        Raises EncodeError naming the entity and feature before anything is sent.
+        Raises EncodeError naming the entity, the feature and the row's index.
         """
-        pipe = self.client.pipeline(transaction=False)
-        count = 0
-        for entity, entity_id, features in rows:
+        out = []
+        for index, (entity, entity_id, features) in enumerate(rows):
             mapping = {}
             for name, value in features.items():
                 spec = specs.get(name) if specs else None
@@ -109,10 +104,25 @@ class RedisFeatureStore:
                 try:
                     mapping[field_name(name, self.field_hash)] = encode(value, dtype, dim)
                 except EncodeError as exc:
-                    raise EncodeError(f"{entity}={entity_id} feature {name!r}: {exc}") from None
+                    raise EncodeError(f"{entity}={entity_id} feature {name!r}: {exc}", index) from None
+            out.append((entity_key(self.prefix, entity, str(entity_id)), mapping))
+        return out
+
+    async def write_entities(
+        self,
+        rows: Iterable[Row],
+        specs: Mapping[str, FeatureSpec | Dtype] | None = None,
+        ttl_s: float | None = None,
+    ) -> int:
+        """HSET each entity's features (plus PEXPIRE with a TTL) in one pipeline; returns entities written.
+
+        Everything is encoded before anything is sent: an EncodeError leaves Redis untouched.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        count = 0
+        for key, mapping in self.encode_rows(rows, specs):
             if not mapping:
                 continue
-            key = entity_key(self.prefix, entity, entity_id)
             pipe.hset(key, mapping=mapping)
             if ttl_s:
                 pipe.pexpire(key, int(ttl_s * 1000))
