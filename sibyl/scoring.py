@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -270,19 +271,18 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     header, batches = read_batches(Path(args.input), args.batch_rows)
     lay = layout(header, _names(args.entity_columns), _names(args.id_columns))
     writer = Writer(Path(args.output), lay.ids)
+    pairs = ((b, to_request(b, lay, args.predictor, context, args.model_override or "")) for b in batches)
+    first = next(pairs, None)  # a bad file fails here, before any connection or model load
+    if first is None:
+        raise InvalidArgument(f"{args.input} has no rows to score")
     close: Callable[[], None] = lambda: None  # noqa: E731
     if args.in_process:
-        if args.store:
-            settings = settings.model_copy(
-                update={"model_store": settings.model_store.model_copy(update={"url": args.store})}
-            )
-        scorer, close = local_scorer(settings)
+        scorer, close = local_scorer(settings)  # --store is applied to settings by the CLI
     else:
         scorer = remote_scorer(args.target, args.timeout)
-    pairs = ((b, to_request(b, lay, args.predictor, context, args.model_override or "")) for b in batches)
     start = last = time.monotonic()
     try:
-        for batch, response in scorer(pairs):
+        for batch, response in scorer(itertools.chain([first], pairs)):
             writer.write(batch, response)
             now = time.monotonic()
             if now - last >= 1.0 and not args.quiet:
