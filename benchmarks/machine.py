@@ -65,4 +65,6 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "packages": versions(),
         "git_sha": git_sha(),
+        # Other work on the machine skews every number: record how busy it was when the run began.
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }

@@ -30,7 +30,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"# sibyl benchmark ({'quick' if s['quick'] else 'full'} run)",
         "",
         f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, Python {m['python']}.  ",
-        f"Commit {m['git_sha']}; started {doc['started_at']}.  ",
+        f"Commit {m['git_sha']}; started {doc['started_at']}; load average at start "
+        f"{m.get('loadavg_at_start', '?')}.  ",
         f"Packages: {pkgs}.  ",
         f"Client and servers share this machine. Latency is measured from each request's intended send time "
         f"(open loop); fixed runs {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up; SLO for the rate sweep: "

@@ -124,6 +124,9 @@ class Runner:
         return r
 
     def skip(self, name: str, kind: str, description: str, reason: str) -> None:
+        lines = [line.strip() for line in reason.splitlines() if line.strip()]
+        if len(lines) > 1:  # a traceback from a server log: its first and last lines say enough
+            reason = f"{lines[0]} ... {lines[-1]}"
         say(f"{name}: skipped: {reason}")
         self.entries.append(Entry(name, kind, description, skipped=reason))
 
@@ -166,14 +169,20 @@ class Runner:
     def _runner(self, target: str, payload: bytes) -> Callable[[float, float, float], RunResult]:
         return lambda rate, d, wu: self.pool.run(self.job(target, payload, rate, d, wu, PREDICT))
 
-    def _check(self, s: Scenario, target: str, payload: bytes) -> str | None:
+    def _check(self, s: Scenario, target: str, payload: bytes, tries: int = 5) -> str | None:
+        """A few calls first: the very first may still be connecting to Redis and answer with defaults."""
+        problem: str | None = "no answer"
         with grpc.insecure_channel(target) as channel:
             call = channel.unary_unary(PREDICT)
-            try:
-                raw = call(payload, timeout=10.0)
-            except grpc.RpcError as exc:
-                return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
-        return check_response(s, raw)
+            for _ in range(tries):
+                try:
+                    problem = check_response(s, call(payload, timeout=10.0))
+                except grpc.RpcError as exc:
+                    problem = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+                if problem is None:
+                    return None
+                time.sleep(0.1)
+        return problem
 
 
 @contextlib.contextmanager

@@ -40,34 +40,50 @@ def find_max_rate(
     max_steps: int = 8,
     refine_steps: int = 2,
     max_rps: float = 50_000,
+    min_rps: float = 5,
 ) -> Sweep:
     """Raise the rate by `factor` until a step misses the SLO, then bisect between the last good and first bad.
+    When the first rate already misses, lower it by `factor` instead (not below min_rps).
 
     Bounded: at most max_steps + refine_steps runs, never above max_rps.
     """
     if start_rps <= 0 or factor <= 1:
         raise ValueError("sweep needs start_rps > 0 and factor > 1")
     sweep = Sweep(slo_ms)
-    good, bad = 0.0, 0.0
-    rate = start_rps
-    for _ in range(max_steps):
+
+    def step(rate: float) -> bool:
         r = run_at(rate)
         sweep.steps.append(r)
-        if not holds(r, slo_ms):
+        return holds(r, slo_ms)
+
+    good, bad = 0.0, 0.0
+    rate = start_rps
+    if not step(rate):  # too much already: step down until one holds (or min_rps)
+        bad = rate
+        for _ in range(max_steps - 1):
+            rate = round(rate / factor, 1)
+            if rate < min_rps:
+                break
+            if step(rate):
+                good = rate
+                break
             bad = rate
-            break
+    else:
         good = rate
-        if rate >= max_rps:
-            break
-        rate = min(rate * factor, max_rps)
+        for _ in range(max_steps - 1):
+            if rate >= max_rps:
+                break
+            rate = min(rate * factor, max_rps)
+            if not step(rate):
+                bad = rate
+                break
+            good = rate
     if bad and good:
         for _ in range(refine_steps):
             mid = round((good + bad) / 2)
             if mid <= good or mid >= bad:
                 break
-            r = run_at(mid)
-            sweep.steps.append(r)
-            good, bad = (mid, bad) if holds(r, slo_ms) else (good, mid)
+            good, bad = (mid, bad) if step(mid) else (good, mid)
     sweep.max_rps = good
     sweep.steps.sort(key=lambda r: r.target_rps)
     return sweep

@@ -33,10 +33,16 @@ def test_sweep_finds_the_capacity_within_the_bisection() -> None:
     assert [r.target_rps for r in sweep.steps] == sorted(calls)
 
 
-def test_sweep_reports_zero_when_even_the_first_rate_misses() -> None:
+def test_sweep_steps_down_when_the_first_rate_misses() -> None:
     calls: list[float] = []
-    sweep = find_max_rate(fake_run(10, calls), start_rps=100, slo_ms=10)
-    assert sweep.max_rps == 0 and calls == [100] and sweep.best() is None
+    sweep = find_max_rate(fake_run(30, calls), start_rps=100, slo_ms=10, factor=2, refine_steps=0)
+    assert calls == [100, 50, 25] and sweep.max_rps == 25
+
+
+def test_sweep_reports_zero_when_nothing_down_to_min_rps_holds() -> None:
+    calls: list[float] = []
+    sweep = find_max_rate(fake_run(1, calls), start_rps=100, slo_ms=10, factor=2, min_rps=20)
+    assert sweep.max_rps == 0 and calls == [100, 50, 25] and sweep.best() is None
 
 
 def test_sweep_is_bounded_by_max_rps_and_max_steps() -> None:
