@@ -31,6 +31,9 @@ class ServerSettings(BaseModel):
     max_name_length: int = Field(256, ge=8, description="Longest predictor/model/feature/entity name.")
     max_in_flight: int = Field(512, ge=1, description="Concurrent calls per process before RESOURCE_EXHAUSTED.")
     grace_s: float = Field(10.0, ge=0, description="Seconds in-flight calls get to finish on SIGTERM.")
+    drain_s: float = Field(
+        1.0, ge=0, description="On SIGTERM, seconds new calls get UNAVAILABLE (retry elsewhere) before the port closes."
+    )
     inference_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = cores / workers.")
     offload_rows: int = Field(
         512, ge=1, description="Batches with at least this many rows run inference in a thread, not the loop."

@@ -138,8 +138,16 @@ class SibylServer:
         if self._grpc is None or self._stopped.is_set():
             return
         grace = self.settings.server.grace_s if grace_s is None else grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         await self.health.enter_graceful_shutdown()
-        await self._grpc.stop(grace)
+        # Refuse new calls ourselves (UNAVAILABLE: clients retry elsewhere) while in-flight ones finish. Closing
+        # the port at once would let gRPC core cancel calls it has queued but not yet handed over (CANCELLED).
+        self.service.draining = True
+        await asyncio.sleep(min(self.settings.server.drain_s, grace))
+        while self.service.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await self._grpc.stop(max(0.0, deadline - loop.time()))
         await self.shadows.stop(timeout_s=min(grace, 5.0))
         await self.registry.stop()
         await asyncio.to_thread(self.sink.close, max(grace, 5.0))

@@ -16,7 +16,7 @@ import numpy as np
 from prometheus_client import Histogram
 
 from sibyl import assembly
-from sibyl.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from sibyl.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from sibyl.features.base import FeatureFetcher, FetchResult
 from sibyl.inputs import Limits, RowBatch, decode
 from sibyl.models.registry import ModelRegistry
@@ -63,6 +63,7 @@ class PredictionService:
         self.registry, self.fetcher, self.sink, self.shadows = registry, fetcher, sink, shadows
         self.metrics, self.options = metrics, options
         self.in_flight = 0
+        self.draining = False  # set on shutdown: new calls get UNAVAILABLE, in-flight ones finish
         self.host = f"{socket.gethostname()}:{os.getpid()}"
         # Labelled metric children bound once: .labels() costs a lock and a dict lookup per call.
         stage = metrics.stage_latency
@@ -79,6 +80,9 @@ class PredictionService:
         return self.in_flight > fraction * self.options.max_in_flight
 
     async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
+        if self.draining:
+            self.metrics.rejected.labels("draining").inc()
+            raise Unavailable("server is shutting down; retry on another replica")
         if self.in_flight >= self.options.max_in_flight:
             self.metrics.rejected.labels("overload").inc()
             raise ResourceExhausted(f"server busy: {self.in_flight} calls in flight; retry with backoff")

@@ -38,7 +38,7 @@ def write_features(path: Path, entities: list[dict[str, Any]]) -> Path:
 async def running_server(tmp_path: Path, store_url: str | None = None, **overrides: Any) -> AsyncIterator[SibylServer]:
     """overrides: nested settings, e.g. features={"backend": "none"}, predlog={"sink": "file", "path": ...}."""
     base: dict[str, Any] = {
-        "server": {"port": 0},
+        "server": {"port": 0, "drain_s": 0.0},
         "metrics": {"port": 0},
         "model_store": {"url": store_url or f"file://{tmp_path / 'store'}", "poll_interval_s": 0.2},
         "features": {"backend": "none"},

@@ -79,7 +79,7 @@ def test_sigterm_drains_in_flight_and_flushes_the_log(tmp_path: Path) -> None:
 
     assert {code for code, _ in failed} <= {"UNAVAILABLE"}, failed
     assert all(at >= sigterm_at[0] for _, at in failed), "a call failed before shutdown began"
-    logged = {json.loads(line)["predictionId"] for line in log_path.read_text().splitlines()}
+    logged = {json.loads(line)["prediction_id"] for line in log_path.read_text().splitlines()}
     missing = set(answered) - logged
     assert not missing, f"{len(missing)} answered predictions missing from the log"
     print(f"drain: answered {len(answered)}, failed {len(failed)} (UNAVAILABLE after SIGTERM), logged {len(logged)}")

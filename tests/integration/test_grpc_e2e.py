@@ -77,7 +77,9 @@ async def test_dense_form_extra_models_and_override(store: Path) -> None:
             response = await stub.Predict(request, timeout=5)
             assert [(r.model, r.role) for r in response.results] == [("m", Role.ROLE_PRIMARY), ("s", Role.ROLE_EXTRA)]
             assert {d.feature: list(d.rows) for d in response.defaulted} == {"emb": [1]}
-            override = await stub.Predict(PredictRequest(predictor="p", dense=dense, model_override="s"), timeout=5)
+            request.ClearField("extra_models")
+            request.model_override = "s"
+            override = await stub.Predict(request, timeout=5)
             assert [(r.model, r.role) for r in override.results] == [("s", Role.ROLE_OVERRIDE)]
             assert list(override.results[0].scores) == list(response.results[1].scores)
 
@@ -149,6 +151,6 @@ async def test_every_answered_prediction_is_logged_with_its_shadow(store: Path) 
     records = [json.loads(line) for line in (store / "predictions.jsonl").read_text().splitlines()]
     by_role: dict[str, set[str]] = {}
     for r in records:
-        by_role.setdefault(r["role"], set()).add(r["predictionId"])
+        by_role.setdefault(r["role"], set()).add(r["prediction_id"])
     assert by_role["ROLE_PRIMARY"] == set(ids)
     assert by_role["ROLE_SHADOW"] == set(ids)
