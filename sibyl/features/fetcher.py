@@ -74,7 +74,7 @@ class Fetcher:
     async def fetch(self, wanted: Wanted, budget_s: float | None = None) -> FetchResult:
         start = time.perf_counter()
         result = FetchResult()
-        todo = self._from_cache(wanted, result.values) if self.cache else wanted
+        todo = self._from_cache(wanted, result.values) if self.cache is not None else wanted
         if todo:
             budget = self.budget_s if budget_s is None else min(self.budget_s, budget_s)
             fetched = await self._from_store(todo, max(budget, 0.0))
@@ -82,7 +82,7 @@ class Fetcher:
                 result.degraded = True
             else:
                 result.values.update(fetched)
-                if self.cache:
+                if self.cache is not None:
                     self._remember(todo, fetched)
         self._latency.observe(time.perf_counter() - start)
         return result

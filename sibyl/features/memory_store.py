@@ -87,7 +87,8 @@ class MemoryFeatureStore:
                     values[spec.name] = decode_json(spec, raw)
                 except DecodeError as exc:
                     self.on_decode_error(key, spec.name, str(exc))
-            out[key] = values
+            if values:
+                out[key] = values
         return out
 
     async def close(self) -> None:

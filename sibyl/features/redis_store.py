@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import (
@@ -67,10 +68,16 @@ class RedisFeatureStore:
             pipe.hmget(
                 entity_key(prefix, entity, entity_id), [field_name(s.name, scheme) for s in wanted[(entity, entity_id)]]
             )
-        replies = await pipe.execute()
+        # raise_on_error=False: a key of the wrong Redis type spoils its own reply, not the whole request.
+        replies = await pipe.execute(raise_on_error=False)
         self.round_trips += self._nodes(keys)
         out: dict[EntityKey, dict[str, FeatureValue]] = {}
         for key, raws in zip(keys, replies, strict=True):
+            if isinstance(raws, Exception):
+                if isinstance(raws, ResponseError):  # e.g. WRONGTYPE: treated as unreadable, like a bad value
+                    self.on_decode_error(key, "*", str(raws))
+                    continue
+                raise raws
             values: dict[str, FeatureValue] = {}
             for spec, raw in zip(wanted[key], raws, strict=True):
                 if raw is None:
@@ -79,7 +86,8 @@ class RedisFeatureStore:
                     values[spec.name] = decode(spec, raw)
                 except DecodeError as exc:
                     self.on_decode_error(key, spec.name, str(exc))
-            out[key] = values
+            if values:
+                out[key] = values
         return out
 
     def _nodes(self, keys: list[EntityKey]) -> int:
