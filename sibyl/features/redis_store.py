@@ -40,7 +40,7 @@ def connect(url: str, cluster: bool = False, timeout_s: float = 1.0) -> Redis | 
     """A client that fails fast (no retries): budgets and the breaker decide what to do about failures."""
     if cluster:
         return RedisCluster.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, cluster_error_retry_attempts=1
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
         )
     return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 
