@@ -110,7 +110,8 @@ class KServeServicer:
             out.model_stats.append(
                 v2.ModelStatistics(
                     name=name,
-                    version=request.version,
+                    # perf_analyzer finds its model's stats by version: the primary's (numeric, as Triton's are)
+                    version=request.version or self.registry.predictor(name).primary.partition("@")[2],
                     last_inference=s.last_ms,
                     inference_count=s.rows,
                     execution_count=s.calls,
