@@ -274,7 +274,7 @@ def test_replayed_corpus_keeps_rss_bounded(channel: grpc.Channel, request: pytes
 
     collect()
     stub = PredictionServiceStub(channel)
-    passes = 20 if request.config.getoption("--runslow") else 4
+    passes = 20 if request.config.getoption("--runslow") else 3
     for message in corpus:  # one warm-up pass: arenas, caches and lazily loaded extras settle
         code_of(stub.Predict, message)
     before = rss_bytes()

@@ -1,6 +1,6 @@
 """Steady mixed load for a bounded time while RSS and open file descriptors are sampled: no sustained growth.
 
-Default ~12 s; --runslow runs 120 s. Mixed traffic: map rows, dense rows, streams, caller errors, and a fresh
+Default ~10 s; --runslow runs 120 s. Mixed traffic: map rows, dense rows, streams, caller errors, and a fresh
 channel now and then (connections are where descriptors leak). Every answered prediction must be in the log.
 """
 
@@ -54,7 +54,7 @@ def mixed_request(i: int) -> PredictRequest:
 
 
 async def test_steady_load_does_not_leak(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    duration = 120.0 if request.config.getoption("--runslow") else 12.0
+    duration = 120.0 if request.config.getoption("--runslow") else 10.0
     make_store(tmp_path / "store")
     features = write_features(
         tmp_path / "features.jsonl",
