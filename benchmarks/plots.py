@@ -24,6 +24,7 @@ def latency_vs_rate(entries: list[dict[str, Any]], slo_ms: float, path: Path) ->
         ax.axhline(slo_ms, color="red", linestyle="--", linewidth=1, label=f"SLO {slo_ms:g} ms")
         ax.set_title(f"{label} latency vs offered rate")
         ax.set_xlabel("offered rate (requests/s)")
+        ax.set_xscale("log")  # sweep rates grow geometrically
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("latency (ms, from intended send time)")

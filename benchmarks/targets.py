@@ -39,7 +39,7 @@ def evaluate(entries: Entries) -> list[dict[str, Any]]:
     single_max = g("single-row", "max_rps_at_slo")
     mlserver, triton = g("peer-mlserver", "max_rps_at_slo"), g("peer-triton", "max_rps_at_slo")
     redis_p99 = g("redis-fill", "p99_ms")
-    return [
+    out = [
         _target(
             "single-row-p50",
             "single-row p50 <= 1.3 x (limit-grpc-echo p50 + limit-inprocess p50)",
@@ -82,3 +82,7 @@ def evaluate(entries: Entries) -> list[dict[str, Any]]:
             "needs shadow-log and redis-fill",
         ),
     ]
+    if g("redis-fill", "max_rps_at_slo") == 0 and redis_p99 is not None:
+        rate = g("redis-fill", "target_rps")
+        out[2]["detail"] += f" (no swept rate held the SLO: measured at {rate:g} rps instead of half the max)"
+    return out
