@@ -6,7 +6,9 @@ round trip per node that holds a wanted entity, sent to all nodes at once. Layou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from redis.asyncio import Redis
@@ -17,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import (
+    _F32,
     DecodeError,
     Dtype,
     EncodeError,
@@ -45,6 +48,13 @@ def connect(url: str, cluster: bool = False, timeout_s: float = 1.0) -> Redis | 
     return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 
 
+@lru_cache(maxsize=4096)
+def _fields(names: tuple[str, ...], scheme: FieldHash) -> tuple[bytes, list[bytes]]:
+    """The RESP-encoded field arguments of an HMGET for these names, and the fields themselves."""
+    fields = [field_name(n, scheme) for n in names]
+    return b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in fields), fields
+
+
 class RedisFeatureStore:
     def __init__(
         self,
@@ -61,15 +71,17 @@ class RedisFeatureStore:
     async def fetch(self, wanted: Wanted) -> dict[EntityKey, dict[str, FeatureValue]]:
         if not wanted:
             return {}
-        pipe = self.client.pipeline(transaction=False)
         keys = list(wanted)
-        scheme, prefix = self.field_hash, self.prefix
-        for entity, entity_id in keys:
-            pipe.hmget(
-                entity_key(prefix, entity, entity_id), [field_name(s.name, scheme) for s in wanted[(entity, entity_id)]]
-            )
-        # raise_on_error=False: a key of the wrong Redis type spoils its own reply, not the whole request.
-        replies = await pipe.execute(raise_on_error=False)
+        prefix = self.prefix
+        if isinstance(self.client, RedisCluster):  # redis-py splits the pipeline per node, sends them together
+            pipe = self.client.pipeline(transaction=False)
+            for entity, entity_id in keys:
+                names = tuple(s.name for s in wanted[(entity, entity_id)])
+                pipe.hmget(entity_key(prefix, entity, entity_id), _fields(names, self.field_hash)[1])
+            # raise_on_error=False: a key of the wrong Redis type spoils its own reply, not the whole request.
+            replies = await pipe.execute(raise_on_error=False)
+        else:
+            replies = await self._pipeline_hmget(keys, wanted)
         self.round_trips += self._nodes(keys)
         out: dict[EntityKey, dict[str, FeatureValue]] = {}
         for key, raws in zip(keys, replies, strict=True):
@@ -82,6 +94,9 @@ class RedisFeatureStore:
             for spec, raw in zip(wanted[key], raws, strict=True):
                 if raw is None:
                     continue
+                if spec.dtype == "float" and len(raw) == 4:  # the common case, without a call
+                    values[spec.name] = _F32.unpack(raw)[0]
+                    continue
                 try:
                     values[spec.name] = decode(spec, raw)
                 except DecodeError as exc:
@@ -89,6 +104,33 @@ class RedisFeatureStore:
             if values:
                 out[key] = values
         return out
+
+    async def _pipeline_hmget(self, keys: list[EntityKey], wanted: Wanted) -> list[Any]:
+        """One write of all HMGETs (packed here: the field part is the same for every entity of a spec list,
+        so it is built once) and one read of all replies on one pooled connection."""
+        scheme, prefix = self.field_hash, self.prefix
+        parts = []
+        for entity, entity_id in keys:
+            names = tuple(s.name for s in wanted[(entity, entity_id)])
+            head = _fields(names, scheme)[0]
+            key = entity_key(prefix, entity, entity_id).encode()
+            parts.append(b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n%s" % (len(names) + 2, len(key), key, head))
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(b"".join(parts), check_health=False)
+            replies: list[Any] = []
+            for _ in keys:
+                try:  # timeout=inf: the fetcher's budget bounds the whole read, not each reply
+                    replies.append(await conn.read_response(disable_decoding=True, timeout=math.inf))
+                except ResponseError as exc:  # an error reply (e.g. WRONGTYPE) is read whole: keep going
+                    replies.append(exc)
+        except BaseException:  # cancelled or failed mid-read: unread replies would poison the next user
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        return replies
 
     def _nodes(self, keys: list[EntityKey]) -> int:
         if not isinstance(self.client, RedisCluster):
