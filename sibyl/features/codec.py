@@ -23,7 +23,7 @@ from sibyl.models.manifest import FeatureSpec
 
 FieldHash = Literal["xxh32", "xxh64", "name"]
 Dtype = Literal["float", "float_vector", "int_list"]
-_F32 = struct.Struct("<f")
+F32 = struct.Struct("<f")
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -81,7 +81,7 @@ def encode(value: Any, dtype: Dtype | None = None, dim: int | None = None) -> by
     if dtype == "float":
         if isinstance(value, list | tuple | np.ndarray):
             raise EncodeError(f"expected one number, got a list of {len(value)}")
-        return _F32.pack(_number(value))
+        return F32.pack(_number(value))
     if not isinstance(value, list | tuple | np.ndarray):
         raise EncodeError(f"{dtype} expects a list of numbers, got {value!r}")
     items = [_number(v) for v in value]
@@ -102,7 +102,7 @@ def decode(spec: FeatureSpec, raw: bytes) -> FeatureValue:
     if spec.dtype == "float":
         if n != 4:
             raise DecodeError(f"float needs 4 bytes, found {n}")
-        return _F32.unpack(raw)[0]
+        return F32.unpack(raw)[0]
     if n % 4:
         raise DecodeError(f"{spec.dtype} needs a multiple of 4 bytes, found {n}")
     if spec.dtype == "float_vector":
@@ -142,7 +142,7 @@ def decode_json(spec: FeatureSpec, value: Any) -> FeatureValue:
 def describe(raw: bytes) -> str:
     """A guess at a raw value for humans (when no spec says what it is)."""
     if len(raw) == 4:
-        return f"{_F32.unpack(raw)[0]:.7g} (float32; as int32: {int.from_bytes(raw, 'little', signed=True)})"
+        return f"{F32.unpack(raw)[0]:.7g} (float32; as int32: {int.from_bytes(raw, 'little', signed=True)})"
     if len(raw) % 4 == 0 and raw:
         return f"{[float(f'{v:.7g}') for v in np.frombuffer(raw, '<f4').tolist()]} (float32 x {len(raw) // 4})"
     return f"{raw!r} ({len(raw)} bytes: not a float32 encoding)"

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import (
-    _F32,
+    F32,
     DecodeError,
     Dtype,
     EncodeError,
@@ -95,7 +95,7 @@ class RedisFeatureStore:
                 if raw is None:
                     continue
                 if spec.dtype == "float" and len(raw) == 4:  # the common case, without a call
-                    values[spec.name] = _F32.unpack(raw)[0]
+                    values[spec.name] = F32.unpack(raw)[0]
                     continue
                 try:
                     values[spec.name] = decode(spec, raw)
