@@ -119,11 +119,11 @@ async def test_expired_deadline_is_honoured(store: Path) -> None:
 
         with pytest.raises(DeadlineExceeded):
             await server.service.predict(PredictRequest(predictor="p", rows=[FeatureRow()]), time_remaining_s=0.0)
+        # 5,000 map rows take milliseconds to decode, so a 1 ms deadline has passed before any answer can exist.
+        big = PredictRequest(predictor="p", rows=[FeatureRow(features={"amount": float(i)}) for i in range(5000)])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await PredictionServiceStub(channel).Predict(
-                    PredictRequest(predictor="p", rows=[FeatureRow()]), timeout=1e-6
-                )
+                await PredictionServiceStub(channel).Predict(big, timeout=0.001)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
