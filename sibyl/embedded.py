@@ -20,18 +20,10 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from sibyl.app import App
 from sibyl.config import Settings, load_settings
 from sibyl.errors import InvalidArgument
-from sibyl.features import build_fetcher
-from sibyl.inputs import Limits
-from sibyl.models.catalog import Catalog
-from sibyl.models.registry import ModelRegistry
-from sibyl.models.store import open_store
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog import build_sink
-from sibyl.server import inference_threads
-from sibyl.service import PredictionService, ServiceOptions
-from sibyl.shadows import ShadowRunner
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, FeatureRow, FloatVector, PredictRequest, PredictResponse
 
 T = TypeVar("T")
@@ -113,48 +105,12 @@ class Predictor:
             raise
 
     async def _start(self) -> None:
-        s = self.settings
-        self.registry = ModelRegistry(
-            Catalog(open_store(s.model_store.url, s.model_store.s3_endpoint_url, s.model_store.s3_region)),
-            self.metrics,
-            poll_interval_s=s.model_store.poll_interval_s,
-            intra_op_threads=inference_threads(s),
-        )
-        await self.registry.start()
-        self.fetcher = build_fetcher(s.features, self.metrics)
-        self.sink = build_sink(s.predlog, self.metrics)
-        self.sink.start()
-        self.shadows = ShadowRunner(
-            self.metrics,
-            s.shadows.queue_size,
-            s.shadows.concurrency,
-            is_busy=lambda: self.service.busy(s.shadows.max_in_flight_fraction),
-        )
-        self.service = PredictionService(
-            self.registry,
-            self.fetcher,
-            self.sink,
-            self.shadows,
-            self.metrics,
-            ServiceOptions(
-                limits=Limits(s.server.max_rows, s.server.max_models, s.server.max_name_length),
-                feature_budget_s=s.features.budget_ms / 1000,
-                offload_rows=s.server.offload_rows,
-                max_in_flight=s.server.max_in_flight,
-                log_features=s.predlog.log_features,
-            ),
-        )
-        self.shadows.start()
+        self.app = await App.build(self.settings, self.metrics)
+        self.registry, self.service = self.app.registry, self.app.service
 
     async def _stop(self, timeout_s: float) -> None:
-        if hasattr(self, "shadows"):
-            await self.shadows.stop(timeout_s=timeout_s)
-        if hasattr(self, "registry"):
-            await self.registry.stop()
-        if hasattr(self, "sink"):
-            await asyncio.to_thread(self.sink.close, timeout_s)
-        if hasattr(self, "fetcher"):
-            await self.fetcher.close()
+        if hasattr(self, "app"):
+            await self.app.close(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Finish shadows, flush the prediction log, stop the loop. Idempotent."""

@@ -14,30 +14,14 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from sibyl.api import auth, kserve, tls
 from sibyl.api.servicer import PredictionServicer, add_to_server
+from sibyl.app import App
 from sibyl.config import Settings
 from sibyl.errors import ConfigError
-from sibyl.features import build_fetcher
-from sibyl.features.base import FeatureFetcher
-from sibyl.inputs import Limits
-from sibyl.models.catalog import Catalog
-from sibyl.models.registry import ModelRegistry
-from sibyl.models.store import open_store
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog import build_sink
-from sibyl.predlog.base import PredictionSink
-from sibyl.service import PredictionService, ServiceOptions
-from sibyl.shadows import ShadowRunner
 from sibyl.v1 import predict_pb2
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, kserve.SERVICE)
-
-
-def inference_threads(settings: Settings) -> int:
-    if settings.server.inference_threads:
-        return settings.server.inference_threads
-    workers = settings.server.workers or os.cpu_count() or 1
-    return max(1, (os.cpu_count() or 1) // workers)
 
 
 class SibylServer:
@@ -54,39 +38,10 @@ class SibylServer:
 
     async def start(self) -> None:
         s = self.settings
-        self.registry = ModelRegistry(
-            Catalog(open_store(s.model_store.url, s.model_store.s3_endpoint_url, s.model_store.s3_region)),
-            self.metrics,
-            poll_interval_s=s.model_store.poll_interval_s,
-            intra_op_threads=inference_threads(s),
-        )
-        await self.registry.start()
-        self.fetcher: FeatureFetcher = build_fetcher(s.features, self.metrics)
-        self.sink: PredictionSink = build_sink(s.predlog, self.metrics)
-        self.sink.start()
-        self.shadows = ShadowRunner(
-            self.metrics,
-            s.shadows.queue_size,
-            s.shadows.concurrency,
-            is_busy=lambda: self.service.busy(s.shadows.max_in_flight_fraction),
-        )
-        self.service = PredictionService(
-            self.registry,
-            self.fetcher,
-            self.sink,
-            self.shadows,
-            self.metrics,
-            ServiceOptions(
-                limits=Limits(s.server.max_rows, s.server.max_models, s.server.max_name_length),
-                feature_budget_s=s.features.budget_ms / 1000,
-                offload_rows=s.server.offload_rows,
-                max_in_flight=s.server.max_in_flight,
-                log_features=s.predlog.log_features,
-            ),
-        )
+        self.app = await App.build(s, self.metrics)
+        self.registry, self.service = self.app.registry, self.app.service
         if s.metrics.enabled:  # before gRPC: a taken port fails start-up before anything serves
             self._start_metrics_http()
-        self.shadows.start()
         await self._start_grpc()
         log.info("sibyl serving", extra={"port": self.port, "predictors": sorted(self.registry.snapshot.predictors)})
 
@@ -148,10 +103,7 @@ class SibylServer:
         while self.service.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.01)
         await self._grpc.stop(max(0.0, deadline - loop.time()))
-        await self.shadows.stop(timeout_s=min(grace, 5.0))
-        await self.registry.stop()
-        await asyncio.to_thread(self.sink.close, max(grace, 5.0))
-        await self.fetcher.close()
+        await self.app.close(grace)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
         self._stopped.set()

@@ -1,0 +1,82 @@
+"""Every transport-free part of sibyl, built from Settings: what the gRPC server and the embedded Predictor share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+from sibyl.config import Settings
+from sibyl.features import build_fetcher
+from sibyl.features.base import FeatureFetcher
+from sibyl.inputs import Limits
+from sibyl.models.catalog import Catalog
+from sibyl.models.registry import ModelRegistry
+from sibyl.models.store import open_store
+from sibyl.observability.metrics import Metrics
+from sibyl.predlog import build_sink
+from sibyl.predlog.base import PredictionSink
+from sibyl.service import PredictionService, ServiceOptions
+from sibyl.shadows import ShadowRunner
+
+
+def inference_threads(settings: Settings) -> int:
+    """onnxruntime threads per session: the cores shared out between worker processes."""
+    if settings.server.inference_threads:
+        return settings.server.inference_threads
+    workers = settings.server.workers or os.cpu_count() or 1
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+@dataclass
+class App:
+    registry: ModelRegistry
+    fetcher: FeatureFetcher
+    sink: PredictionSink
+    shadows: ShadowRunner
+    service: PredictionService
+
+    @classmethod
+    async def build(cls, settings: Settings, metrics: Metrics) -> App:
+        """Loads every predictor's models before returning; starts the log sink and the shadow workers."""
+        s = settings
+        store = open_store(s.model_store.url, s.model_store.s3_endpoint_url, s.model_store.s3_region)
+        registry = ModelRegistry(
+            Catalog(store),
+            metrics,
+            poll_interval_s=s.model_store.poll_interval_s,
+            intra_op_threads=inference_threads(s),
+        )
+        await registry.start()
+        fetcher = build_fetcher(s.features, metrics)
+        sink = build_sink(s.predlog, metrics)
+        sink.start()
+        shadows = ShadowRunner(
+            metrics,
+            s.shadows.queue_size,
+            s.shadows.concurrency,
+            is_busy=lambda: service.busy(s.shadows.max_in_flight_fraction),
+        )
+        service = PredictionService(
+            registry,
+            fetcher,
+            sink,
+            shadows,
+            metrics,
+            ServiceOptions(
+                limits=Limits(s.server.max_rows, s.server.max_models, s.server.max_name_length),
+                feature_budget_s=s.features.budget_ms / 1000,
+                offload_rows=s.server.offload_rows,
+                max_in_flight=s.server.max_in_flight,
+                log_features=s.predlog.log_features,
+            ),
+        )
+        shadows.start()
+        return cls(registry, fetcher, sink, shadows, service)
+
+    async def close(self, timeout_s: float) -> None:
+        """Finish queued shadows, stop polling, flush the prediction log, close the feature store."""
+        await self.shadows.stop(timeout_s=min(timeout_s, 5.0))
+        await self.registry.stop()
+        await asyncio.to_thread(self.sink.close, max(timeout_s, 5.0))
+        await self.fetcher.close()
