@@ -131,6 +131,7 @@ def durable_broker(s3_server: S3Server) -> Iterator[DurableKafkaBroker]:
     try:
         yield broker.start()
     finally:
+        broker.kill()  # tansu on S3 takes seconds to exit on SIGTERM; its data is not needed any more
         broker.close()
 
 
@@ -178,7 +179,7 @@ def test_broker_outage_loses_nothing_and_never_blocks(durable_broker: DurableKaf
     missing_ids = [p for p in submitted if p not in got]
     assert missing_ids == [], f"{len(missing_ids)} of {len(submitted)} records lost, e.g. {missing_ids[:5]}"
     assert count(metrics, "dropped") == 0
-    assert not Spool(tmp_path / "spool", 1 << 30).has_pending() or count(metrics, "spooled") > 0
+    assert count(metrics, "spooled") > 0 and count(metrics, "replayed") > 0  # the outage path really ran
     print(
         f"\noutage: {len(submitted)} submitted, {len(got)} distinct in Kafka, slowest submit {slowest[0] * 1e6:.0f} us"
     )
