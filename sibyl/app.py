@@ -69,6 +69,7 @@ class App:
                 offload_rows=s.server.offload_rows,
                 max_in_flight=s.server.max_in_flight,
                 log_features=s.predlog.log_features,
+                drift_sample=s.metrics.drift_sample,
             ),
         )
         shadows.start()

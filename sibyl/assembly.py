@@ -1,14 +1,19 @@
 """Build each model's input matrix: request values, then feature-store values, then defaults.
 
-1. `plan()` looks at every model's inputs once and collects the (entity, id) -> features that the request
-   did not carry, deduplicated across rows and models, so the store is asked once per request.
-2. `fill()` puts the fetched values into one column block per feature (NaN where still missing).
-3. `Blocks.matrix()` lays a model's blocks out in manifest column order and puts that model's defaults
-   where values are still missing; it also reports which rows of which features were defaulted.
+1. `plan()` gathers every column of every distinct feature the call's models take into one float32 matrix
+   (NaN where the request gave nothing), and collects the (entity, id) -> features still missing,
+   deduplicated across rows and models, so the store is asked once per request.
+2. `fill()` writes the fetched values into that matrix.
+3. `matrix()` picks a model's columns in manifest order (one gather) and puts that model's defaults where
+   values are still missing; `defaulted()` reports which rows of which features used a default.
+
+The work is a fixed number of numpy calls per request plus a Python step per *missing entity feature*, not
+per feature or per value.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -19,101 +24,186 @@ from sibyl.inputs import RowBatch
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.runtime import OnnxModel
 
+SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one block of columns per distinct feature
 _EMPTY: dict[str, FeatureValue] = {}
 _NAN = float("nan")
-_NO_ROWS = np.empty(0, dtype=np.intp)
-SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one block per distinct feature
+_LAYOUTS_MAX = 256
 
 
 def spec_key(spec: FeatureSpec) -> SpecKey:
     return (spec.name, spec.entity, spec.dtype, spec.dim)
 
 
+@dataclass(frozen=True)
+class EntityGroup:
+    entity: str
+    slots: tuple[int, ...]  # feature indices in the plan
+    specs: tuple[FeatureSpec, ...]
+    columns: np.ndarray  # their columns in the plan, in order
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each distinct feature of a set of models sits; the same for every call with those models."""
+
+    manifests: tuple[object, ...]  # held so the id()s in the cache key stay unique while cached
+    specs: tuple[FeatureSpec, ...]
+    columns: tuple[str, ...]  # every column, in plan order
+    starts: np.ndarray  # first column of each feature
+    entity_groups: tuple[EntityGroup, ...]  # features that live in the feature store, by entity
+    model_columns: tuple[np.ndarray, ...]  # per model: its columns in the plan, in manifest order
+
+
+_layouts: OrderedDict[tuple[int, ...], Layout] = OrderedDict()
+
+
+def layout(models: list[OnnxModel]) -> Layout:
+    key = tuple(id(m.manifest) for m in models)
+    cached = _layouts.get(key)
+    if cached is not None:
+        _layouts.move_to_end(key)
+        return cached
+    slots: dict[SpecKey, int] = {}
+    specs: list[FeatureSpec] = []
+    for model in models:
+        for spec in model.manifest.inputs:
+            if spec_key(spec) not in slots:
+                slots[spec_key(spec)] = len(specs)
+                specs.append(spec)
+    starts = np.cumsum([0] + [spec.dim for spec in specs[:-1]]).astype(np.intp)
+    model_columns = tuple(
+        np.concatenate(
+            [np.arange(starts[slots[spec_key(f)]], starts[slots[spec_key(f)]] + f.dim) for f in m.manifest.inputs]
+        )
+        for m in models
+    )
+    built = Layout(
+        manifests=tuple(m.manifest for m in models),
+        specs=tuple(specs),
+        columns=tuple(c for spec in specs for c in spec.columns),
+        starts=starts,
+        entity_groups=_entity_groups(specs, starts),
+        model_columns=model_columns,
+    )
+    _layouts[key] = built
+    if len(_layouts) > _LAYOUTS_MAX:
+        _layouts.popitem(last=False)
+    return built
+
+
+def _entity_groups(specs: list[FeatureSpec], starts: np.ndarray) -> tuple[EntityGroup, ...]:
+    by_entity: dict[str, list[int]] = {}
+    for j, spec in enumerate(specs):
+        if spec.entity is not None:
+            by_entity.setdefault(spec.entity, []).append(j)
+    return tuple(
+        EntityGroup(
+            entity,
+            tuple(slots),
+            tuple(specs[j] for j in slots),
+            np.concatenate([np.arange(starts[j], starts[j] + specs[j].dim) for j in slots]),
+        )
+        for entity, slots in by_entity.items()
+    )
+
+
 @dataclass
 class Plan:
-    specs: dict[SpecKey, FeatureSpec] = field(default_factory=dict)
-    blocks: dict[SpecKey, np.ndarray] = field(default_factory=dict)  # [N, dim] float32, NaN = missing
-    missing: dict[SpecKey, np.ndarray] = field(default_factory=dict)  # row indices still missing
+    layout: Layout
+    models: list[OnnxModel]
+    values: np.ndarray  # [N, columns] float32; NaN = still missing
+    missing: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # [N, features]
     wanted: dict[EntityKey, list[FeatureSpec]] = field(default_factory=dict)
-    from_request: int = 0  # values the request carried
+    from_request: int = 0  # (row, feature) values the request carried
+
+    def refresh_missing(self) -> None:
+        nan = np.isnan(self.values)
+        self.missing = np.logical_or.reduceat(nan, self.layout.starts, axis=1) if self.layout.specs else nan
 
 
 def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
-    p = Plan()
-    n = batch.num_rows
-    for model in models:
-        for spec in model.manifest.inputs:
-            key = spec_key(spec)
-            if key in p.specs:
-                continue
-            p.specs[key] = spec
-            cols = [batch.index.get(c) for c in spec.columns]
-            if all(c is not None for c in cols):
-                block = batch.values[:, cols]  # fancy indexing copies: the request buffer stays untouched
-                missing = np.flatnonzero(np.isnan(block).any(axis=1))
-            else:
-                block = np.full((n, spec.dim), np.nan, dtype=np.float32)
-                missing = np.arange(n)
-            p.blocks[key], p.missing[key] = block, missing
-            p.from_request += n - len(missing)
-            if spec.entity is None or len(missing) == 0:
-                continue
-            ids = batch.entity_ids(spec.entity)
-            if isinstance(ids, str):
-                p.wanted.setdefault((spec.entity, ids), []).append(spec)
-            elif ids is not None:
-                for entity_id in set(ids) if len(missing) == n else {ids[r] for r in missing}:
-                    if entity_id:
-                        p.wanted.setdefault((spec.entity, entity_id), []).append(spec)
+    models = list(models)
+    lay = layout(models)
+    n, absent = batch.num_rows, len(batch.names)
+    index = batch.index
+    columns = [index.get(c, absent) for c in lay.columns]
+    padded = np.concatenate([batch.values, np.full((n, 1), np.nan, np.float32)], axis=1)
+    p = Plan(lay, models, np.take(padded, columns, axis=1))  # one gather, C order; the request stays untouched
+    p.refresh_missing()
+    p.from_request = p.missing.size - int(p.missing.sum())
+    any_missing = p.missing.any(axis=0).tolist()
+    for group in lay.entity_groups:
+        needed = [spec for j, spec in zip(group.slots, group.specs, strict=True) if any_missing[j]]
+        ids = batch.entity_ids(group.entity) if needed else None
+        if isinstance(ids, str):
+            p.wanted[(group.entity, ids)] = needed
+        elif ids is not None:
+            rows = np.flatnonzero(p.missing[:, group.slots].any(axis=1))
+            for entity_id in set(ids) if len(rows) == n else {ids[r] for r in rows.tolist()}:
+                if entity_id:
+                    p.wanted[(group.entity, entity_id)] = needed
     return p
 
 
 def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureValue]]) -> int:
-    """Put fetched values into the blocks; returns how many (row, feature) values came from the store."""
-    found = 0
-    per_row: dict[str, list[dict[str, FeatureValue]]] = {}  # entity -> each row's fetched features
-    for key, spec in p.specs.items():
-        missing = p.missing[key]
-        ids = batch.entity_ids(spec.entity) if spec.entity is not None and len(missing) else None
+    """Write fetched values into the plan; returns how many (row, feature) values came from the store."""
+    if not fetched:
+        return 0
+    before = int(p.missing.sum())
+    for group in p.layout.entity_groups:
+        ids = batch.entity_ids(group.entity)
         if ids is None:
             continue
-        block = p.blocks[key]
+        current = p.values[:, group.columns]  # a copy of this entity's columns
+        holes = np.isnan(current)
+        if not holes.any():
+            continue
         if isinstance(ids, str):
-            value = fetched.get((spec.entity, ids), _EMPTY).get(spec.name)
-            if value is None:
+            found = fetched.get((group.entity, ids))
+            if not found:
                 continue
-            block[missing] = value
-            still = _NO_ROWS
+            np.copyto(current, np.asarray(_flat([found], group.specs), np.float32), where=holes)
         else:
-            rows = per_row.get(spec.entity)  # type: ignore[arg-type]
-            if rows is None:
-                rows = per_row[spec.entity] = [fetched.get((spec.entity, i), _EMPTY) for i in ids]  # type: ignore[index]
-            name = spec.name
+            rows = np.flatnonzero(holes.any(axis=1))
+            found_rows = [fetched.get((group.entity, ids[r]), _EMPTY) for r in rows.tolist()]
+            table = np.asarray(_flat(found_rows, group.specs), np.float32).reshape(len(rows), -1)
+            part = current[rows]
+            np.copyto(part, table, where=holes[rows])
+            current[rows] = part
+        p.values[:, group.columns] = current
+    p.refresh_missing()
+    return before - int(p.missing.sum())
+
+
+def _flat(found_rows: list[dict[str, FeatureValue]], specs: tuple[FeatureSpec, ...]) -> list[float]:
+    """One flat list of every row's values for specs (NaN where the store had none): one Python pass."""
+    out: list[float] = []
+    for found in found_rows:
+        for spec in specs:
+            value = found.get(spec.name)
             if spec.dim == 1:
-                block[missing, 0] = np.fromiter((rows[r].get(name, _NAN) for r in missing), np.float32, len(missing))
+                out.append(_NAN if value is None else value)  # type: ignore[arg-type]
+            elif value is None:
+                out.extend([_NAN] * spec.dim)
             else:
-                absent = np.full(spec.dim, np.nan, np.float32)
-                block[missing] = np.stack([np.asarray(rows[r].get(name, absent), np.float32) for r in missing])
-            still = missing[np.isnan(block[missing]).any(axis=1)]
-        found += len(missing) - len(still)
-        p.missing[key] = still
-    return found
+                out.extend(value)  # type: ignore[arg-type]
+    return out
 
 
 def defaulted(p: Plan) -> dict[str, np.ndarray]:
     """Feature name -> rows that fall back to the default (merged over entities sharing a name)."""
     out: dict[str, np.ndarray] = {}
-    for (name, *_), rows in p.missing.items():
-        if len(rows):
-            out[name] = np.union1d(out[name], rows) if name in out else rows
+    for j in np.flatnonzero(p.missing.any(axis=0)).tolist():
+        name, rows = p.layout.specs[j].name, np.flatnonzero(p.missing[:, j])
+        out[name] = np.union1d(out[name], rows) if name in out else rows
     return out
 
 
 def matrix(p: Plan, model: OnnxModel) -> np.ndarray:
     """The model's float32 [N, columns] input, in manifest order, with its own defaults filled in."""
-    blocks = [p.blocks[spec_key(spec)] for spec in model.manifest.inputs]
-    m = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0].copy()
+    columns = p.layout.model_columns[next(i for i, m in enumerate(p.models) if m is model)]
+    m = np.take(p.values, columns, axis=1)  # one gather: a fresh C-order copy
     nan = np.isnan(m)
     if nan.any():
         np.copyto(m, np.broadcast_to(model.default_row, m.shape), where=nan)
-    return np.ascontiguousarray(m, dtype=np.float32)
+    return m

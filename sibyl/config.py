@@ -92,6 +92,9 @@ class MetricsSettings(BaseModel):
     enabled: bool = Field(True, description="Serve Prometheus /metrics over HTTP.")
     port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics HTTP port; 0 picks a free port.")
     host: str = Field("127.0.0.1", description="Address the metrics server binds to.")
+    drift_sample: float = Field(
+        0.1, ge=0, le=1, description="Share of calls whose inputs and scores feed the drift (PSI) histograms."
+    )
     multiprocess_dir: str | None = Field(None, description="prometheus multiprocess dir (set by --workers).")
 
 
