@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -124,6 +125,7 @@ def _metrics_registry(settings: Settings) -> CollectorRegistry:
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT, then drain. Prints one line with the bound port once serving."""
+    sys.setswitchinterval(settings.server.gil_switch_ms / 1000)
     server = SibylServer(settings)
     await server.start()
     print(f"sibyl serving on {settings.server.host}:{server.port} (metrics :{server.metrics_port})", flush=True)
