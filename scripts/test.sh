@@ -17,6 +17,10 @@ if ! command -v promtool >/dev/null 2>&1; then
     fi
 fi
 
+# perf_analyzer (Triton's load tool) in its own venv, for the KServe V2 compatibility test.
+SIBYL_PERF_ANALYZER="$(bash scripts/setup_perf_analyzer.sh)"
+export SIBYL_PERF_ANALYZER
+
 ruff check .
 ruff format --check .
 python -m pytest -q "$@"
