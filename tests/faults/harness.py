@@ -41,6 +41,7 @@ class Load:
     timeout_s: float = 5.0
     max_calls: int = 200_000  # a bound even if a scenario forgets to stop
     channel_per_client: bool = False  # SO_REUSEPORT spreads connections, not calls: one each to reach all workers
+    pause_s: float = 0.001  # between one client's calls
     outcomes: list[Outcome] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -67,7 +68,7 @@ class Load:
             except grpc.aio.AioRpcError as exc:
                 self.outcomes.append(Outcome(self.now(), exc.code().name, None))
                 await asyncio.sleep(0.01)  # a failing server is not hammered in a tight loop
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(self.pause_s)
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()

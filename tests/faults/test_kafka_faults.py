@@ -1,16 +1,20 @@
-"""Kafka broker killed (SIGKILL) and restarted under load: calls keep answering, and every record reaches the
-broker once it is back (held by the producer or spooled to disk, then replayed); none lost.
+"""Kafka broker hung (SIGSTOP/SIGCONT) and killed (SIGKILL) then restarted, under load: calls keep answering,
+and every record reaches the broker once it is back (held by the producer or spooled, then replayed).
 
-The broker is tansu with its storage in the (in-process, moto) S3 server, so what it acknowledged survives
-its own SIGKILL, like a real broker's disk. Anything missing afterwards was lost by sibyl, not by the broker.
+The broker is tansu with its storage in the (in-process, moto) S3 server, so its data outlives its process.
+Measured here: tansu's s3 storage acknowledges a write before it is durable — a bare producer saw 236 of 736
+acknowledged records lost across a SIGKILL (0 of 2,342 across a clean SIGTERM exit). A real Kafka with
+acks=all and replicas does not lose those; so the kill scenario holds sibyl strictly to what was answered
+after the kill, and the hang scenario (no restart, nothing lost by the broker) to everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +32,7 @@ TOPIC = "sibyl.predictions"
 
 
 class DurableBroker(KafkaBroker):
-    """tansu with s3:// storage: acknowledged records survive a SIGKILL."""
+    """tansu with s3:// storage: acknowledged records survive a restart (SIGTERM; see the module docstring)."""
 
     def __init__(self, s3_endpoint: str, bucket: str) -> None:
         self._aws = {
@@ -42,6 +46,11 @@ class DurableBroker(KafkaBroker):
         command = super()._command()
         command[command.index("--storage-engine") + 1] = f"s3://{self._bucket}/"
         return command
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "broker not running"
+        return self._proc.pid
 
     def _spawn_and_wait(self) -> None:
         saved = {key: os.environ.get(key) for key in self._aws}
@@ -77,10 +86,12 @@ def primary_ids_in_topic(bootstrap: str, limit_s: float = 30.0) -> set[str]:
         consumer.assign(partitions)
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(partitions)
-        deadline = time.monotonic() + limit_s
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
+        deadline, empty = time.monotonic() + limit_s, 0
+        while any(consumer.position(tp) < end for tp, end in ends.items()) and empty < 6:
             assert time.monotonic() < deadline, f"could not read {TOPIC} to its end within {limit_s} s"
-            for messages in consumer.poll(timeout_ms=500).values():
+            batches = consumer.poll(timeout_ms=500)
+            empty = 0 if batches else empty + 1  # offsets may have gaps: 3 s of nothing is the end
+            for messages in batches.values():
                 for message in messages:
                     record = PredictionLog.FromString(message.value)
                     if record.role == Role.ROLE_PRIMARY:
@@ -98,7 +109,11 @@ def sample(server: SibylServer, outcome: str) -> float:
     return server.metrics.registry.get_sample_value("sibyl_predlog_records_total", {"outcome": outcome}) or 0.0
 
 
-async def test_kafka_broker_killed_and_restarted_under_load(broker: DurableBroker, tmp_path: Path) -> None:
+async def run_outage(
+    name: str, broker: DurableBroker, tmp_path: Path, break_it: Callable[[], None], repair: Callable[[], None]
+) -> tuple[Load, set[str], dict[str, float]]:
+    """Load → break → ~200 calls → repair → wait until every answer from before the repair is in the topic →
+    stop (close flushes; a spool left at shutdown is replayed by a second start) → read the whole topic."""
     make_store(tmp_path / "store")
     predlog = {
         "sink": "kafka",
@@ -107,31 +122,67 @@ async def test_kafka_broker_killed_and_restarted_under_load(broker: DurableBroke
         "spool_dir": str(tmp_path / "spool"),
     }
     async with running_server(tmp_path, predlog=predlog) as server:
-        async with Load(f"127.0.0.1:{server.port}", request) as load:
+        async with Load(f"127.0.0.1:{server.port}", request, pause_s=0.01) as load:  # ~300 calls/s: reads stay short
             await load.settle(100)
+            await asyncio.to_thread(break_it)
             load.mark("fault")
-            broker.kill()
-            await load.settle(300)
-            await asyncio.sleep(1.0)
-            spooled = sample(server, "spooled")
+            await load.settle(200)
+            await asyncio.to_thread(repair)
             load.mark("repair")
-            await asyncio.to_thread(broker.start)
-            load.mark("broker up")
-            # Recovered when everything answered before the repair has reached the broker.
-            before_repair = {
-                o.response.prediction_id for o in load.outcomes if o.response and o.t < load.marks["repair"]
-            }
+            wanted = {o.response.prediction_id for o in load.outcomes if o.response and o.t >= load.marks["fault"]}
             deadline = time.monotonic() + 60
-            while missing := before_repair - await asyncio.to_thread(primary_ids_in_topic, broker.bootstrap):
-                if time.monotonic() > deadline:
-                    when = sorted(o.t for o in load.outcomes if o.response and o.response.prediction_id in missing)
-                    raise AssertionError(f"{len(missing)} records answered at {when[:3]}..{when[-3:]} s never reached the broker (fault at {load.marks['fault']:.2f} s)")
+            while missing := wanted - await asyncio.to_thread(primary_ids_in_topic, broker.bootstrap):
+                assert time.monotonic() < deadline, (
+                    f"{name}: {len(missing)} records of the outage not delivered in 60 s"
+                )
                 await asyncio.sleep(0.2)
-            load.mark("replayed")
-        replayed = sample(server, "replayed")
+            load.mark("delivered")
+    figures = {k: sample(server, k) for k in ("sent", "spooled", "replayed", "dropped")}
+    figures["spool bytes at stop"] = server.metrics.registry.get_sample_value("sibyl_predlog_spool_bytes") or 0.0
+    if figures["spool bytes at stop"]:  # close() could not deliver it all in time: the next start replays it
+        async with running_server(tmp_path, predlog=predlog) as again:
+            deadline = time.monotonic() + 30
+            while (again.metrics.registry.get_sample_value("sibyl_predlog_spool_bytes") or 0.0) > 0:
+                assert time.monotonic() < deadline, f"{name}: the spool left at shutdown was not replayed in 30 s"
+                await asyncio.sleep(0.1)
+            figures["replayed by the next start"] = sample(again, "replayed")
     logged = await asyncio.to_thread(primary_ids_in_topic, broker.bootstrap)
-    recovery = {"spool replayed after broker up": load.marks["replayed"] - load.marks["broker up"]}
-    print(f"\n[kafka] records spooled while down: {spooled:.0f}, replayed: {replayed:.0f}")
-    report("kafka broker killed", load, logged, recovery)
+    deadline = time.monotonic() + 15
+    while not load.answered() <= logged and time.monotonic() < deadline:
+        # tansu's s3 storage makes writes readable in steps (watermarks of 250/500 records were seen): look again
+        await asyncio.sleep(0.5)
+        logged = await asyncio.to_thread(primary_ids_in_topic, broker.bootstrap)
+    print(f"\n[{name}] predlog records {figures}")
+    return load, logged, figures
+
+
+async def test_kafka_broker_hung_then_back(broker: DurableBroker, tmp_path: Path) -> None:
+    """SIGSTOP: connections stay open and nothing answers (a GC pause, a partition); then SIGCONT."""
+    load, logged, _ = await run_outage(
+        "kafka hung",
+        broker,
+        tmp_path,
+        lambda: os.kill(broker.pid, signal.SIGSTOP),
+        lambda: os.kill(broker.pid, signal.SIGCONT),
+    )
+    recovery = {"outage records delivered after SIGCONT": load.marks["delivered"] - load.marks["repair"]}
+    report("kafka broker hung", load, logged, recovery)
     assert set(load.codes()) == {"OK"}  # the log never holds a call up
-    assert load.codes(load.marks["fault"], load.marks["repair"])["OK"] > 100  # answered while the broker was down
+
+
+async def test_kafka_broker_killed_and_restarted(broker: DurableBroker, tmp_path: Path) -> None:
+    """SIGKILL, then a new broker process on the same port and storage.
+
+    Strict for every prediction answered after the kill (the dead broker cannot have acknowledged those). What
+    was answered just before it may have been acknowledged by tansu and then lost with it (see the module
+    docstring): counted and printed, not held against sibyl.
+    """
+    load, logged, _ = await run_outage("kafka killed", broker, tmp_path, broker.kill, broker.start)
+    after_kill = {o.response.prediction_id for o in load.outcomes if o.response and o.t >= load.marks["fault"]}
+    before_kill = load.answered() - after_kill
+    print(
+        f"[kafka killed] answered before the kill and not in the topic: {len(before_kill - logged)} of {len(before_kill)}"
+    )
+    recovery = {"outage records delivered after restart": load.marks["delivered"] - load.marks["repair"]}
+    report("kafka broker killed", load, logged, recovery, must_log=after_kill)
+    assert set(load.codes()) == {"OK"}
