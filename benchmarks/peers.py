@@ -1,13 +1,130 @@
-"""Peers (MLServer, Triton) serving the same model: optional, each in its own venv. Filled in last."""
+"""Peers on the single-row workload: MLServer and Triton serving the same model.onnx (gbdt@1), driven over
+KServe V2 gRPC by the same open-loop byte client as sibyl, with the same feature values (one FP32 [1, 16]
+tensor holding the single-row scenario's row, in manifest column order).
+
+Each peer runs from its own venv (benchmarks.peers_setup); a missing venv skips the peer with the command
+that creates it. Before measuring, a peer's scores must equal onnxruntime's on the same input.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
+
+from benchmarks import peers_setup
+from benchmarks import workload as w
+from benchmarks.loadgen import RunResult
+from benchmarks.peers_servers import MLServerPeer, PeerServer, TritonPeer
+from benchmarks.peers_v2 import MODEL_INFER, PeerError, infer_once, infer_request, scores
+from benchmarks.scenarios import BY_NAME
 
 if TYPE_CHECKING:
     from benchmarks.suite import Plan, Runner
 
+MODEL_NAME = "gbdt"
+SCORE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str  # entry name in the results
+    venv: str  # peers_setup key
+    description: str
+    server: Callable[[Path, Path], PeerServer]  # (venv python, model.onnx) -> not yet started server
+
+
+PEERS: dict[str, Peer] = {
+    "peer-mlserver": Peer(
+        "peer-mlserver",
+        "mlserver",
+        "MLServer 1.7.1, custom runtime = onnxruntime on gbdt@1's model.onnx (parallel_workers 0), "
+        "KServe V2 gRPC, the single-row input as one FP32 [1,16] tensor",
+        lambda python, model: MLServerPeer(python, model, MODEL_NAME),
+    ),
+    "peer-triton": Peer(
+        "peer-triton",
+        "triton",
+        "tritonserver 2.51 (nvidia-pytriton 0.7.0), PyTriton Python model = onnxruntime on gbdt@1's "
+        "model.onnx (the bundled server has no onnxruntime backend), KServe V2 gRPC, single-row input",
+        lambda python, model: TritonPeer(python, model, MODEL_NAME),
+    ),
+}
+
+
+def single_row_input(rows: int = 1) -> tuple[str, np.ndarray]:
+    """The ONNX input name and the rows x columns matrix the single-row scenario sends (manifest order)."""
+    m = w.manifest(w.PRIMARY)
+    return m.input_name, w.sample_matrix(m.columns, rows)
+
+
+def peer_payload(rows: int = 1, model: str = MODEL_NAME) -> bytes:
+    input_name, matrix = single_row_input(rows)
+    return infer_request(model, input_name, matrix)
+
+
+def expected_scores(rows: int = 1) -> np.ndarray:
+    """What sibyl scores for the same rows: onnxruntime on the same file, the manifest's output column."""
+    import onnxruntime as ort
+
+    m = w.manifest(w.PRIMARY)
+    input_name, matrix = single_row_input(rows)
+    session = ort.InferenceSession(str(w.model_path(w.PRIMARY)), providers=["CPUExecutionProvider"])
+    (out,) = session.run([m.output.name], {input_name: matrix})
+    return np.asarray(out, dtype=np.float64)[:, m.output.column]
+
+
+def peer_scores(target: str, rows: int = 1) -> np.ndarray:
+    m = w.manifest(w.PRIMARY)
+    return scores(infer_once(target, peer_payload(rows)), m.output.name, m.output.column)
+
+
+def check_peer(target: str, rows: int = 1) -> str | None:
+    """None when the peer's scores equal onnxruntime's for the same input, else what differs."""
+    try:
+        got, want = peer_scores(target, rows), expected_scores(rows)
+    except PeerError as exc:
+        return str(exc)
+    if got.shape != want.shape or not np.allclose(got, want, rtol=0, atol=SCORE_TOLERANCE):
+        return f"scores {got.tolist()} differ from onnxruntime's {want.tolist()}"
+    return None
+
+
+def missing_venv_reason(peer: Peer) -> str:
+    where = peers_setup.venv_dir(peer.venv)
+    return (
+        f"its venv {where} is missing or outdated: create it with `python -m benchmarks.peers_setup {peer.venv}` "
+        "or run the suite with --with-peers"
+    )
+
 
 def run_peers(plan: Plan, runner: Runner, names: list[str]) -> None:
+    single = BY_NAME["single-row"]
+    payload = peer_payload()
     for name in names:
-        runner.skip(name, "peer", f"{name} serving gbdt@1", "not implemented yet")
+        peer = PEERS[name]
+        if plan.target:
+            runner.skip(name, "peer", peer.description, "runs locally only (no --target)")
+            continue
+        python = peers_setup.venv_python(peer.venv)
+        if python is None:
+            runner.skip(name, "peer", peer.description, missing_venv_reason(peer))
+            continue
+        try:
+            with peer.server(python, w.model_path(w.PRIMARY)) as server:
+                problem = check_peer(server.target)
+                if problem:
+                    runner.skip(name, "peer", peer.description, f"check failed: {problem}")
+                    continue
+                target = server.target
+
+                def run(rate: float, duration_s: float, warmup_s: float, target: str = target) -> RunResult:
+                    return runner.pool.run(runner.job(target, payload, rate, duration_s, warmup_s, MODEL_INFER))
+
+                runner.measure_with(name, "peer", peer.description, run, lambda _: single.ref_rps,
+                                    single.sweep_start_rps)  # fmt: skip
+        except (RuntimeError, OSError) as exc:
+            runner.skip(name, "peer", peer.description, f"server did not start: {exc}")

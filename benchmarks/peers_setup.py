@@ -1,0 +1,93 @@
+"""Each peer server in a venv of its own under .bench-venvs/ (gitignored), created on demand with pinned versions.
+
+MLServer and tritonclient/pytriton pin protobuf, uvloop and friends differently from sibyl, so neither is
+installed next to it. `python -m benchmarks.peers_setup [mlserver] [triton]` creates (or reuses) them and
+prints each venv's python; `python -m benchmarks --with-peers` does the same before a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import venv
+from importlib.metadata import version
+from pathlib import Path
+
+from benchmarks.process import REPO_ROOT
+
+VENV_ROOT = REPO_ROOT / ".bench-venvs"
+MARKER = "sibyl-peer.json"  # written last: a venv without it is half-installed and gets reinstalled
+
+
+def requirements() -> dict[str, list[str]]:
+    # The peers score with the same onnxruntime release as sibyl, so equal inputs give equal scores.
+    ort = f"onnxruntime=={version('onnxruntime')}"
+    return {
+        # uvloop 0.23 crashes MLServer 1.7's worker pool; 0.21 is the last that works with it.
+        "mlserver": ["mlserver==1.7.1", "uvloop==0.21.0", ort, "numpy"],
+        # pytriton 0.7.0 bundles tritonserver 2.51 (CPU-only here, Python backend only).
+        "triton": ["nvidia-pytriton==0.7.0", ort, "numpy"],
+    }
+
+
+def venv_dir(peer: str) -> Path:
+    return VENV_ROOT / peer
+
+
+def venv_python(peer: str) -> Path | None:
+    """The peer venv's python when it is fully installed with today's pins, else None."""
+    if peer not in requirements():
+        raise ValueError(f"unknown peer {peer!r}; choose from {sorted(requirements())}")
+    marker = venv_dir(peer) / MARKER
+    python = venv_dir(peer) / "bin" / "python"
+    try:
+        pins = json.loads(marker.read_text()).get("requirements")
+    except (OSError, ValueError):
+        return None
+    return python if pins == requirements()[peer] and python.exists() else None
+
+
+def ensure(peer: str, timeout_s: float = 900.0) -> Path:
+    """Create or reuse the peer's venv; returns its python. Raises RuntimeError with pip's output on failure."""
+    python = venv_python(peer)
+    if python is not None:
+        return python
+    where = venv_dir(peer)
+    (where / MARKER).unlink(missing_ok=True)
+    if not (where / "bin" / "python").exists():  # a half-installed venv is finished by pip, not rebuilt
+        venv.EnvBuilder(with_pip=True).create(where)
+    pins = requirements()[peer]
+    done = subprocess.run(
+        [str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install {' '.join(pins)} failed in {where}:\n{done.stderr[-2000:]}")
+    (where / MARKER).write_text(json.dumps({"requirements": pins}, indent=2))
+    return where / "bin" / "python"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers_setup", description=__doc__.splitlines()[0])
+    parser.add_argument("peers", nargs="*", help=f"which (default: all of {', '.join(requirements())})")
+    args = parser.parse_args(argv)
+    unknown = [p for p in args.peers if p not in requirements()]
+    if unknown:
+        print(f"peers_setup: error: unknown peer(s) {unknown}; choose from {sorted(requirements())}", file=sys.stderr)
+        return 2
+    for peer in args.peers or list(requirements()):
+        print(f"[peers] {peer}: installing {' '.join(requirements()[peer])} (reused when present)", file=sys.stderr)
+        try:
+            print(ensure(peer))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"peers_setup: error: {peer}: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
