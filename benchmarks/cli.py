@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rps", type=float, help="never offer more than this rate (e.g. a tiny smoke run)")
     p.add_argument("--clients", type=int, default=1, help="load-generator processes (spawned; histograms merged)")
     p.add_argument("--workers", type=int, default=1, help="sibyl worker processes of the local server")
+    p.add_argument("--with-peers", action="store_true", help="create the peers' venvs (.bench-venvs/) when missing")
 
 
 class UsageError(ValueError):
@@ -82,12 +83,27 @@ def plan_from(args: argparse.Namespace) -> Any:
     return Plan(out=out, **overrides)
 
 
+def _setup_peers(names: tuple[str, ...]) -> None:
+    from benchmarks.peers import PEERS
+    from benchmarks.peers_setup import ensure
+
+    for name in names:
+        if name in PEERS:
+            print(f"[bench] {name}: creating or reusing its venv (pip, can take minutes)", file=sys.stderr)
+            try:
+                ensure(PEERS[name].venv)
+            except Exception as exc:  # the run goes on; the peer is then skipped with its reason
+                print(f"benchmarks: warning: {name}: venv setup failed: {exc}", file=sys.stderr)
+
+
 def execute(args: argparse.Namespace) -> int:
     from benchmarks.suite import run_suite
 
     try:
         plan = plan_from(args)
         plan.out.mkdir(parents=True, exist_ok=True)
+        if args.with_peers:
+            _setup_peers(plan.only)
         run_suite(plan)
     except UsageError as exc:
         print(f"benchmarks: error: {exc}", file=sys.stderr)
