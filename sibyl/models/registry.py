@@ -180,6 +180,8 @@ class ModelRegistry:
     async def _load(self, ref: ModelRef) -> OnnxModel:
         """Fetch, verify and warm up one version in a thread (the event loop keeps serving)."""
         key = (ref.name, ref.version or "")
+        # Create the series at 0 first: a counter child born at 1 hides its first failure from increase().
+        self.metrics.model_loads.labels(ref.name, "failed")
         tag = await asyncio.to_thread(self.catalog.manifest_tag, ref)
         if tag is None:
             raise NotFound(f"model {ref} not found in {self.catalog.store.url}")
