@@ -82,6 +82,10 @@ def evaluate(entries: Entries) -> list[dict[str, Any]]:
             "needs shadow-log and redis-fill",
         ),
     ]
+    for t in out[3:5]:  # 0 >= 2 x 0 says nothing: neither server held the SLO at any swept rate
+        if t["status"] == "met" and t["value"] == 0:
+            t["status"] = "n/a"
+            t["detail"] += " (neither held the SLO at any swept rate: inconclusive)"
     if g("redis-fill", "max_rps_at_slo") == 0 and redis_p99 is not None:
         rate = g("redis-fill", "target_rps")
         out[2]["detail"] += f" (no swept rate held the SLO: measured at {rate:g} rps instead of half the max)"
