@@ -17,12 +17,11 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from benchmarks.suite import ALL_NAMES
-
+    """Light on purpose: `sibyl --help` builds this parser, with or without the bench extra installed."""
     p.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
     p.add_argument("--quick", action="store_true", help="short runs of everything (< 5 min)")
     p.add_argument("--target", help="HOST:PORT of a running sibyl serving the benchmark store (see README)")
-    p.add_argument("--only", help=f"comma-separated subset of: {', '.join(ALL_NAMES)}")
+    p.add_argument("--only", help="comma-separated subset of the scenarios and baselines (see benchmarks/README.md)")
     p.add_argument("--skip", help="comma-separated entries to leave out (e.g. peer-mlserver,peer-triton)")
     p.add_argument("--duration", type=float, help="seconds of each fixed-rate run (after warm-up)")
     p.add_argument("--warmup", type=float, help="warm-up seconds excluded from each fixed-rate run")
@@ -97,8 +96,11 @@ def _setup_peers(names: tuple[str, ...]) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from benchmarks.suite import run_suite
-
+    try:
+        from benchmarks.suite import run_suite
+    except ImportError as exc:
+        print(f"benchmarks: error: the suite needs the bench extra: pip install -e '.[bench]' ({exc})", file=sys.stderr)
+        return 2
     try:
         plan = plan_from(args)
         plan.out.mkdir(parents=True, exist_ok=True)
