@@ -144,6 +144,9 @@ def report(
         f"answered {len(answered)}, logged {len(answered & logged)} (missing {len(answered - logged)}); "
         f"{marks}; recovery: {times}"
     )
+    missing = sorted(o.t for o in load.outcomes if o.response and o.response.prediction_id not in logged)
+    if missing:
+        text += f"; missing ones answered between {missing[0]:.2f} and {missing[-1]:.2f} s"
     print("\n" + text)
     bad = {code: n for code, n in codes.items() if code in NEVER}
     assert not bad, f"{name}: calls failed with {bad}"
