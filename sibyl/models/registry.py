@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -50,6 +51,7 @@ class ModelRegistry:
         self._extras: OrderedDict[Key, None] = OrderedDict()  # on-demand loads (extra models), LRU
         self._max_extras = max_extra_models
         self._latest: dict[str, str] = {}  # model -> newest version, for unversioned refs
+        self._not_found: dict[str, tuple[float, str]] = {}  # ref -> (when, message) of a recent NotFound
         self.drift: dict[Key, DriftMonitor] = {}  # per loaded version that has baselines
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
@@ -206,6 +208,20 @@ class ModelRegistry:
         return OnnxModel(manifest, self.catalog.read_model(ref), self.intra_op_threads)
 
     async def _load_extra(self, ref: ModelRef, locked: bool = False) -> OnnxModel:
+        # An unknown model is remembered for one poll interval: a caller repeating a bad name must not turn
+        # every request into a model-store lookup (an S3 request) under the registry lock.
+        seen = self._not_found.get(str(ref))
+        if seen is not None and time.monotonic() - seen[0] < self.poll_interval_s:
+            raise NotFound(seen[1])
+        try:
+            return await self._load_extra_unchecked(ref, locked)
+        except NotFound as exc:
+            self._not_found[str(ref)] = (time.monotonic(), str(exc))
+            if len(self._not_found) > 1024:
+                self._not_found.pop(next(iter(self._not_found)))
+            raise
+
+    async def _load_extra_unchecked(self, ref: ModelRef, locked: bool) -> OnnxModel:
         if locked:
             return await self._load_extra_locked(ref)
         async with self._lock:

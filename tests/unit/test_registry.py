@@ -112,3 +112,24 @@ async def test_poller_picks_up_changes(catalog: Catalog) -> None:
         assert reg.predictor("p").primary == "m@2"
     finally:
         await reg.stop()
+
+
+async def test_unknown_model_is_not_looked_up_again_within_a_poll_interval(catalog: Catalog) -> None:
+    reg = ModelRegistry(catalog, Metrics(), poll_interval_s=0.5)
+    await reg.start(poll=False)
+    lookups = 0
+    resolve = catalog.resolve
+
+    def counting_resolve(ref: ModelRef) -> ModelRef:
+        nonlocal lookups
+        lookups += 1
+        return resolve(ref)
+
+    catalog.resolve = counting_resolve  # type: ignore[method-assign]
+    for _ in range(5):
+        with pytest.raises(NotFound, match="ghost"):
+            await reg.model(ModelRef("ghost"))
+    assert lookups == 1
+    publish_logistic(catalog, "ghost", "1")
+    await asyncio.sleep(0.6)  # one poll interval later the store is asked again
+    assert (await reg.model(ModelRef("ghost"))).version == "1"
