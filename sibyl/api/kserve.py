@@ -57,7 +57,8 @@ class KServeServicer:
     async def ServerReady(
         self, request: v2.ServerReadyRequest, context: grpc.aio.ServicerContext
     ) -> v2.ServerReadyResponse:
-        return v2.ServerReadyResponse(ready=bool(self.registry.snapshot.predictors))
+        # Not ready while draining: V2 clients and balancers stop sending, as with the gRPC health service.
+        return v2.ServerReadyResponse(ready=bool(self.registry.snapshot.predictors) and not self.service.draining)
 
     async def ServerMetadata(
         self, request: v2.ServerMetadataRequest, context: grpc.aio.ServicerContext

@@ -272,3 +272,12 @@ async def test_perf_analyzer_runs_against_sibyl_with_zero_errors(store: Path) ->
     assert done.returncode == 0, text
     assert "Throughput" in text
     assert stats.model_stats[0].execution_count > 0 and stats.model_stats[0].inference_stats.fail.count == 0
+
+
+async def test_server_ready_turns_false_while_draining(store: Path) -> None:
+    async with running_server(store) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        assert (await stub.ServerReady(v2.ServerReadyRequest(), timeout=5)).ready
+        server.service.draining = True  # what stop() sets first, before the port closes
+        assert not (await stub.ServerReady(v2.ServerReadyRequest(), timeout=5)).ready
+        assert (await stub.ServerLive(v2.ServerLiveRequest(), timeout=5)).live

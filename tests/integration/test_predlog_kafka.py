@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafkaread import read_topic
 from needs import missing
 
 from sibyl.observability.metrics import Metrics
@@ -47,29 +47,6 @@ def wait_for(condition: object, timeout_s: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.0) -> list[PredictionLog]:
-    """Every record of partition 0 from the beginning (assign + seek: tansu's group join is slow)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=500)
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        out: list[PredictionLog] = []
-        deadline = time.monotonic() + timeout_s
-        idle = 0
-        while time.monotonic() < deadline and (len(out) < at_least or idle < 2):
-            batch = consumer.poll(timeout_ms=300)
-            idle = 0 if batch else idle + 1
-            for messages in batch.values():
-                for m in messages:
-                    rec = PredictionLog.FromString(m.value)
-                    assert m.key == rec.prediction_id.encode()
-                    out.append(rec)
-        return out
-    finally:
-        consumer.close()
 
 
 def make_sink(bootstrap: str, topic: str, spool_dir: Path, metrics: Metrics, **kw: object) -> KafkaSink:
