@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,3 +56,33 @@ async def running_server(tmp_path: Path, store_url: str | None = None, **overrid
         yield server
     finally:
         await server.stop(1.0)
+
+
+SERVING_LINE = re.compile(r"serving on [\d.]+:(\d+)(?: with \d+ workers)? \(metrics :(\d+)\)")
+
+
+def serve_subprocess(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen[str], int, int]:
+    """`python -m sibyl serve --port 0 FLAGS` over make_store(tmp_path/"store"), file log in tmp_path.
+
+    env: extra SIBYL_* settings. Returns (process, gRPC port, metrics port or 0) once it prints its serving line.
+    """
+    make_store(tmp_path / "store")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
+    full_env.update(
+        SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}",
+        SIBYL_FEATURES__BACKEND="none",
+        SIBYL_PREDLOG__PATH=str(tmp_path / "predictions.jsonl"),
+        SIBYL_PREDLOG__SPOOL_DIR=str(tmp_path / "spool"),
+        SIBYL_SERVER__GRACE_S="3",
+        SIBYL_LOG_LEVEL="WARNING",
+    )
+    full_env.update(env)
+    command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", *flags]
+    proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = SERVING_LINE.search(line)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"sibyl serve did not start; first line: {line!r}")
+    return proc, int(match.group(1)), int(match.group(2))

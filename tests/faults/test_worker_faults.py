@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from harness import Load, logged_ids_from_file, report
-from inproc import make_store
+from inproc import serve_subprocess
 
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
@@ -30,25 +28,8 @@ def request(i: int) -> PredictRequest:
 
 
 def start_workers(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    make_store(tmp_path / "store")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
-    env.update(
-        SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}",
-        SIBYL_FEATURES__BACKEND="none",
-        SIBYL_PREDLOG__PATH=str(tmp_path / "predictions.jsonl"),
-        SIBYL_PREDLOG__SPOOL_DIR=str(tmp_path / "spool"),
-        SIBYL_SERVER__GRACE_S="3",
-        SIBYL_LOG_LEVEL="WARNING",
-    )
-    command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--workers", "2"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"serving on [\d.]+:(\d+) with", line)
-    if not match:
-        proc.kill()
-        raise AssertionError(f"unexpected first line from sibyl serve: {line!r}")
-    return proc, int(match.group(1))
+    proc, port, _ = serve_subprocess(tmp_path, "--metrics-port", "0", "--workers", "2")
+    return proc, port
 
 
 def workers_answering(port: int, want: int, old: set[str] = frozenset(), timeout_s: float = 30.0) -> set[str]:

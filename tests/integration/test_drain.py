@@ -4,18 +4,14 @@ prediction is in the log, and the server exits 0."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
-from inproc import make_store
+from inproc import serve_subprocess
 
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
@@ -23,27 +19,8 @@ from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
 @pytest.mark.timeout(90)
 def test_sigterm_drains_in_flight_and_flushes_the_log(tmp_path: Path) -> None:
-    make_store(tmp_path / "store")
     log_path = tmp_path / "predictions.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
-    env.update(
-        SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}",
-        SIBYL_FEATURES__BACKEND="none",
-        SIBYL_PREDLOG__PATH=str(log_path),
-        SIBYL_PREDLOG__SPOOL_DIR=str(tmp_path / "spool"),
-        SIBYL_METRICS__ENABLED="false",
-        SIBYL_SERVER__GRACE_S="5",
-        SIBYL_LOG_LEVEL="WARNING",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sibyl", "serve", "--port", "0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"serving on [\d.]+:(\d+)", line)
-    assert match, f"server did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-    port = int(match.group(1))
+    proc, port, _ = serve_subprocess(tmp_path, SIBYL_METRICS__ENABLED="false", SIBYL_SERVER__GRACE_S="5")
 
     answered: list[str] = []
     failed: list[tuple[str, float]] = []

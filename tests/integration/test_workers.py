@@ -6,39 +6,20 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from inproc import make_store
+from inproc import serve_subprocess
 
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
 
 def start_server(tmp_path: Path, workers: int) -> tuple[subprocess.Popen[str], int, int]:
-    make_store(tmp_path / "store")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
-    env.update(
-        SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}",
-        SIBYL_FEATURES__BACKEND="none",
-        SIBYL_PREDLOG__PATH=str(tmp_path / "predictions.jsonl"),
-        SIBYL_PREDLOG__SPOOL_DIR=str(tmp_path / "spool"),
-        SIBYL_SERVER__GRACE_S="3",
-        SIBYL_LOG_LEVEL="WARNING",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--workers", str(workers)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"serving on [\d.]+:(\d+) with \d+ workers \(metrics :(\d+)\)", line)
-    assert match, f"unexpected first line: {line!r}"
-    return proc, int(match.group(1)), int(match.group(2))
+    return serve_subprocess(tmp_path, "--metrics-port", "0", "--workers", str(workers))
 
 
 def call(port: int, timeout: float = 5.0) -> tuple[grpc.StatusCode, str]:
