@@ -6,15 +6,12 @@ A test that stops or kills a session server must `start()` it again before it en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
-from needs import missing
+from needs import launch
 
-from sibyl.testing.servers import KafkaBroker, MissingBinaryError, RedisCluster, RedisServer, S3Server
-
-T = TypeVar("T", RedisServer, RedisCluster, KafkaBroker, S3Server)
+from sibyl.testing.servers import KafkaBroker, RedisCluster, RedisServer, S3Server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,37 +27,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
 
 
-def _launch(factory: Callable[[], T]) -> Iterator[T]:
-    try:
-        server = factory()
-    except MissingBinaryError as exc:
-        missing(exc)
-    try:
-        yield server.start()
-    finally:
-        server.close()
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    yield from _launch(RedisServer)
+    yield from launch(RedisServer)
 
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
-    yield from _launch(RedisCluster)
+    yield from launch(RedisCluster)
 
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaBroker]:
     """In-memory storage: topics are gone after a restart."""
-    yield from _launch(KafkaBroker)
+    yield from launch(KafkaBroker)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """Buckets persist across tests (and restarts): use unique bucket names."""
-    yield from _launch(S3Server)
+    yield from launch(S3Server)
 
 
 @pytest.fixture
@@ -75,3 +61,14 @@ def fresh_redis(redis_server: RedisServer) -> RedisServer:
     finally:
         client.close()
     return redis_server
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials boto3 needs to talk to the local S3 server (any values do)."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)

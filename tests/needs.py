@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
 
 import pytest
 
-from sibyl.testing.servers import MissingBinaryError
+from sibyl.testing.servers import KafkaBroker, MissingBinaryError, PrometheusServer, RedisCluster, RedisServer, S3Server
+
+T = TypeVar("T", RedisServer, RedisCluster, KafkaBroker, S3Server, PrometheusServer)
 
 
 def in_ci() -> bool:
@@ -18,3 +21,15 @@ def missing(exc: MissingBinaryError) -> NoReturn:
     if in_ci():
         pytest.fail(str(exc), pytrace=False)
     pytest.skip(str(exc))
+
+
+def launch(factory: Callable[[], T]) -> Iterator[T]:
+    """A fixture body: start a real server (missing binary: fail in CI, skip elsewhere), close it afterwards."""
+    try:
+        server = factory()
+    except MissingBinaryError as exc:
+        missing(exc)
+    try:
+        yield server.start()
+    finally:
+        server.close()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Load, Outcome, logged_ids_from_file, report
 from inproc import running_server
-from onnxgen import FEATURES, logistic_onnx, publish_logistic
+from onnxgen import logistic_onnx, publish_logistic, publish_raw
 
 from sibyl.models.catalog import Catalog
-from sibyl.models.manifest import Manifest, OutputSpec
 from sibyl.models.store import FileStore, S3Store
 from sibyl.server import SibylServer
 from sibyl.testing.servers import S3Server, make_bucket
@@ -38,27 +35,6 @@ def sample(server: SibylServer, name: str, labels: dict[str, str] | None = None)
 
 async def wait_metric_above(load: Load, server: SibylServer, name: str, labels: dict[str, str], floor: float) -> None:
     await load.wait_for(lambda o: sample(server, name, labels) > floor, run=1, timeout_s=20)
-
-
-def publish_raw(catalog: Catalog, version: str, onnx_bytes: bytes, sha_of: bytes | None = None) -> None:
-    """Write a version by hand: `sha_of` lets the manifest claim a checksum of other bytes (a tampered file)."""
-    manifest = Manifest(
-        name="m", version=version, input_name="input", inputs=FEATURES,
-        output=OutputSpec(name="probabilities", column=1), sha256=hashlib.sha256(sha_of or onnx_bytes).hexdigest(),
-    )  # fmt: skip
-    catalog.store.write(f"models/m/{version}/model.onnx", onnx_bytes)
-    catalog.store.write(f"models/m/{version}/manifest.json", manifest.model_dump_json().encode())
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    yield
 
 
 async def test_s3_down_during_polls_then_back(s3_server: S3Server, aws_env: None, tmp_path: Path) -> None:
@@ -102,11 +78,11 @@ async def test_corrupt_versions_never_serve(tmp_path: Path) -> None:
         async with Load(f"127.0.0.1:{server.port}", request) as load:
             await load.settle()
             load.mark("fault")
-            publish_raw(catalog, "2", b"\x08\x01 not an onnx model")  # garbage with a matching checksum
+            publish_raw(catalog, "m", "2", b"\x08\x01 not an onnx model")  # garbage with a matching checksum
             catalog.promote("p", "m@2")
             await wait_metric_above(load, server, "sibyl_model_loads_total", failed, 0)
             good = logistic_onnx([0.2] * 5)
-            publish_raw(catalog, "3", good[:-1] + bytes([good[-1] ^ 1]), sha_of=good)  # tampered after publishing
+            publish_raw(catalog, "m", "3", good[:-1] + bytes([good[-1] ^ 1]), sha_of=good)  # tampered after publishing
             catalog.promote("p", "m@3")
             await wait_metric_above(load, server, "sibyl_model_loads_total", failed, 1)
             await load.settle(50)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from google.protobuf import json_format
-from needs import missing
+from needs import launch, missing
 
 from sibyl.config import EXAMPLE_STORE
 from sibyl.models.catalog import Catalog
@@ -106,14 +106,7 @@ def api(prom: PrometheusServer, path: str) -> Any:
 
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer()
-    except MissingBinaryError as exc:
-        missing(exc)
-    try:
-        yield server.start()
-    finally:
-        server.close()
+    yield from launch(RedisServer)
 
 
 @contextmanager

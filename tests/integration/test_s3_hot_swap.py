@@ -4,7 +4,6 @@ calls; a corrupt v3 promoted → v2 keeps serving."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import boto3
 import grpc
 import pytest
 from inproc import running_server
-from onnxgen import FEATURES, publish_logistic
+from onnxgen import publish_logistic, publish_raw
 
 from sibyl.models.catalog import Catalog
-from sibyl.models.manifest import Manifest, OutputSpec
 from sibyl.models.store import S3Store
 from sibyl.testing.servers import S3Server
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
@@ -23,26 +21,10 @@ from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
 
 @pytest.fixture
-def s3_catalog(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> tuple[Catalog, str]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    bucket = f"models-{id(monkeypatch) % 100000}"
+def s3_catalog(s3_server: S3Server, aws_env: None, tmp_path: Path) -> tuple[Catalog, str]:
+    bucket = f"models-{abs(hash(tmp_path.name)) % 100000}"
     boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1").create_bucket(Bucket=bucket)
     return Catalog(S3Store(bucket, "prod", s3_server.endpoint_url, "us-east-1")), bucket
-
-
-def publish_corrupt(catalog: Catalog, version: str) -> None:
-    garbage = b"\x08\x01garbage that is not onnx"
-    manifest = Manifest(
-        name="m", version=version, input_name="input", inputs=FEATURES,
-        output=OutputSpec(name="probabilities", column=1), sha256=hashlib.sha256(garbage).hexdigest(),
-    )  # fmt: skip
-    catalog.store.write(f"models/m/{version}/model.onnx", garbage)
-    catalog.store.write(f"models/m/{version}/manifest.json", manifest.model_dump_json().encode())
 
 
 @pytest.mark.timeout(120)
@@ -83,7 +65,7 @@ async def test_hot_swap_under_load_with_zero_failures(
         publish_logistic(catalog, "m", "2", weights=[0.9] * 5)
         catalog.promote("p", "m@2")
         await wait_for(lambda: seen and seen[-1] == "2")
-        publish_corrupt(catalog, "3")
+        publish_raw(catalog, "m", "3", b"\x08\x01garbage that is not onnx")
         catalog.promote("p", "m@3")
         before = server.metrics.registry.get_sample_value(
             "sibyl_model_loads_total", {"model": "m", "outcome": "failed"}

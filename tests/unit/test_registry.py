@@ -1,13 +1,11 @@
 import asyncio
-import hashlib
 from pathlib import Path
 
 import pytest
-from onnxgen import FEATURES, logistic_onnx, publish_logistic
+from onnxgen import logistic_onnx, publish_logistic, publish_raw
 
 from sibyl.errors import NotFound
 from sibyl.models.catalog import Catalog
-from sibyl.models.manifest import Manifest, OutputSpec
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.store import FileStore
 from sibyl.observability.metrics import Metrics
@@ -34,14 +32,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 def publish_corrupt(catalog: Catalog, version: str, *, bytes_match_sha: bool) -> None:
     """A version whose model.onnx is garbage (sha matches) or whose sha does not match the bytes."""
     garbage = b"not an onnx model"
-    good = logistic_onnx([0.1] * 5)
-    sha = hashlib.sha256(garbage if bytes_match_sha else good).hexdigest()
-    manifest = Manifest(
-        name="m", version=version, input_name="input", inputs=FEATURES,
-        output=OutputSpec(name="probabilities", column=1), sha256=sha,
-    )  # fmt: skip
-    catalog.store.write(f"models/m/{version}/model.onnx", garbage)
-    catalog.store.write(f"models/m/{version}/manifest.json", manifest.model_dump_json().encode())
+    publish_raw(catalog, "m", version, garbage, sha_of=None if bytes_match_sha else logistic_onnx([0.1] * 5))
 
 
 async def test_start_loads_predictors(catalog: Catalog) -> None:
