@@ -65,7 +65,6 @@ class App:
             metrics,
             ServiceOptions(
                 limits=Limits(s.server.max_rows, s.server.max_models, s.server.max_name_length),
-                feature_budget_s=s.features.budget_ms / 1000,
                 offload_rows=s.server.offload_rows,
                 max_in_flight=s.server.max_in_flight,
                 log_features=s.predlog.log_features,
