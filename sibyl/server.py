@@ -40,6 +40,9 @@ class SibylServer:
 
     async def start(self) -> None:
         s = self.settings
+        # Security files first: a wrong certificate or tokens path fails start-up before any model loads.
+        self._tokens = auth.token_set(s.security)
+        self.tls = tls.certificate_files(s.security)
         self.app = await App.build(s, self.metrics)
         self.registry, self.service = self.app.registry, self.app.service
         if s.metrics.enabled:  # before gRPC: a taken port fails start-up before anything serves
@@ -56,9 +59,7 @@ class SibylServer:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
-        tokens = auth.token_set(self.settings.security)
-        interceptors = [auth.TokenAuthInterceptor(tokens, self.metrics)] if tokens else []
-        self.tls = tls.certificate_files(self.settings.security)  # read before binding: bad files fail start-up
+        interceptors = [auth.TokenAuthInterceptor(self._tokens, self.metrics)] if self._tokens else []
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         add_to_server(PredictionServicer(self.service, self.metrics), self._grpc)
         kserve.add_to_server(kserve.KServeServicer(self.service, self.metrics), self._grpc)  # KServe V2, same port
