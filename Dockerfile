@@ -34,6 +34,6 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 WORKDIR /var/lib/sibyl
 USER 10001:10001
 EXPOSE 50051 9100
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python", "-m", "sibyl.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python", "-m", "sibyl.process.healthcheck"]
 STOPSIGNAL SIGTERM
 CMD ["sibyl", "serve"]

@@ -131,7 +131,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """`sibyl bench ...` (sibyl.cli finds this module in a checkout)."""
+    """`sibyl bench ...` (sibyl.cli.main finds this module in a checkout)."""
     parser = sub.add_parser("bench", help="run the benchmark suite (see benchmarks/README.md)", epilog=EPILOG)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_arguments(parser)

@@ -17,7 +17,7 @@ import grpc
 
 from benchmarks.peers_v2 import MODEL_READY
 from sibyl.kserve.grpc_predict_v2_pb2 import ModelReadyRequest, ModelReadyResponse
-from sibyl.testing.process import LOOPBACK, ManagedProcess, free_port
+from tests.support.process import LOOPBACK, ManagedProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 RUNTIME_DIR = HERE / "mlserver_runtime"

@@ -32,7 +32,7 @@ def sibyl_env(store: Path, workers: int) -> dict[str, str]:
 @contextlib.contextmanager
 def sibyl_server(group: str, store: Path, workers: int = 1) -> Iterator[ServerProcess]:
     """`sibyl serve --port 0` for a scenario group: "plain", "redis" or "redis-kafka"."""
-    from sibyl.testing.servers import KafkaBroker, RedisServer, create_topic
+    from tests.support.servers import KafkaBroker, RedisServer, create_topic
 
     env = sibyl_env(store, workers)
     with contextlib.ExitStack() as stack:

@@ -33,9 +33,9 @@ from threadpoolctl import threadpool_limits
 
 from sibyl.models.baseline import compute_baselines
 from sibyl.models.manifest import FeatureSpec, Manifest, OutputSpec
+from sibyl.models.predictor import PredictorConfig, Shadow
 from sibyl.models.publish import read_sample
 from sibyl.models.runtime import OnnxModel
-from sibyl.routing import PredictorConfig, Shadow
 from sibyl.v1.predict_pb2 import PredictRequest
 
 SEED = 7

@@ -1,5 +1,5 @@
 import sys
 
-from sibyl.cli import main
+from sibyl.cli.main import main
 
 sys.exit(main())

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from sibyl.config import Settings
 from sibyl.features import build_fetcher
 from sibyl.features.base import FeatureFetcher
-from sibyl.inputs import Limits
 from sibyl.models.catalog import Catalog
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.store import open_store
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog import build_sink
 from sibyl.predlog.base import PredictionSink
-from sibyl.service import PredictionService, ServiceOptions
-from sibyl.shadows import ShadowRunner
+from sibyl.serving.decode import Limits
+from sibyl.serving.service import PredictionService, ServiceOptions
+from sibyl.serving.shadows import ShadowRunner
 
 
 def inference_threads(settings: Settings) -> int:

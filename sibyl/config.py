@@ -1,5 +1,8 @@
 """One settings object for the whole server: env vars SIBYL_* (nested with __) and/or a TOML/JSON file.
 
+Each backend's settings live beside the backend (features/, models/, predlog/, serving/); this module composes
+them with the server-wide ones.
+
 Examples: SIBYL_SERVER__PORT=50051, SIBYL_MODEL_STORE__URL=s3://models/prod,
 SIBYL_FEATURES__BACKEND=redis, SIBYL_PREDLOG__SINK=kafka. Validated once at start-up; `load_settings`
 turns validation errors into one ConfigError line that names the setting.
@@ -10,15 +13,16 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sibyl.errors import ConfigError
-
-EXAMPLE_STORE = Path(__file__).parent / "examples" / "store"
-EXAMPLE_FEATURES = Path(__file__).parent / "examples" / "features.jsonl"
+from sibyl.features.settings import EXAMPLE_FEATURES, FeatureSettings
+from sibyl.models.settings import EXAMPLE_STORE, ModelStoreSettings
+from sibyl.predlog.settings import PredlogSettings
+from sibyl.serving.settings import ShadowSettings
 
 
 class ServerSettings(BaseModel):
@@ -43,54 +47,6 @@ class ServerSettings(BaseModel):
     )
     offload_rows: int = Field(
         512, ge=1, description="Batches with at least this many rows run inference in a thread, not the loop."
-    )
-
-
-class ModelStoreSettings(BaseModel):
-    url: str = Field(f"file://{EXAMPLE_STORE}", description="file:///path or s3://bucket/prefix.")
-    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, SeaweedFS, ...).")
-    s3_region: str = Field("us-east-1", description="S3 region name.")
-    poll_interval_s: float = Field(5.0, gt=0, description="How often the store is checked for changes.")
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, url: str) -> str:
-        if not (url.startswith("file://") or url.startswith("s3://") or url.startswith("/")):
-            raise ValueError("must start with file:// or s3:// (e.g. file:///srv/models, s3://bucket/prefix)")
-        return url
-
-
-class FeatureSettings(BaseModel):
-    backend: Literal["memory", "redis", "redis-cluster", "none"] = Field(
-        "memory", description="Where missing features come from."
-    )
-    url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (any node, for redis-cluster).")
-    memory_file: str = Field(str(EXAMPLE_FEATURES), description="JSONL file that fills the memory backend.")
-    prefix: str = Field("sibyl:v1", description="Key prefix; a new snapshot loads under a new prefix.")
-    field_hash: Literal["xxh32", "xxh64", "name"] = Field("xxh32", description="How a field is named.")
-    budget_ms: float = Field(20.0, gt=0, description="Longest a request waits for Redis before defaults.")
-    cache_ttl_s: float = Field(30.0, ge=0, description="In-process cache TTL; 0 disables the cache.")
-    cache_max_entries: int = Field(100_000, ge=0, description="Entities held in the in-process cache.")
-    breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
-    breaker_reset_s: float = Field(2.0, gt=0, description="Seconds before a probe after the circuit opens.")
-
-
-class PredlogSettings(BaseModel):
-    sink: Literal["file", "kafka", "none"] = Field("file", description="Where prediction records go.")
-    path: str = Field("predictions.jsonl", description="File sink: JSON lines, appended.")
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
-    topic: str = Field("sibyl.predictions", description="Kafka topic.")
-    spool_dir: str = Field("spool", description="Disk spool for records the broker could not take.")
-    spool_max_bytes: int = Field(1024**3, ge=1024, description="Spool bound; past it records are dropped.")
-    queue_size: int = Field(100_000, ge=1, description="Records buffered in memory before the spool.")
-    log_features: bool = Field(True, description="Include feature values in records.")
-
-
-class ShadowSettings(BaseModel):
-    queue_size: int = Field(1_000, ge=1, description="Shadow jobs waiting; more are shed and counted.")
-    concurrency: int = Field(2, ge=1, description="Shadow jobs running at once.")
-    max_in_flight_fraction: float = Field(
-        0.8, gt=0, le=1, description="Shed shadows when in-flight calls exceed this share of max_in_flight."
     )
 
 
@@ -158,3 +114,18 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         where = ".".join(str(p) for p in err["loc"])
         env = "SIBYL_" + "__".join(str(p) for p in err["loc"]).upper()
         raise ConfigError(f"setting {where} ({env}): {err['msg']}") from None
+
+
+__all__ = [
+    "EXAMPLE_FEATURES",
+    "EXAMPLE_STORE",
+    "FeatureSettings",
+    "MetricsSettings",
+    "ModelStoreSettings",
+    "PredlogSettings",
+    "SecuritySettings",
+    "ServerSettings",
+    "Settings",
+    "ShadowSettings",
+    "load_settings",
+]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from needs import launch
 
-from sibyl.testing.servers import KafkaBroker, RedisCluster, RedisServer, S3Server
+from tests.support.servers import KafkaBroker, RedisCluster, RedisServer, S3Server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

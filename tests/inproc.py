@@ -14,10 +14,10 @@ from typing import Any
 
 from onnxgen import publish_logistic
 
+from sibyl.api.server import SibylServer
 from sibyl.config import load_settings
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore
-from sibyl.server import SibylServer
 
 PRIMARY_WEIGHTS = [0.5, -0.02, 0.3, 1.0, -1.0]  # amount, age, rating, emb[0], emb[1]
 SHADOW_WEIGHTS = [0.1, 0.01, -0.2, 0.5, 0.5]

@@ -8,7 +8,7 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from sibyl.testing.servers import KafkaBroker, MissingBinaryError, PrometheusServer, RedisCluster, RedisServer, S3Server
+from tests.support.servers import KafkaBroker, MissingBinaryError, PrometheusServer, RedisCluster, RedisServer, S3Server
 
 T = TypeVar("T", RedisServer, RedisCluster, KafkaBroker, S3Server, PrometheusServer)
 

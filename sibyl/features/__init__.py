@@ -6,13 +6,13 @@ backend (with its writer) to the loader, the CLI, tests and benchmarks.
 
 from __future__ import annotations
 
-from sibyl.config import FeatureSettings
 from sibyl.features.base import FeatureFetcher
 from sibyl.features.breaker import CircuitBreaker
 from sibyl.features.cache import FeatureCache
 from sibyl.features.fetcher import Fetcher, NullFetcher
-from sibyl.features.memory_store import MemoryFeatureStore
-from sibyl.features.redis_store import RedisFeatureStore, connect
+from sibyl.features.memory import MemoryFeatureStore
+from sibyl.features.redis import RedisFeatureStore, connect
+from sibyl.features.settings import FeatureSettings
 from sibyl.observability.metrics import Metrics
 
 __all__ = ["MemoryFeatureStore", "RedisFeatureStore", "build_fetcher", "build_store"]

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from sibyl.errors import InvalidArgument, Unavailable
 from sibyl.features.codec import Dtype, EncodeError, check_collisions
-from sibyl.features.redis_store import RedisFeatureStore
+from sibyl.features.redis import RedisFeatureStore
 from sibyl.features.sources import BadInput, Numbered
 from sibyl.models.manifest import FeatureSpec
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sibyl.errors import InvalidArgument, MissingDependency
-from sibyl.features.memory_store import read_jsonl
-from sibyl.features.redis_store import Row
+from sibyl.features.memory import read_jsonl
+from sibyl.features.redis import Row
 
 Numbered = tuple[str, Row]  # ("line 7" / "row 7", row)
 FORMATS = ("csv", "parquet", "jsonl")

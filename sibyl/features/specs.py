@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sibyl.config import Settings
 from sibyl.errors import InvalidArgument, SibylError
 from sibyl.models.catalog import Catalog
 from sibyl.models.manifest import FeatureSpec, Manifest
+from sibyl.models.predictor import ModelRef
+from sibyl.models.settings import ModelStoreSettings
 from sibyl.models.store import open_store
-from sibyl.routing import ModelRef
 
 
-def specs_from_store(settings: Settings) -> dict[str, FeatureSpec]:
+def specs_from_store(ms: ModelStoreSettings) -> dict[str, FeatureSpec]:
     """Entity features of the newest version of every model; {} when the store cannot be read."""
-    ms = settings.model_store
     try:
         catalog = Catalog(open_store(ms.url, ms.s3_endpoint_url, ms.s3_region))
         manifests = [catalog.read_manifest(ModelRef(m, v[-1])) for m, v in catalog.models().items() if v]

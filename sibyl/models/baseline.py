@@ -5,7 +5,7 @@ for a vector feature (one number that moves when an embedding's scale or sparsit
 drift of a rotated embedding is not caught). Edges are finite: quantiles of the sample, deduplicated, or
 midpoints between the distinct values when a feature has at most `bins` of them (flags, small counts).
 Values outside [first edge, last edge] are counted in the outer bins, so live data always lands somewhere.
-The live side (sibyl.observability.drift) bins with the same `FeatureProjection` and `Binner`.
+The live side (sibyl.models.drift) bins with the same `FeatureProjection` and `Binner`.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ValidationError
 
 from sibyl.errors import FailedPrecondition, InvalidArgument, ModelStoreError, NotFound
 from sibyl.models.manifest import Baselines, FeatureSpec, Manifest, OutputSpec, check_name
+from sibyl.models.predictor import Arm, ModelRef, PredictorConfig, Shadow
 from sibyl.models.store import BlobStore
-from sibyl.routing import Arm, ModelRef, PredictorConfig, Shadow
 
 
 def version_key(version: str) -> tuple[Any, ...]:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from sibyl.errors import ModelLoadError, ModelStoreError, NotFound, SibylError
 from sibyl.models.catalog import Catalog
+from sibyl.models.drift import DriftMonitor
+from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.runtime import OnnxModel
-from sibyl.observability.drift import DriftMonitor
 from sibyl.observability.metrics import Metrics
-from sibyl.routing import ModelRef, PredictorConfig
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (model, version)

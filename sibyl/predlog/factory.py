@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sibyl.config import PredlogSettings
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.base import PredictionSink
+from sibyl.predlog.settings import PredlogSettings
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 
@@ -27,11 +27,11 @@ def build_sink(settings: PredlogSettings, metrics: Metrics) -> PredictionSink:
     if settings.sink == "none":
         return NullSink()
     if settings.sink == "kafka":
-        from sibyl.predlog.kafka_sink import KafkaSink
+        from sibyl.predlog.kafka import KafkaSink
         from sibyl.predlog.spool import Spool
 
         spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes)
         return KafkaSink(settings.kafka_bootstrap, settings.topic, spool, metrics, queue_size=settings.queue_size)
-    from sibyl.predlog.file_sink import FileSink
+    from sibyl.predlog.file import FileSink
 
     return FileSink(settings.path, metrics, queue_size=settings.queue_size)

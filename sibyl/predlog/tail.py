@@ -48,7 +48,7 @@ def read_file(path: Path, follow: bool, max_seconds: float | None) -> Iterator[P
 
 def read_spool(directory: Path) -> Iterator[PredictionLog]:
     """Records waiting in a spool, oldest first, read-only (a torn tail is just not shown)."""
-    from sibyl.predlog.kafka_sink import split_payload
+    from sibyl.predlog.kafka import split_payload
 
     if not directory.is_dir():
         raise NotFound(f"spool directory {directory} does not exist; pass --spool or set SIBYL_PREDLOG__SPOOL_DIR")

@@ -19,11 +19,11 @@ import pytest
 from harness import Load, report
 from inproc import make_store, running_server
 
-from sibyl.server import SibylServer
-from sibyl.testing.kafka_broker import KafkaBroker, create_topic
-from sibyl.testing.servers import S3Server, make_bucket
+from sibyl.api.server import SibylServer
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest, Role
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.support.kafka_broker import KafkaBroker, create_topic
+from tests.support.servers import S3Server, make_bucket
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 TOPIC = "sibyl.predictions"

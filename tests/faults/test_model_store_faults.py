@@ -9,11 +9,11 @@ from harness import Load, Outcome, logged_ids_from_file, report
 from inproc import running_server
 from onnxgen import logistic_onnx, publish_logistic, publish_raw
 
+from sibyl.api.server import SibylServer
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore, S3Store
-from sibyl.server import SibylServer
-from sibyl.testing.servers import S3Server, make_bucket
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
+from tests.support.servers import S3Server, make_bucket
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

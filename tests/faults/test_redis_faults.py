@@ -11,8 +11,8 @@ from inproc import make_store, running_server
 
 from sibyl.config import FeatureSettings
 from sibyl.features import build_store
-from sibyl.testing.servers import RedisServer
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

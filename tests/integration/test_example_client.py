@@ -101,7 +101,7 @@ def test_other_errors_are_not_retried(client: ModuleType, flaky_server: tuple[in
 
 
 def test_unreachable_target_fails_fast_with_one_line(client: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    from sibyl.testing.servers import free_port
+    from tests.support.servers import free_port
 
     assert client.main(["--target", f"dns:///127.0.0.1:{free_port()}", "--deadline-ms", "2000"]) == 1
     assert capsys.readouterr().err.startswith("Predict failed: UNAVAILABLE")

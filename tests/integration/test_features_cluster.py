@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from sibyl.config import FeatureSettings
 from sibyl.features import build_fetcher
 from sibyl.features.fetcher import Fetcher
-from sibyl.features.redis_store import RedisFeatureStore
+from sibyl.features.redis import RedisFeatureStore
 from sibyl.models.manifest import FeatureSpec
 from sibyl.observability.metrics import Metrics
-from sibyl.testing.servers import RedisCluster
+from tests.support.servers import RedisCluster
 
 ORDERS = FeatureSpec(name="orders", entity="consumer_id")
 EMB = FeatureSpec(name="emb", entity="consumer_id", dtype="float_vector", dim=2, default=(0.0, 0.0))

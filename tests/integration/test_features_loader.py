@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from sibyl.cli import main
+from sibyl.cli.main import main
 from sibyl.features.codec import entity_key, field_name
-from sibyl.testing.servers import RedisServer
+from tests.support.servers import RedisServer
 
 PREFIX = "load:v1"
 

@@ -12,17 +12,17 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from sibyl import assembly
 from sibyl.config import FeatureSettings
 from sibyl.features import build_fetcher
 from sibyl.features.cache import FeatureCache
 from sibyl.features.codec import entity_key, field_name
 from sibyl.features.fetcher import Fetcher
-from sibyl.features.redis_store import RedisFeatureStore
-from sibyl.inputs import RowBatch
+from sibyl.features.redis import RedisFeatureStore
 from sibyl.models.manifest import FeatureSpec
 from sibyl.observability.metrics import Metrics
-from sibyl.testing.servers import RedisServer
+from sibyl.serving import assembly
+from sibyl.serving.decode import RowBatch
+from tests.support.servers import RedisServer
 
 ORDERS = FeatureSpec(name="orders", entity="consumer_id", default=-1.0)
 EMB = FeatureSpec(name="emb", entity="consumer_id", dtype="float_vector", dim=3, default=(0.0,) * 3)

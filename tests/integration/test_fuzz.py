@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inproc import make_store, running_server, write_features
 
-from sibyl.server import SibylServer
+from sibyl.api.server import SibylServer
 from sibyl.v1.predict_pb2 import (
     DenseRows,
     EntityColumn,

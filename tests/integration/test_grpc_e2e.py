@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from inproc import PRIMARY_WEIGHTS, make_store, running_server, write_features
 from onnxgen import expected_scores
 
-from sibyl.routing import ModelRef
+from sibyl.models.predictor import ModelRef
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, FeatureRow, PredictRequest, Role
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 

@@ -25,10 +25,10 @@ from needs import missing
 
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.kserve.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
-from sibyl.routing import ModelRef
-from sibyl.testing.servers import MissingBinaryError
+from sibyl.models.predictor import ModelRef
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+from tests.support.servers import MissingBinaryError
 
 CONSUMERS = [{"entity": "consumer_id", "id": "c1", "features": {"age": 40.0, "emb": [0.5, -0.5]}}]
 STORES = [{"entity": "store_id", "id": "s1", "features": {"rating": 4.5}}]

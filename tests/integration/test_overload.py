@@ -18,10 +18,10 @@ from inproc import running_server
 from onnx import TensorProto, helper, numpy_helper
 from onnxgen import FEATURES
 
+from sibyl.api.server import SibylServer
 from sibyl.models.catalog import Catalog
 from sibyl.models.manifest import OutputSpec
 from sibyl.models.store import FileStore
-from sibyl.server import SibylServer
 from sibyl.v1.predict_pb2 import DenseRows, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 

@@ -18,10 +18,10 @@ from kafkaread import read_topic
 from needs import missing
 
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.kafka_sink import KafkaSink
+from sibyl.predlog.kafka import KafkaSink
 from sibyl.predlog.spool import Spool
-from sibyl.testing.servers import KafkaBroker, MissingBinaryError, S3Server, create_topic, free_port, make_bucket
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.support.servers import KafkaBroker, MissingBinaryError, S3Server, create_topic, free_port, make_bucket
 
 FAST = {
     "connect_timeout_ms": 1_000,
@@ -167,7 +167,7 @@ CRASHER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from sibyl.observability.metrics import Metrics
-    from sibyl.predlog.kafka_sink import KafkaSink
+    from sibyl.predlog.kafka import KafkaSink
     from sibyl.predlog.spool import Spool
     from sibyl.v1.predlog_pb2 import PredictionLog
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from test_predlog_kafka import count, read_topic, wait_for
 
-from sibyl.cli import main
+from sibyl.cli.main import main
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.kafka_sink import KafkaSink
+from sibyl.predlog.kafka import KafkaSink
 from sibyl.predlog.spool import Spool
-from sibyl.testing.servers import KafkaBroker, create_topic
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.support.servers import KafkaBroker, create_topic
 
 
 def realistic(i: int) -> PredictionLog:

@@ -29,10 +29,10 @@ from needs import launch, missing
 from sibyl.config import EXAMPLE_STORE
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore
-from sibyl.testing.process import accepts_tcp, free_port
-from sibyl.testing.servers import MissingBinaryError, PrometheusServer, RedisServer
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+from tests.support.process import accepts_tcp, free_port
+from tests.support.servers import MissingBinaryError, PrometheusServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "sibyl.yml"

@@ -15,9 +15,9 @@ from onnxgen import publish_logistic, publish_raw
 
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import S3Store
-from sibyl.testing.servers import S3Server
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+from tests.support.servers import S3Server
 
 
 @pytest.fixture

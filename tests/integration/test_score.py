@@ -11,7 +11,7 @@ import pytest
 from inproc import PRIMARY_WEIGHTS, make_store, running_server, write_features
 from onnxgen import expected_scores
 
-from sibyl.cli import main
+from sibyl.cli.main import main
 
 ROWS = 2_500
 CONSUMERS = [{"entity": "consumer_id", "id": "c1", "features": {"age": 40.0, "emb": [0.5, -0.5]}}]

@@ -21,7 +21,7 @@ from inproc import make_store, running_server
 
 from sibyl.api.auth import TokenSet, token_set
 from sibyl.api.tls import certificate_files
-from sibyl.cli import main as cli_main
+from sibyl.cli.main import main as cli_main
 from sibyl.config import SecuritySettings
 from sibyl.errors import ConfigError
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest

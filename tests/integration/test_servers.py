@@ -9,8 +9,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from needs import missing
 
-from sibyl.testing.s3_server import s3_client
-from sibyl.testing.servers import (
+from tests.support.s3_server import s3_client
+from tests.support.servers import (
     KafkaBroker,
     MissingBinaryError,
     PrometheusServer,
@@ -199,7 +199,7 @@ scrape_configs:
 
 
 def test_missing_binary_error_names_what_to_install() -> None:
-    from sibyl.testing.process import find_binary
+    from tests.support.process import find_binary
 
     with pytest.raises(MissingBinaryError, match="pip install nothing-here"):
         find_binary("no-such-binary-sibyl", "pip install nothing-here")

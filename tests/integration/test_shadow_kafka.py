@@ -10,9 +10,9 @@ import grpc
 from inproc import make_store, running_server
 from kafkaread import read_topic
 
-from sibyl.testing.servers import KafkaBroker, create_topic
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest, Role
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+from tests.support.servers import KafkaBroker, create_topic
 
 N = 40
 

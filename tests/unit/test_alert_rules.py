@@ -16,7 +16,7 @@ from needs import missing
 from prometheus_client.metrics import MetricWrapperBase
 
 from sibyl.observability.metrics import Metrics
-from sibyl.testing.servers import MissingBinaryError, promtool_path
+from tests.support.servers import MissingBinaryError, promtool_path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"

@@ -1,10 +1,10 @@
 import numpy as np
 from onnxgen import logistic_onnx
 
-from sibyl import assembly
-from sibyl.inputs import Limits, decode
 from sibyl.models.manifest import FeatureSpec, Manifest, OutputSpec
 from sibyl.models.runtime import OnnxModel
+from sibyl.serving import assembly
+from sibyl.serving.decode import Limits, decode
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
 
 

@@ -6,8 +6,8 @@ from onnxgen import publish_logistic
 
 from sibyl.errors import FailedPrecondition, InvalidArgument, NotFound
 from sibyl.models.catalog import Catalog, version_key
+from sibyl.models.predictor import ModelRef
 from sibyl.models.store import FileStore
-from sibyl.routing import ModelRef
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import yaml
 from needs import missing
 
 from sibyl.config import Settings
-from sibyl.testing.servers import MissingBinaryError
+from tests.support.servers import MissingBinaryError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -318,6 +318,6 @@ def test_runtime_stage_is_slim_non_root_and_health_checked() -> None:
     assert "build-essential" not in runtime and "apt-get" not in runtime
     user = next(line.split()[1] for line in runtime.splitlines() if line.startswith("USER "))
     assert not user.startswith(("0", "root"))
-    assert 'CMD ["python", "-m", "sibyl.healthcheck"]' in runtime
+    assert 'CMD ["python", "-m", "sibyl.process.healthcheck"]' in runtime
     assert "EXPOSE 50051 9100" in runtime
     assert runtime.rstrip().endswith('CMD ["sibyl", "serve"]')

@@ -9,8 +9,8 @@ import pytest
 
 from sibyl.errors import InvalidArgument
 from sibyl.models.baseline import Binner, compute_baselines, make_edges
+from sibyl.models.drift import PREDICTION, DriftMonitor, psi, psi_segments
 from sibyl.models.manifest import FeatureSpec, Manifest, OutputSpec
-from sibyl.observability.drift import PREDICTION, DriftMonitor, psi, psi_segments
 from sibyl.observability.metrics import Metrics
 
 INPUTS = [

@@ -15,8 +15,8 @@ from google.protobuf import json_format
 from sibyl.config import EXAMPLE_FEATURES, EXAMPLE_STORE
 from sibyl.models.baseline import compute_baselines
 from sibyl.models.manifest import Manifest
+from sibyl.models.predictor import PredictorConfig
 from sibyl.models.publish import read_sample
-from sibyl.routing import PredictorConfig
 from sibyl.v1.predict_pb2 import PredictRequest
 
 EXAMPLES = EXAMPLE_STORE.parent

@@ -1,4 +1,4 @@
-"""`python -m sibyl.healthcheck` against a real gRPC health service: 0 when SERVING, 1 otherwise."""
+"""`python -m sibyl.process.healthcheck` against a real gRPC health service: 0 when SERVING, 1 otherwise."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from sibyl import healthcheck
-from sibyl.testing.servers import free_port
+from sibyl.process import healthcheck
+from tests.support.servers import free_port
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sibyl.errors import InvalidArgument
-from sibyl.inputs import Limits, decode
+from sibyl.serving.decode import Limits, decode
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, FeatureRow, FloatVector, PredictRequest
 
 LIMITS = Limits(max_rows=100, max_models=3, max_name_length=32)

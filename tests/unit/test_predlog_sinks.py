@@ -11,13 +11,13 @@ import pytest
 from sibyl.config import PredlogSettings
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog import NullSink, build_sink
-from sibyl.predlog.file_sink import FileSink
+from sibyl.predlog.file import FileSink
 from sibyl.predlog.jsonl import from_json_line, to_json_line
-from sibyl.predlog.kafka_sink import KafkaSink, split_payload, spool_payload
-from sibyl.predlog.record_queue import RecordQueue
+from sibyl.predlog.kafka import KafkaSink, split_payload, spool_payload
+from sibyl.predlog.queue import RecordQueue
 from sibyl.predlog.spool import Spool
-from sibyl.testing.servers import free_port
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.support.servers import free_port
 
 
 def rec(i: int) -> PredictionLog:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sibyl.cli import main
+from sibyl.cli.main import main
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.file_sink import FileSink
-from sibyl.predlog.kafka_sink import KafkaSink
+from sibyl.predlog.file import FileSink
+from sibyl.predlog.kafka import KafkaSink
 from sibyl.predlog.spool import Spool
-from sibyl.testing.servers import free_port
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.support.servers import free_port
 
 
 def write_log(path: Path, n: int) -> None:

@@ -6,10 +6,10 @@ from onnxgen import logistic_onnx, publish_logistic, publish_raw
 
 from sibyl.errors import NotFound
 from sibyl.models.catalog import Catalog
+from sibyl.models.predictor import ModelRef
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.store import FileStore
 from sibyl.observability.metrics import Metrics
-from sibyl.routing import ModelRef
 
 
 @pytest.fixture

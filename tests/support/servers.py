@@ -2,7 +2,7 @@
 
 Each is a context manager with `start()` / `stop()`; `start()` after `stop()` comes back on the same port.
 
-    python -m sibyl.testing.servers redis|redis-cluster|kafka|s3
+    python -m tests.support.servers redis|redis-cluster|kafka|s3
 
 starts one and prints its address until Ctrl-C.
 """
@@ -13,11 +13,11 @@ import signal
 import sys
 from types import FrameType
 
-from sibyl.testing.kafka_broker import KafkaBroker, create_topic
-from sibyl.testing.process import MissingBinaryError, free_port
-from sibyl.testing.prometheus_server import PrometheusServer, promtool_path
-from sibyl.testing.redis_servers import RedisCluster, RedisServer
-from sibyl.testing.s3_server import S3Server, make_bucket
+from tests.support.kafka_broker import KafkaBroker, create_topic
+from tests.support.process import MissingBinaryError, free_port
+from tests.support.prometheus_server import PrometheusServer, promtool_path
+from tests.support.redis_servers import RedisCluster, RedisServer
+from tests.support.s3_server import S3Server, make_bucket
 
 __all__ = [
     "KafkaBroker",
@@ -63,7 +63,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in KINDS:
-        print(f"usage: python -m sibyl.testing.servers {{{'|'.join(KINDS)}}}", file=sys.stderr)
+        print(f"usage: python -m tests.support.servers {{{'|'.join(KINDS)}}}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     try:

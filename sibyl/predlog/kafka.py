@@ -29,7 +29,7 @@ from kafka.codec import has_lz4
 from kafka.errors import KafkaError
 
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.record_queue import RecordQueue
+from sibyl.predlog.queue import RecordQueue
 from sibyl.predlog.spool import Spool, SpoolBatch
 from sibyl.v1.predlog_pb2 import PredictionLog
 

@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from sibyl.api.status import to_status
 from sibyl.errors import InvalidArgument
 from sibyl.observability.metrics import Metrics
-from sibyl.service import PredictionService
+from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
 

@@ -14,7 +14,7 @@ from typing import Any
 from sibyl.errors import ConfigError
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import DecodeError, decode_json
-from sibyl.features.redis_store import OnDecodeError, Row, _ignore
+from sibyl.features.redis import OnDecodeError, Row, _ignore
 
 
 def _row(line: str) -> tuple[str, str, dict[str, Any]]:

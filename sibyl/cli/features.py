@@ -15,8 +15,8 @@ from sibyl.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from sibyl.features import build_store
 from sibyl.features.codec import DecodeError, decode, decode_json, describe, entity_key, field_name
 from sibyl.features.loader import LoadReport, Progress, load
-from sibyl.features.memory_store import MemoryFeatureStore
-from sibyl.features.redis_store import RedisFeatureStore, connect
+from sibyl.features.memory import MemoryFeatureStore
+from sibyl.features.redis import RedisFeatureStore, connect
 from sibyl.features.sources import FORMATS, read_rows
 from sibyl.features.specs import specs_from_manifest, specs_from_store
 from sibyl.models.manifest import FeatureSpec
@@ -82,7 +82,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     if args.chunk_rows < 1 or (args.ttl is not None and args.ttl <= 0):
         raise InvalidArgument("--chunk-rows must be >= 1 and --ttl > 0")
     path = args.file or fs.memory_file
-    specs: dict[str, Any] = dict(specs_from_store(settings))
+    specs: dict[str, Any] = dict(specs_from_store(settings.model_store))
     for manifest in args.manifest:
         specs.update(specs_from_manifest(manifest))
     specs.update({name: "int_list" for name in args.int_list})
@@ -111,7 +111,7 @@ def cmd_get(args: argparse.Namespace, settings: Settings) -> int:
     fs = _feature_settings(args, settings)
     if fs.backend == "none":
         raise ConfigError("features.backend is 'none': there is no feature store to read")
-    specs = specs_from_store(settings)
+    specs = specs_from_store(settings.model_store)
     found = asyncio.run(_get(fs, args.entity, args.id, args.feature, specs))
     if args.json:
         print(json.dumps({"entity": args.entity, "id": args.id, "features": found["values"]}, indent=2))

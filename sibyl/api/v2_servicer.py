@@ -1,6 +1,6 @@
 """gRPC adapter for the Open Inference Protocol (KServe V2) `inference.GRPCInferenceService`.
 
-Thin like PredictionServicer: convert (sibyl.api.kserve_convert) and delegate to the same PredictionService,
+Thin like PredictionServicer: convert (sibyl.api.v2_convert) and delegate to the same PredictionService,
 so feature fill, shadows, the prediction log and metrics are those of sibyl's own Predict.
 """
 
@@ -15,14 +15,14 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from sibyl import __version__
-from sibyl.api import kserve_convert as convert
+from sibyl.api import v2_convert as convert
 from sibyl.api.status import to_status
 from sibyl.errors import InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
+from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
-from sibyl.routing import ModelRef, PredictorConfig
-from sibyl.service import PredictionService
+from sibyl.serving.service import PredictionService
 
 SERVICE = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 EXTENSIONS = ("model_repository", "model_configuration", "statistics")

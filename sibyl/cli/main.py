@@ -48,12 +48,12 @@ def cmd_serve(args: argparse.Namespace, _: Settings) -> int:
 
     setup_logging(settings.log_level, settings.log_json)
     if settings.server.workers != 1:
-        from sibyl.workers import run_workers
+        from sibyl.process.workers import run_workers
 
         return run_workers(settings, args.config)
     import uvloop
 
-    from sibyl.server import serve
+    from sibyl.process.serve import serve
 
     uvloop.run(serve(settings))
     return 0
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--token", help="bearer token sent as 'authorization: Bearer TOKEN'")
     predict.set_defaults(handler=cmd_predict)
 
-    for module in ("sibyl.features.cli", "sibyl.predlog.cli", "sibyl.scoring", "benchmarks.cli"):
+    for module in ("sibyl.cli.features", "sibyl.cli.predlog", "sibyl.cli.score", "benchmarks.cli"):
         _add_optional(sub, module)
     return parser
 

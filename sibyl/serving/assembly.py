@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sibyl.features.base import EntityKey, FeatureValue
-from sibyl.inputs import RowBatch
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.runtime import OnnxModel
+from sibyl.serving.decode import RowBatch
 
 SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one block of columns per distinct feature
 _EMPTY: dict[str, FeatureValue] = {}

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.jsonl import to_json_line
-from sibyl.predlog.record_queue import RecordQueue
+from sibyl.predlog.queue import RecordQueue
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 log = logging.getLogger(__name__)
