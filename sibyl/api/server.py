@@ -58,10 +58,8 @@ class SibylServer:
         ]
         interceptors = [auth.TokenAuthInterceptor(self._tokens, self.metrics)] if self._tokens else []
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
-        add_to_server(PredictionServicer(self.service, self.metrics), self._grpc)
-        v2_servicer.add_to_server(
-            v2_servicer.KServeServicer(self.service, self.metrics), self._grpc
-        )  # KServe V2, same port
+        add_to_server(PredictionServicer(self.service), self._grpc)
+        v2_servicer.add_to_server(v2_servicer.KServeServicer(self.service), self._grpc)  # KServe V2, same port
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)

@@ -12,7 +12,6 @@ from google.protobuf.message import DecodeError
 
 from sibyl.api.status import to_status
 from sibyl.errors import InvalidArgument
-from sibyl.observability.metrics import Metrics
 from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
@@ -48,20 +47,12 @@ def add_to_server(servicer: PredictionServicer, server: grpc.aio.Server) -> None
 
 
 class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, service: PredictionService, metrics: Metrics) -> None:
+    def __init__(self, service: PredictionService) -> None:
         self.service = service
-        self.metrics = metrics
 
-    def _predictor_label(self, name: str) -> str:
-        # Only known predictors become label values: hostile input must not grow the metrics without bound.
-        return name if name in self.service.registry.snapshot.predictors else "unknown"
-
-    async def _observe(self, request: PredictRequest, code: grpc.StatusCode, start: float) -> None:
-        label = self._predictor_label(request.predictor)
-        self.metrics.requests.labels(label, code.name).inc()
-        self.metrics.request_latency.labels(label).observe(time.perf_counter() - start)
-        if code == grpc.StatusCode.OK:
-            self.metrics.batch_rows.labels(label).observe(len(request.rows) or request.dense.num_rows)
+    def _observe(self, request: PredictRequest, code: grpc.StatusCode, start: float) -> None:
+        rows = len(request.rows) or request.dense.num_rows
+        self.service.observe_call(request.predictor, code.name, time.perf_counter() - start, rows)
 
     async def Predict(self, data: bytes, context: grpc.aio.ServicerContext) -> PredictResponse:
         start = time.perf_counter()
@@ -71,9 +62,9 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
             response = await self.service.predict(request, context.time_remaining())
         except Exception as exc:
             code, message = to_status(exc)
-            await self._observe(request, code, start)
+            self._observe(request, code, start)
             await context.abort(code, message)
-        await self._observe(request, grpc.StatusCode.OK, start)
+        self._observe(request, grpc.StatusCode.OK, start)
         context.set_trailing_metadata(WORKER_METADATA)
         return response
 
@@ -90,11 +81,11 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
             try:
                 request = parse_request(data)
                 response = await self.service.predict(request, context.time_remaining())
-                await self._observe(request, grpc.StatusCode.OK, start)
+                self._observe(request, grpc.StatusCode.OK, start)
                 await done.put(PredictStreamResponse(request_id=request.request_id, response=response))
             except Exception as exc:
                 code, message = to_status(exc)
-                await self._observe(request, code, start)
+                self._observe(request, code, start)
                 error = Status(code=code.value[0], code_name=code.name, message=message)
                 await done.put(PredictStreamResponse(request_id=request.request_id, error=error))
             finally:

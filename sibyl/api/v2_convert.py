@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from sibyl.errors import InvalidArgument
 from sibyl.kserve.grpc_predict_v2_pb2 import (
     DataType,
     InferParameter,
+    InferStatistics,
     InferTensorContents,
     ModelConfig,
     ModelInferRequest,
@@ -29,12 +29,18 @@ from sibyl.kserve.grpc_predict_v2_pb2 import (
     ModelInput,
     ModelMetadataResponse,
     ModelOutput,
+    ModelStatistics,
+    ModelStatisticsResponse,
+    RepositoryIndexResponse,
+    StatisticDuration,
 )
-from sibyl.models.runtime import OnnxModel
-from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest, PredictResponse, Role
+from sibyl.serving.metadata import ModelInfo, PredictorStats, RepositoryEntry
+from sibyl.serving.routing import ROLE_NAMES
+from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest, PredictResponse
 
 OUTPUT = "score"
 PLATFORM = "onnxruntime_onnx"
+INT32_MAX = 2**31 - 1  # max_batch_size is an int32 field
 # Request parameters V2/Triton clients send for their own purposes: never entity ids.
 RESERVED_PARAMETERS = frozenset(
     {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "binary_data_output", "headers"}
@@ -67,31 +73,14 @@ TYPED_FIELDS = {  # datatype -> InferTensorContents field (the spec has none for
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-ROLE_NAMES = {value: name.removeprefix("ROLE_").lower() for name, value in Role.items()}
-
-
-@dataclass(frozen=True)
-class Target:
-    """Which predictor a V2 model name + version addresses, and the model override it implies."""
-
-    predictor: str
-    override: str  # "" (normal routing) or "model@version"
-
-
-def target(model_name: str, model_version: str, primary: str) -> Target:
-    """primary: the predictor's primary "model@version", whose model a bare version number refers to."""
-    if not model_version:
-        return Target(model_name, "")
-    if "@" in model_version:
-        return Target(model_name, model_version)
-    return Target(model_name, f"{primary.partition('@')[0]}@{model_version}")
 
 
 # ---- request
 def to_predict_request(
-    request: ModelInferRequest, target_: Target, matrix_inputs: Mapping[str, Sequence[str]] | None = None
+    request: ModelInferRequest, model_override: str = "", matrix_inputs: Mapping[str, Sequence[str]] | None = None
 ) -> PredictRequest:
-    """matrix_inputs: tensor name -> the columns it carries as [N, len(columns)] (the model's ONNX input)."""
+    """model_override: what the request's model_version implies (serving.metadata.override);
+    matrix_inputs: tensor name -> the columns it carries as [N, len(columns)] (the model's ONNX input)."""
     if not request.inputs:
         raise InvalidArgument(
             "ModelInferRequest has no inputs: send feature tensors (FP32/INT64) or entity ids (BYTES)"
@@ -138,11 +127,11 @@ def to_predict_request(
     matrix = np.hstack(blocks) if blocks else np.empty((rows, 0), np.float32)
     return PredictRequest(
         request_id=request.id,
-        predictor=target_.predictor,
+        predictor=request.model_name,
         context=_context(request.parameters),
         dense=DenseRows(feature_names=names, values=np.ascontiguousarray(matrix, "<f4").tobytes(), num_rows=rows),
         row_entities=entities,
-        model_override=target_.override,
+        model_override=model_override,
     )
 
 
@@ -226,9 +215,10 @@ def to_infer_response(
     result = response.results[0]  # the model that answered (primary, arm or override)
     scores = np.asarray(result.scores, dtype="<f4")
     raw = bool(request.raw_input_contents) if raw is None else raw
+    model = f"{result.model}@{result.version}"
     parameters = {
         "prediction_id": InferParameter(string_param=response.prediction_id),
-        "model": InferParameter(string_param=f"{result.model}@{result.version}"),
+        "model": InferParameter(string_param=model),
         "role": InferParameter(string_param=ROLE_NAMES[result.role]),
     }
     if result.arm:
@@ -238,7 +228,7 @@ def to_infer_response(
     output = ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype="FP32", shape=[response.num_rows, result.dim])
     out = ModelInferResponse(
         model_name=request.model_name,
-        model_version=f"{result.model}@{result.version}",
+        model_version=model,
         id=request.id,
         parameters=parameters,
         outputs=[output],
@@ -250,38 +240,64 @@ def to_infer_response(
     return out
 
 
-# ---- metadata and config
-def entity_names(model: OnnxModel) -> list[str]:
-    features = {f.name for f in model.manifest.inputs}
-    seen = dict.fromkeys(f.entity for f in model.manifest.inputs if f.entity and f.entity not in features)
-    return list(seen)  # type: ignore[arg-type]
-
-
-def model_metadata(name: str, model: OnnxModel, versions: Sequence[str]) -> ModelMetadataResponse:
+# ---- metadata, config and the repository index
+def model_metadata(info: ModelInfo, versions: Sequence[str]) -> ModelMetadataResponse:
     meta = ModelMetadataResponse.TensorMetadata
-    inputs = [meta(name=f.name, datatype="FP32", shape=[-1, f.dim]) for f in model.manifest.inputs]
-    inputs += [meta(name=e, datatype="BYTES", shape=[-1, 1]) for e in entity_names(model)]
+    inputs = [meta(name=name, datatype="FP32", shape=[-1, dim]) for name, dim in info.features]
+    inputs += [meta(name=e, datatype="BYTES", shape=[-1, 1]) for e in info.entities]
     return ModelMetadataResponse(
-        name=name,
+        name=info.predictor,
         versions=list(versions),
         platform=PLATFORM,
         inputs=inputs,
-        outputs=[meta(name=OUTPUT, datatype="FP32", shape=[-1, model.dim])],
+        outputs=[meta(name=OUTPUT, datatype="FP32", shape=[-1, info.dim])],
     )
 
 
-def model_config(name: str, model: OnnxModel, max_batch_size: int) -> ModelConfig:
+def model_config(info: ModelInfo, max_rows: int) -> ModelConfig:
     """Triton's view: a batching model (dims without the batch dimension); every input optional."""
     inputs = [
-        ModelInput(name=f.name, data_type=DataType.TYPE_FP32, dims=[f.dim], optional=True)
-        for f in model.manifest.inputs
+        ModelInput(name=name, data_type=DataType.TYPE_FP32, dims=[dim], optional=True) for name, dim in info.features
     ]
-    inputs += [ModelInput(name=e, data_type=DataType.TYPE_STRING, dims=[1], optional=True) for e in entity_names(model)]
+    inputs += [ModelInput(name=e, data_type=DataType.TYPE_STRING, dims=[1], optional=True) for e in info.entities]
     return ModelConfig(
-        name=name,
+        name=info.predictor,
         platform=PLATFORM,
         backend="sibyl",
-        max_batch_size=max_batch_size,
+        max_batch_size=min(max_rows, INT32_MAX),
         input=inputs,
-        output=[ModelOutput(name=OUTPUT, data_type=DataType.TYPE_FP32, dims=[model.dim])],
+        output=[ModelOutput(name=OUTPUT, data_type=DataType.TYPE_FP32, dims=[info.dim])],
+    )
+
+
+def repository_index(entries: Sequence[RepositoryEntry]) -> RepositoryIndexResponse:
+    """Predictors are the V2 models; version is the primary that answers them."""
+    index = RepositoryIndexResponse.ModelIndex
+    return RepositoryIndexResponse(
+        models=[
+            index(name=e.predictor, version=e.version, state="READY")
+            if e.ready
+            else index(name=e.predictor, state="UNAVAILABLE", reason=e.reason)
+            for e in entries
+        ]
+    )
+
+
+def model_statistics(stats: Sequence[PredictorStats]) -> ModelStatisticsResponse:
+    duration = StatisticDuration
+    return ModelStatisticsResponse(
+        model_stats=[
+            ModelStatistics(
+                name=p.predictor,
+                version=p.version,
+                last_inference=p.stats.last_ms,
+                inference_count=p.stats.rows,
+                execution_count=p.stats.calls,
+                inference_stats=InferStatistics(
+                    success=duration(count=p.stats.ok, ns=p.stats.ok_ns),
+                    fail=duration(count=p.stats.failed, ns=p.stats.failed_ns),
+                ),
+            )
+            for p in stats
+        ]
     )

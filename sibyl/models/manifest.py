@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sibyl.errors import InvalidArgument
 
+ModelKey = tuple[str, str]  # (model, version): how a loaded version is filed
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -114,3 +115,7 @@ class Manifest(BaseModel):
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def key(self) -> ModelKey:
+        return (self.name, self.version)

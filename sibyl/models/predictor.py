@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sibyl.models.manifest import check_name
+from sibyl.models.manifest import ModelKey, check_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,11 @@ class ModelRef:
     def parse(cls, text: str) -> ModelRef:
         """'model' or 'model@version'; names are checked so they can never escape the store."""
         return _parse_ref(text)
+
+    @property
+    def key(self) -> ModelKey:
+        """How the registry files a loaded version; an unversioned ref has version ""."""
+        return (self.name, self.version or "")
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}" if self.version else self.name

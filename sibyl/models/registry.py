@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from sibyl.errors import ModelLoadError, ModelStoreError, NotFound, SibylError
 from sibyl.models.catalog import Catalog
 from sibyl.models.drift import DriftMonitor
+from sibyl.models.manifest import ModelKey
 from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
-Key = tuple[str, str]  # (model, version)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     predictors: dict[str, PredictorConfig] = field(default_factory=dict)
-    models: dict[Key, OnnxModel] = field(default_factory=dict)
+    models: dict[ModelKey, OnnxModel] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # predictor -> why its config is not (yet) served
 
 
@@ -47,12 +47,12 @@ class ModelRegistry:
         self.intra_op_threads = intra_op_threads
         self.snapshot = Snapshot()
         self._seen_tags: dict[str, str | None] = {}  # predictor -> tag of the file last applied or rejected
-        self._bad_versions: dict[Key, str | None] = {}  # version -> manifest tag when it failed to load
-        self._extras: OrderedDict[Key, None] = OrderedDict()  # on-demand loads (extra models), LRU
+        self._bad_versions: dict[ModelKey, str | None] = {}  # version -> manifest tag when it failed to load
+        self._extras: OrderedDict[ModelKey, None] = OrderedDict()  # on-demand loads (extra models), LRU
         self._max_extras = max_extra_models
         self._latest: dict[str, str] = {}  # model -> newest version, for unversioned refs
         self._not_found: dict[str, tuple[float, str]] = {}  # ref -> (when, message) of a recent NotFound
-        self.drift: dict[Key, DriftMonitor] = {}  # per loaded version that has baselines
+        self.drift: dict[ModelKey, DriftMonitor] = {}  # per loaded version that has baselines
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
 
@@ -115,9 +115,8 @@ class ModelRegistry:
                     config = await asyncio.to_thread(self.catalog.read_predictor, name)
                     for text in sorted(config.model_refs()):
                         ref = ModelRef.parse(text)
-                        key = (ref.name, ref.version or "")
-                        if key not in models:
-                            models[key] = await self._load(ref)
+                        if ref.key not in models:
+                            models[ref.key] = await self._load(ref)
                 except SibylError as exc:
                     if isinstance(exc, ModelStoreError):
                         self.metrics.store_errors.inc()
@@ -153,10 +152,10 @@ class ModelRegistry:
                     log.error("model %s: newest version %s not loaded: %s", name, versions[-1], exc)
 
     def _swap(
-        self, predictors: dict[str, PredictorConfig], models: dict[Key, OnnxModel], failed: dict[str, str]
+        self, predictors: dict[str, PredictorConfig], models: dict[ModelKey, OnnxModel], failed: dict[str, str]
     ) -> None:
         """Keep what a predictor or a recent extra request uses; drop the rest; publish in one assignment."""
-        wanted = {(r.name, r.version or "") for c in predictors.values() for r in map(ModelRef.parse, c.model_refs())}
+        wanted = {ModelRef.parse(r).key for c in predictors.values() for r in c.model_refs()}
         wanted |= set(self._extras)
         kept = {k: m for k, m in models.items() if k in wanted}
         for key in self.snapshot.models.keys() - kept.keys():
@@ -181,7 +180,7 @@ class ModelRegistry:
 
     async def _load(self, ref: ModelRef) -> OnnxModel:
         """Fetch, verify and warm up one version in a thread (the event loop keeps serving)."""
-        key = (ref.name, ref.version or "")
+        key = ref.key
         # Create the series at 0 first: a counter child born at 1 hides its first failure from increase().
         self.metrics.model_loads.labels(ref.name, "failed")
         tag = await asyncio.to_thread(self.catalog.manifest_tag, ref)
@@ -229,7 +228,7 @@ class ModelRegistry:
 
     async def _load_extra_locked(self, ref: ModelRef) -> OnnxModel:
         pinned = await asyncio.to_thread(self.catalog.resolve, ref)
-        key = (pinned.name, pinned.version or "")
+        key = pinned.key
         if ref.version is None:
             self._latest[ref.name] = key[1]
         model = self.snapshot.models.get(key) or await self._load(pinned)

@@ -29,6 +29,7 @@ class OnnxModel:
     def __init__(self, manifest: Manifest, model_bytes: bytes, intra_op_threads: int = 1) -> None:
         self.manifest = manifest
         self.name, self.version = manifest.name, manifest.version
+        self.key, self.ref = manifest.key, manifest.ref  # attributes, not properties: read on every request
         self.columns = manifest.columns
         self.column_set = frozenset(self.columns)
         digest = hashlib.sha256(model_bytes).hexdigest()

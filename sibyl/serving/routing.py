@@ -10,6 +10,8 @@ import xxhash
 from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.v1.predict_pb2 import Role
 
+ROLE_NAMES = {value: name.removeprefix("ROLE_").lower() for name, value in Role.items()}  # "primary", "shadow"…
+
 
 def unit_bucket(predictor: str, unit_id: str) -> float:
     """A stable number in [0, 1) per (predictor, unit): one user always lands in the same arm."""

@@ -1,6 +1,8 @@
 """The prediction hot path, transport-free: decode → route → features → infer → respond → (after) log, shadows.
 
 The gRPC servicer, the KServe V2 servicer and the embedded Python API all call `PredictionService.predict`.
+The service also answers what a caller asks besides a prediction (readiness, model metadata, statistics; the
+logic in serving.metadata) and counts every call, so a servicer only converts messages and delegates.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from sibyl.models.registry import ModelRegistry
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.base import PredictionSink
-from sibyl.serving import assembly
+from sibyl.serving import assembly, metadata
 from sibyl.serving.decode import Limits, RowBatch, decode
+from sibyl.serving.metadata import CallStats, ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.records import build_record
-from sibyl.serving.routing import choose
+from sibyl.serving.routing import ROLE_NAMES, choose
 from sibyl.serving.shadows import ShadowRunner
 from sibyl.v1.predict_pb2 import DefaultedFeature, ModelScores, PredictRequest, PredictResponse, Role
-
-ROLE_NAMES = {value: name.removeprefix("ROLE_").lower() for name, value in Role.items()}  # metric label values
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,45 @@ class PredictionService:
             metrics.feature_lookups.labels(s) for s in ("request", "store", "default")
         )
         self._timers: dict[tuple[str, str, int], Histogram] = {}
+        self._stats: dict[str, CallStats] = {}  # per predictor, the calls a servicer asked to count
 
     def busy(self, fraction: float) -> bool:
         return self.in_flight > fraction * self.options.max_in_flight
+
+    # ---- calls, readiness, metadata and statistics (serving.metadata)
+    def observe_call(self, predictor: str, code: str, elapsed_s: float, rows: int = 0, counted: bool = False) -> None:
+        """One finished call: code "OK" or the error's status name; counted: also into statistics()."""
+        known = predictor in self.registry.snapshot.predictors
+        label = predictor if known else "unknown"  # hostile names must not grow the metrics without bound
+        ok = code == "OK"
+        self.metrics.requests.labels(label, code).inc()
+        self.metrics.request_latency.labels(label).observe(elapsed_s)
+        if ok:
+            self.metrics.batch_rows.labels(label).observe(rows)
+        if counted and known:
+            self._stats.setdefault(predictor, CallStats()).record(ok, elapsed_s, rows)
+
+    def live(self) -> bool:
+        return True  # the process answers calls: that is all liveness means here
+
+    def ready(self) -> bool:
+        # Not ready while draining: clients and balancers stop sending, as with the gRPC health service.
+        return bool(self.registry.snapshot.predictors) and not self.draining
+
+    def model_ready(self, predictor: str, version: str = "") -> bool:
+        return metadata.model_ready(self.registry.snapshot, predictor, version)
+
+    async def model_info(self, predictor: str, version: str = "") -> ModelInfo:
+        return await metadata.model_info(self.registry, predictor, version)
+
+    def versions(self, predictor: str) -> list[str]:
+        return metadata.versions(self.registry.snapshot, predictor)
+
+    def repository(self, ready_only: bool = False) -> list[RepositoryEntry]:
+        return metadata.repository(self.registry.snapshot, ready_only)
+
+    def statistics(self, predictor: str = "", version: str = "") -> list[PredictorStats]:
+        return metadata.statistics(self.registry, self._stats, predictor, version)
 
     async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
         if self.draining:
@@ -109,7 +146,7 @@ class PredictionService:
         answer = [(await self.registry.model(route.model), route.role, route.arm)]
         for text in request.extra_models:
             answer.append((await self.registry.model(ModelRef.parse(text)), Role.ROLE_EXTRA, ""))
-        shadows = self._sample_shadows(config, {(m.name, m.version) for m, _, _ in answer})
+        shadows = self._sample_shadows(config, {m.key for m, _, _ in answer})
         self._check_feature_names(batch, config, [m for m, _, _ in answer])
         t2 = time.perf_counter()
         self._t_route.observe(t2 - t1)
@@ -158,9 +195,8 @@ class PredictionService:
     def _sample_shadows(self, config: PredictorConfig, answering: set[tuple[str, str]]) -> list[OnnxModel]:
         chosen = []
         for shadow in config.shadows:
-            ref = ModelRef.parse(shadow.model)
-            model = self.registry.snapshot.models.get((ref.name, ref.version or ""))
-            if model is None or (model.name, model.version) in answering:
+            model = self.registry.snapshot.models.get(ModelRef.parse(shadow.model).key)
+            if model is None or model.key in answering:
                 continue
             if shadow.sample >= 1.0 or random.random() < shadow.sample:
                 chosen.append(model)
@@ -173,13 +209,12 @@ class PredictionService:
         if not unknown:
             return
         for text in config.model_refs():  # shadows and other arms may take what the answering model does not
-            ref = ModelRef.parse(text)
-            other = self.registry.snapshot.models.get((ref.name, ref.version or ""))
+            other = self.registry.snapshot.models.get(ModelRef.parse(text).key)
             if other is not None:
                 known |= other.column_set
         unknown = [n for n in unknown if n not in known]
         if unknown:
-            takes = ", ".join(f"{m.name}@{m.version}" for m in models)
+            takes = ", ".join(m.ref for m in models)
             raise InvalidArgument(
                 f"unknown feature(s) {unknown[:5]} for predictor {config.name!r} ({takes}); "
                 f"expected names like {sorted(known)[:8]}"
@@ -240,7 +275,7 @@ class PredictionService:
             self.shadows.submit(request.predictor, job)
 
     def _observe_drift(self, s: Scored) -> None:
-        monitor = self.registry.drift.get((s.model.name, s.model.version))
+        monitor = self.registry.drift.get(s.model.key)
         # A sample of calls estimates the live distribution as well as all of them, at a fraction of the cost.
         if monitor is not None and random.random() < self.options.drift_sample:
             monitor.observe(s.matrix, s.scores[:, 0])
