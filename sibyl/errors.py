@@ -33,10 +33,6 @@ class FailedPrecondition(SibylError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class Unauthenticated(SibylError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
 class ConfigError(SibylError):
     """A setting is wrong; raised at start-up, shown as one line by the CLI."""
 

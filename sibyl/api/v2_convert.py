@@ -209,12 +209,10 @@ def check_outputs(request: ModelInferRequest) -> None:
             raise InvalidArgument(f"output {wanted.name!r} unknown; sibyl answers one output {OUTPUT!r}")
 
 
-def to_infer_response(
-    response: PredictResponse, request: ModelInferRequest, raw: bool | None = None
-) -> ModelInferResponse:
+def to_infer_response(response: PredictResponse, request: ModelInferRequest) -> ModelInferResponse:
+    """Raw output contents when the request sent raw inputs, typed contents otherwise."""
     result = response.results[0]  # the model that answered (primary, arm or override)
     scores = np.asarray(result.scores, dtype="<f4")
-    raw = bool(request.raw_input_contents) if raw is None else raw
     model = f"{result.model}@{result.version}"
     parameters = {
         "prediction_id": InferParameter(string_param=response.prediction_id),
@@ -233,7 +231,7 @@ def to_infer_response(
         parameters=parameters,
         outputs=[output],
     )
-    if raw:
+    if request.raw_input_contents:
         out.raw_output_contents.append(scores.tobytes())
     else:
         out.outputs[0].contents.fp32_contents.extend(result.scores)

@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace, _: Settings) -> int:
     if settings.server.workers != 1:
         from sibyl.process.workers import run_workers
 
-        return run_workers(settings, args.config)
+        return run_workers(settings)
     import uvloop
 
     from sibyl.process.serve import serve

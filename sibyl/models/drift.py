@@ -85,12 +85,12 @@ class DriftMonitor:
         self._gauges: list[Gauge] = []  # bound at the first export: no misleading 0 before min_rows
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest, metrics: Metrics, **options: int) -> DriftMonitor | None:
+    def for_manifest(cls, manifest: Manifest, metrics: Metrics) -> DriftMonitor | None:
         """None when the version was published without baselines (nothing to compare with)."""
         b = manifest.baselines
         if b is None or (b.prediction is None and not set(b.features) & {s.name for s in manifest.inputs}):
             return None
-        return cls(manifest, metrics, **options)
+        return cls(manifest, metrics)
 
     @property
     def rows(self) -> int:

@@ -1,11 +1,10 @@
-"""Structured (JSON lines) logging on stdlib logging, and a rate limiter for noisy error lines."""
+"""Structured (JSON lines) logging on stdlib logging."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-import time
 from typing import Any
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -33,20 +32,3 @@ def setup_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("kafka", "botocore", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-class RateLimit:
-    """allow() is True at most once per interval_s per key: one log line, not one per request."""
-
-    def __init__(self, interval_s: float = 10.0) -> None:
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e18) >= self.interval_s:
-            self._last[key] = now
-            return True
-        self.suppressed[key] = self.suppressed.get(key, 0) + 1
-        return False

@@ -48,7 +48,7 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     )
 
 
-def _worker_main(settings_json: str, index: int) -> None:
+def _worker_main(settings_json: str) -> None:
     import uvloop
 
     from sibyl.observability.logs import setup_logging
@@ -77,7 +77,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         worker = worker_settings(self.settings, index)
         proc = self.ctx.Process(
-            target=_worker_main, args=(worker.model_dump_json(), index), name=f"sibyl-worker-{index}", daemon=False
+            target=_worker_main, args=(worker.model_dump_json(),), name=f"sibyl-worker-{index}", daemon=False
         )
         proc.start()
         self.procs[index] = proc
@@ -110,7 +110,7 @@ class Supervisor:
                 shutil.rmtree(mp_dir, ignore_errors=True)
         return 0
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
+    def _on_signal(self, _signum: int, _frame: object) -> None:
         if not self.stopping:
             self.stopping = True
             for proc in self.procs.values():
@@ -142,7 +142,7 @@ class Supervisor:
                     self._start(index)
 
 
-def run_workers(settings: Settings, _config_path: str | None = None) -> int:
+def run_workers(settings: Settings) -> int:
     if sys.platform != "linux":
         log.warning("SO_REUSEPORT load sharing is Linux behaviour; other platforms may favour one worker")
     return Supervisor(settings).run()
