@@ -8,10 +8,8 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from sibyl.api.status import to_status
-from sibyl.errors import InvalidArgument
+from sibyl.api.status import parse, to_status
 from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
@@ -20,15 +18,6 @@ WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)  # which process answere
 STREAM_WINDOW = 32  # requests of one stream scored at once; the client is slowed by flow control beyond it
 SERVICE = "sibyl.v1.PredictionService"
 MALFORMED = PredictRequest()  # stands in for an unparsable request in metrics
-
-
-def parse_request(data: bytes) -> PredictRequest:
-    try:
-        return PredictRequest.FromString(data)
-    except DecodeError as exc:
-        raise InvalidArgument(
-            f"message is not a valid sibyl.v1.PredictRequest ({exc}); check the client's proto"
-        ) from None
 
 
 def add_to_server(servicer: PredictionServicer, server: grpc.aio.Server) -> None:
@@ -58,7 +47,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         start = time.perf_counter()
         request = MALFORMED
         try:
-            request = parse_request(data)
+            request = parse(PredictRequest, data)
             response = await self.service.predict(request, context.time_remaining())
         except Exception as exc:
             code, message = to_status(exc)
@@ -79,7 +68,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
             start = time.perf_counter()
             request = MALFORMED
             try:
-                request = parse_request(data)
+                request = parse(PredictRequest, data)
                 response = await self.service.predict(request, context.time_remaining())
                 self._observe(request, grpc.StatusCode.OK, start)
                 await done.put(PredictStreamResponse(request_id=request.request_id, response=response))

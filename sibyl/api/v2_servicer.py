@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from sibyl import __version__
 from sibyl.api import v2_convert as convert
-from sibyl.api.status import to_status
-from sibyl.errors import InvalidArgument
+from sibyl.api.status import parse, to_status
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.serving.service import PredictionService
 
@@ -113,7 +112,7 @@ def _wrap(servicer: KServeServicer, name: str, method: Handler, request_type: ty
         start = time.perf_counter()
         request: Any = None
         try:
-            request = _parse(request_type, data)
+            request = parse(request_type, data)
             return await method(request, context)
         except Exception as exc:
             code, message = to_status(exc)
@@ -123,12 +122,3 @@ def _wrap(servicer: KServeServicer, name: str, method: Handler, request_type: ty
             raise  # unreachable: abort raises
 
     return handle
-
-
-def _parse(request_type: type[Message], data: bytes) -> Message:
-    try:
-        return request_type.FromString(data)
-    except DecodeError as exc:
-        raise InvalidArgument(
-            f"message is not a valid inference.{request_type.__name__} ({exc}); check the client's proto"
-        ) from None
