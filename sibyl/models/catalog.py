@@ -28,6 +28,11 @@ from sibyl.models.predictor import Arm, ModelRef, PredictorConfig, Shadow
 from sibyl.models.store import BlobStore
 
 
+def _version_file(model: str, version: str | None, file: str) -> str:
+    """models/<model>/<version>/<file>: the one spelling of a version's place in the store."""
+    return f"models/{model}/{version}/{file}"
+
+
 def version_key(version: str) -> tuple[Any, ...]:
     """Natural order: 2 < 10, v2 < v10."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", version))
@@ -84,23 +89,23 @@ class Catalog:
         return ModelRef(ref.name, versions[-1])
 
     def manifest_tag(self, ref: ModelRef) -> str | None:
-        return self.store.tag(f"models/{ref.name}/{ref.version}/manifest.json")
+        return self.store.tag(_version_file(ref.name, ref.version, "manifest.json"))
 
     def read_manifest(self, ref: ModelRef) -> Manifest:
         try:
-            raw = self.store.read(f"models/{ref.name}/{ref.version}/manifest.json")
+            raw = self.store.read(_version_file(ref.name, ref.version, "manifest.json"))
         except NotFound:
             raise NotFound(f"model {ref} not found in {self.store.url}") from None
         try:
             manifest = Manifest.model_validate_json(raw)
         except ValidationError as exc:
             raise ModelStoreError(f"manifest of {ref} is invalid: {exc.errors()[0]['msg']}") from None
-        if (manifest.name, manifest.version) != (ref.name, ref.version):
+        if manifest.key != ref.key:
             raise ModelStoreError(f"manifest at {ref} says it is {manifest.ref}")
         return manifest
 
     def read_model(self, ref: ModelRef) -> bytes:
-        return self.store.read(f"models/{ref.name}/{ref.version}/model.onnx")
+        return self.store.read(_version_file(ref.name, ref.version, "model.onnx"))
 
     def publish(
         self,
@@ -128,12 +133,11 @@ class Catalog:
         except ValidationError as exc:
             err = exc.errors()[0]
             raise InvalidArgument(f"manifest {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        base = f"models/{name}/{version}"
-        if self.store.tag(f"{base}/manifest.json") is not None:
-            raise FailedPrecondition(f"{name}@{version} is already published; versions are immutable")
+        if self.store.tag(_version_file(name, version, "manifest.json")) is not None:
+            raise FailedPrecondition(f"{manifest.ref} is already published; versions are immutable")
         # Model first, manifest last: a poller only sees a version once its manifest exists.
-        self.store.write(f"{base}/model.onnx", model_bytes)
-        self.store.write(f"{base}/manifest.json", manifest.model_dump_json(indent=2).encode())
+        self.store.write(_version_file(name, version, "model.onnx"), model_bytes)
+        self.store.write(_version_file(name, version, "manifest.json"), manifest.model_dump_json(indent=2).encode())
         return manifest
 
     # ---- predictors
