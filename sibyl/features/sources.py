@@ -9,7 +9,7 @@ JSONL: the memory backend's format, {"entity": ..., "id": ..., "features": {...}
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,19 @@ def _columns(header: list[str], entity_column: str | None, where: str) -> tuple[
     return at, [(i, h) for i, h in enumerate(header) if i != at]
 
 
+def _values(where: str, cells: Iterable[tuple[str, Any]], parse: Callable[[Any], Any]) -> dict[str, Any]:
+    """{feature: value} of one row's (feature, cell) pairs; an empty cell (None) is no value, a bad one BadInput."""
+    values: dict[str, Any] = {}
+    for name, cell in cells:
+        try:
+            value = parse(cell)
+        except ValueError as exc:
+            raise BadInput(where, f"column {name!r}: {exc}") from None
+        if value is not None:
+            values[name] = value
+    return values
+
+
 def read_csv(path: str, entity: str | None, entity_column: str | None) -> Iterator[Numbered]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -80,15 +93,7 @@ def read_csv(path: str, entity: str | None, entity_column: str | None) -> Iterat
             entity_id = record[at].strip()
             if not entity_id:
                 raise BadInput(where, f"empty entity id in column {header[at]!r}")
-            values: dict[str, Any] = {}
-            for i, name in features:
-                try:
-                    value = parse_cell(record[i])
-                except ValueError as exc:
-                    raise BadInput(where, f"column {name!r}: {exc}") from None
-                if value is not None:
-                    values[name] = value
-            yield where, (kind, entity_id, values)
+            yield where, (kind, entity_id, _values(where, ((name, record[i]) for i, name in features), parse_cell))
 
 
 def _parquet_value(value: Any) -> float | list[float] | None:
@@ -126,15 +131,7 @@ def read_parquet(path: str, entity: str | None, entity_column: str | None) -> It
             where = f"row {number}"
             if ids[r] is None or str(ids[r]) == "":
                 raise BadInput(where, f"empty entity id in column {header[at]!r}")
-            values: dict[str, Any] = {}
-            for name, col in cols:
-                try:
-                    value = _parquet_value(col[r])
-                except ValueError as exc:
-                    raise BadInput(where, f"column {name!r}: {exc}") from None
-                if value is not None:
-                    values[name] = value
-            yield where, (kind, str(ids[r]), values)
+            yield where, (kind, str(ids[r]), _values(where, ((name, col[r]) for name, col in cols), _parquet_value))
 
 
 def read_jsonl_rows(path: str) -> Iterator[Numbered]:
