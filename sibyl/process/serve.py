@@ -9,6 +9,7 @@ import sys
 
 from sibyl.api.server import SibylServer
 from sibyl.config import Settings
+from sibyl.process.banner import serving_line
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
@@ -20,7 +21,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     # of the collector's reach, a full collection takes ~0 ms instead of ~35 ms: no more GC stalls in p99.
     gc.collect()
     gc.freeze()
-    print(f"sibyl serving on {settings.server.host}:{server.port} (metrics :{server.metrics_port})", flush=True)
+    print(serving_line(settings.server.host, server.port, server.metrics_port), flush=True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))

@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from sibyl.config import Settings
+from sibyl.process.banner import serving_line
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
@@ -102,7 +103,7 @@ class Supervisor:
         for i in range(self.count):
             self._start(i)
         s = self.settings.server
-        print(f"sibyl serving on {s.host}:{s.port} with {self.count} workers (metrics :{metrics_port})", flush=True)
+        print(serving_line(s.host, s.port, metrics_port, self.count), flush=True)
         try:
             self._supervise(mp_dir)
         finally:
