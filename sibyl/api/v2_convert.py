@@ -34,6 +34,7 @@ from sibyl.kserve.grpc_predict_v2_pb2 import (
     RepositoryIndexResponse,
     StatisticDuration,
 )
+from sibyl.models.predictor import ModelRef
 from sibyl.serving.metadata import ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.routing import ROLE_NAMES
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest, PredictResponse
@@ -213,7 +214,7 @@ def to_infer_response(response: PredictResponse, request: ModelInferRequest) -> 
     """Raw output contents when the request sent raw inputs, typed contents otherwise."""
     result = response.results[0]  # the model that answered (primary, arm or override)
     scores = np.asarray(result.scores, dtype="<f4")
-    model = f"{result.model}@{result.version}"
+    model = str(ModelRef(result.model, result.version))
     parameters = {
         "prediction_id": InferParameter(string_param=response.prediction_id),
         "model": InferParameter(string_param=model),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sibyl.errors import InvalidArgument, MissingDependency, SibylError
+from sibyl.models.predictor import ModelRef
 
 if TYPE_CHECKING:
     from sibyl.config import Settings
@@ -172,13 +173,14 @@ class Writer:
 
     def write(self, batch: Batch, response: PredictResponse) -> None:
         result = response.results[0]
+        model = str(ModelRef(result.model, result.version))
         scores = np.asarray(result.scores, dtype=np.float32).reshape(batch.num_rows, max(result.dim, 1))
         names = ["score"] if scores.shape[1] == 1 else [f"score_{i}" for i in range(scores.shape[1])]
         if self.parquet:
             import pyarrow as pa
 
             data = {c: batch.columns[c] for c in self.ids} | {n: scores[:, i] for i, n in enumerate(names)}
-            data["model"] = [f"{result.model}@{result.version}"] * batch.num_rows
+            data["model"] = [model] * batch.num_rows
             table = pa.table(data)
             if self._file is None:
                 self._file = self._pq.ParquetWriter(self.path, table.schema)
@@ -188,7 +190,6 @@ class Writer:
                 self._file = self.path.open("w", newline="")
                 self._csv = csv.writer(self._file)
                 self._csv.writerow([*self.ids, *names, "model"])
-            model = f"{result.model}@{result.version}"
             id_columns = [batch.columns[c] for c in self.ids]
             for r in range(batch.num_rows):
                 self._csv.writerow([*(col[r] for col in id_columns), *(repr(float(v)) for v in scores[r]), model])

@@ -22,7 +22,7 @@ def override(primary: str, version: str) -> str:
     primary: the predictor's primary "model@version", whose model a bare version number refers to."""
     if not version or "@" in version:
         return version
-    return f"{primary.partition('@')[0]}@{version}"
+    return str(ModelRef(ModelRef.parse(primary).name, version))
 
 
 @dataclass(frozen=True, slots=True)
