@@ -1,4 +1,9 @@
-"""sibyl: a low-latency gRPC prediction server."""
+"""sibyl: a low-latency gRPC prediction server.
+
+The root holds the wiring and the public API only: errors, config (Settings), app (the transport-free parts built
+from Settings), embedded (sibyl.Predictor). Packages are layered; each __init__ says what it owns and what it may
+import, and tests/test_layout.py (RANK) keeps imports pointing down. This module may import anything, lazily.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 `build_fetcher(settings, metrics)` is the one entry point for the server; `build_store(settings)` gives the bare
 backend (with its writer) to the loader, the CLI, tests and benchmarks.
+
+May import (tests/test_layout.py RANK): models (feature specs of manifests), observability, errors and the
+generated v1/kserve code; never predlog (same rank) or anything above.
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+"""Process entry points: `sibyl serve` in one process (serve) or as a supervisor of N workers on one port
+(workers), the line both print once serving (banner), and the container health probe (healthcheck).
+
+May import (tests/test_layout.py RANK): api, embedded, app, config and everything below them; never cli.
+"""
