@@ -1,8 +1,10 @@
-"""Open Inference Protocol (KServe V2) messages <-> sibyl's PredictRequest / PredictResponse and manifests.
+"""Open Inference Protocol (KServe V2) messages <-> sibyl's PredictRequest / PredictResponse and the service's
+answers about models (serving.metadata: ModelInfo, RepositoryEntry, PredictorStats).
 
 How a V2 request maps onto sibyl (docs/protocols.md):
 - model_name is a predictor; model_version "" routes as usual, "7" pins the primary model's version 7,
-  "model@7" scores any model (a model_override: the predictor's shadows and log still apply).
+  "model@7" scores any model (a model_override: the predictor's shadows and log still apply); the service
+  resolves it (serving.metadata.override), this module only passes it on.
 - A numeric input tensor [N] or [N, k] is a feature (k > 1: a vector, columns "name[0]".."name[k-1]");
   the tensor named after the model's ONNX input ([N, columns]) gives every column at once.
 - A BYTES input tensor [N] is a column of entity ids (e.g. consumer_id) for the feature store.
