@@ -83,8 +83,8 @@ def plan_from(args: argparse.Namespace) -> Any:
 
 
 def _setup_peers(names: tuple[str, ...]) -> None:
-    from benchmarks.peers import PEERS
-    from benchmarks.peers_setup import ensure
+    from benchmarks.peers.entries import PEERS
+    from benchmarks.peers.setup import ensure
 
     for name in names:
         if name in PEERS:

@@ -4,7 +4,7 @@ that calls onnxruntime. Runs inside .bench-venvs/triton (imports only pytriton, 
 The bundled tritonserver ships only the Python backend (no onnxruntime backend), so the model is a PyTriton
 callable: tritonserver -> python backend stub -> this process -> onnxruntime on the same model.onnx.
 
-    python peers_triton_server.py --model model.onnx --name gbdt --grpc-port P --http-port P2 --metrics-port P3
+    python triton_server.py --model model.onnx --name gbdt --grpc-port P --http-port P2 --metrics-port P3
 """
 
 from __future__ import annotations

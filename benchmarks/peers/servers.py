@@ -15,13 +15,13 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks.peers_v2 import MODEL_READY
+from benchmarks.peers.v2 import MODEL_READY
 from sibyl.kserve.grpc_predict_v2_pb2 import ModelReadyRequest, ModelReadyResponse
 from tests.support.process import LOOPBACK, ManagedProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 RUNTIME_DIR = HERE / "mlserver_runtime"
-TRITON_SCRIPT = HERE / "peers_triton_server.py"
+TRITON_SCRIPT = HERE / "triton_server.py"
 
 
 class PeerServer(ManagedProcess):
@@ -66,7 +66,7 @@ class PeerServer(ManagedProcess):
 
 
 class MLServerPeer(PeerServer):
-    """MLServer 1.7.1 with our onnxruntime runtime (benchmarks/mlserver_runtime) on the same model.onnx."""
+    """MLServer 1.7.1 with our onnxruntime runtime (benchmarks/peers/mlserver_runtime) on the same model.onnx."""
 
     label = "mlserver"
 

@@ -17,10 +17,12 @@ import grpc
 import numpy as np
 import pytest
 
-from benchmarks import peers, peers_setup
-from benchmarks import workload as w
-from benchmarks.client import ClientPool, Job, run_job
-from benchmarks.peers_v2 import (
+from benchmarks.load import workload as w
+from benchmarks.load.client import ClientPool, Job, run_job
+from benchmarks.load.measure import Runner
+from benchmarks.peers import entries as peers
+from benchmarks.peers import setup as peers_setup
+from benchmarks.peers.v2 import (
     MODEL_INFER,
     PeerError,
     infer_once,
@@ -29,9 +31,9 @@ from benchmarks.peers_v2 import (
     scores,
     wait_model_ready,
 )
-from benchmarks.scenarios import BY_NAME, PREDICT
-from benchmarks.servers import sibyl_server
-from benchmarks.suite import Plan, Runner
+from benchmarks.scenarios.definitions import BY_NAME, PREDICT
+from benchmarks.scenarios.servers import sibyl_server
+from benchmarks.suite import Plan
 from sibyl.kserve.grpc_predict_v2_pb2 import ModelInferResponse
 from sibyl.v1 import predict_pb2
 
@@ -117,7 +119,7 @@ def test_missing_venv_skips_the_peer_with_the_command_to_create_it(
         peers.run_peers(runner.plan, runner, list(peers.PEERS))
     assert [e.name for e in runner.entries] == list(peers.PEERS)
     for entry in runner.entries:
-        assert entry.skipped and "python -m benchmarks.peers_setup" in entry.skipped
+        assert entry.skipped and "python -m benchmarks.peers.setup" in entry.skipped
     with pytest.raises(ValueError, match="unknown peer"):
         peers_setup.venv_python("nope")
 

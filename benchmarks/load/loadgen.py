@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from benchmarks.stats import new_histogram, record_us
+from benchmarks.load.stats import new_histogram, record_us
 
 Call = Callable[[], Awaitable[object]]
 
@@ -52,6 +52,19 @@ def error_code(exc: BaseException) -> str:
     return f"CLIENT_{type(exc).__name__}"
 
 
+async def _timed_call(call: Call, result: RunResult, since: float, measured: bool) -> None:
+    """One call; when measured, its latency from `since` (a time.monotonic() instant) or its error code."""
+    try:
+        await call()
+    except Exception as exc:  # not CancelledError (a BaseException): cancelling the run still cancels the call
+        if measured:
+            result.errors[error_code(exc)] += 1
+    else:
+        if measured:
+            result.ok += 1
+            record_us(result.latency, (time.monotonic() - since) * 1e6)
+
+
 async def open_loop(
     call: Call,
     rate: float,
@@ -77,16 +90,7 @@ async def open_loop(
 
     async def one(intended: float, measured: bool) -> None:
         try:
-            await call()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if measured:
-                result.errors[error_code(exc)] += 1
-        else:
-            if measured:
-                result.ok += 1
-                record_us(result.latency, (time.monotonic() - intended) * 1e6)
+            await _timed_call(call, result, intended, measured)
         finally:
             slots.release()
 
@@ -127,15 +131,7 @@ async def closed_loop(
             budget[0] -= 1
             measured = start >= measure_from
             result.sent += measured
-            try:
-                await call()
-            except Exception as exc:
-                if measured:
-                    result.errors[error_code(exc)] += 1
-            else:
-                if measured:
-                    result.ok += 1
-                    record_us(result.latency, (time.monotonic() - start) * 1e6)
+            await _timed_call(call, result, start, measured)
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     result.duration_s = max(min(time.monotonic(), stop_at) - measure_from, 1e-9)

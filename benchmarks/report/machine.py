@@ -13,7 +13,7 @@ PACKAGES = (
     "sibyl", "grpcio", "protobuf", "onnxruntime", "numpy", "uvloop", "redis", "hiredis", "kafka-python",
     "hdrhistogram", "mlserver", "nvidia-pytriton",
 )  # fmt: skip
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cpu_model() -> str:

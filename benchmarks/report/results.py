@@ -1,23 +1,12 @@
-"""One benchmark entry (scenario or baseline) and its JSON form, the row of results.json."""
+"""One benchmark entry (scenario, baseline or peer) in its JSON form: its row of results.json."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.loadgen import RunResult
-from benchmarks.stats import cdf_points, summarize
-from benchmarks.sweep import Sweep
-
-
-@dataclass
-class Entry:
-    name: str
-    kind: str  # "sibyl", "limit" or "peer"
-    description: str
-    run: RunResult | None = None  # the fixed-rate measurement (or the in-process loop)
-    sweep: Sweep | None = None
-    skipped: str | None = None  # why it did not run
+from benchmarks.load.loadgen import RunResult
+from benchmarks.load.measure import Entry
+from benchmarks.load.stats import cdf_points, summarize
 
 
 def run_fields(r: RunResult) -> dict[str, Any]:

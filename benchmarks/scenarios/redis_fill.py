@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.workload import feature_records
+from benchmarks.load.workload import feature_records
 from sibyl.features.codec import encode, entity_key, field_name
 
 

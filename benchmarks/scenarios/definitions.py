@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import workload as w
+from benchmarks.load import workload as w
 from sibyl.v1 import predict_pb2
 
 PREDICT = "/sibyl.v1.PredictionService/Predict"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.loadgen import RunResult
-from benchmarks.stats import record_us
-from benchmarks.sweep import find_max_rate, holds
+from benchmarks.load.loadgen import RunResult
+from benchmarks.load.stats import record_us
+from benchmarks.load.sweep import find_max_rate, holds
 
 
 def fake_run(capacity: float, calls: list[float]) -> object:

@@ -3,7 +3,7 @@
 It parses the request and serializes the response like a real servicer, and does nothing else: the
 transport floor any Python gRPC server on this machine pays.
 
-    python -m benchmarks.echo_server --port 0     # prints "echo serving on 127.0.0.1:P"
+    python -m benchmarks.scenarios.echo_server --port 0     # prints "echo serving on 127.0.0.1:P"
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ async def serve(host: str, port: int, rows: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.echo_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scenarios.echo_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--rows", type=int, default=1, help="scores in the fixed response")

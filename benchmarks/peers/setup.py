@@ -1,7 +1,7 @@
 """Each peer server in a venv of its own under .bench-venvs/ (gitignored), created on demand with pinned versions.
 
 MLServer and tritonclient/pytriton pin protobuf, uvloop and friends differently from sibyl, so neither is
-installed next to it. `python -m benchmarks.peers_setup [mlserver] [triton]` creates (or reuses) them and
+installed next to it. `python -m benchmarks.peers.setup [mlserver] [triton]` creates (or reuses) them and
 prints each venv's python; `python -m benchmarks --with-peers` does the same before a run.
 """
 
@@ -15,9 +15,7 @@ import venv
 from importlib.metadata import version
 from pathlib import Path
 
-from benchmarks.process import REPO_ROOT
-
-VENV_ROOT = REPO_ROOT / ".bench-venvs"
+VENV_ROOT = Path(__file__).resolve().parents[2] / ".bench-venvs"  # in the checkout's root
 MARKER = "sibyl-peer.json"  # written last: a venv without it is half-installed and gets reinstalled
 
 
@@ -72,19 +70,22 @@ def ensure(peer: str, timeout_s: float = 900.0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers_setup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers.setup", description=__doc__.splitlines()[0])
     parser.add_argument("peers", nargs="*", help=f"which (default: all of {', '.join(requirements())})")
     args = parser.parse_args(argv)
     unknown = [p for p in args.peers if p not in requirements()]
     if unknown:
-        print(f"peers_setup: error: unknown peer(s) {unknown}; choose from {sorted(requirements())}", file=sys.stderr)
+        print(
+            f"benchmarks.peers.setup: error: unknown peer(s) {unknown}; choose from {sorted(requirements())}",
+            file=sys.stderr,
+        )
         return 2
     for peer in args.peers or list(requirements()):
         print(f"[peers] {peer}: installing {' '.join(requirements()[peer])} (reused when present)", file=sys.stderr)
         try:
             print(ensure(peer))
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            print(f"peers_setup: error: {peer}: {exc}", file=sys.stderr)
+            print(f"benchmarks.peers.setup: error: {peer}: {exc}", file=sys.stderr)
             return 1
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from benchmarks.loadgen import RunResult
+from benchmarks.load.loadgen import RunResult
 
 
 @dataclass

@@ -2,7 +2,7 @@
 KServe V2 gRPC by the same open-loop byte client as sibyl, with the same feature values (one FP32 [1, 16]
 tensor holding the single-row scenario's row, in manifest column order).
 
-Each peer runs from its own venv (benchmarks.peers_setup); a missing venv skips the peer with the command
+Each peer runs from its own venv (benchmarks.peers.setup); a missing venv skips the peer with the command
 that creates it. Before measuring, a peer's scores must equal onnxruntime's on the same input.
 """
 
@@ -11,19 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmarks import peers_setup
-from benchmarks import workload as w
-from benchmarks.loadgen import RunResult
-from benchmarks.peers_servers import MLServerPeer, PeerServer, TritonPeer
-from benchmarks.peers_v2 import MODEL_INFER, PeerError, infer_once, infer_request, scores
-from benchmarks.scenarios import BY_NAME
-
-if TYPE_CHECKING:
-    from benchmarks.suite import Plan, Runner
+from benchmarks.load import workload as w
+from benchmarks.load.measure import Runner, Settings
+from benchmarks.peers import setup as peers_setup
+from benchmarks.peers.servers import MLServerPeer, PeerServer, TritonPeer
+from benchmarks.peers.v2 import MODEL_INFER, PeerError, infer_once, infer_request, scores
+from benchmarks.scenarios.definitions import BY_NAME
 
 MODEL_NAME = "gbdt"
 SCORE_TOLERANCE = 1e-5
@@ -32,7 +28,7 @@ SCORE_TOLERANCE = 1e-5
 @dataclass(frozen=True)
 class Peer:
     name: str  # entry name in the results
-    venv: str  # peers_setup key
+    venv: str  # benchmarks.peers.setup key
     description: str
     server: Callable[[Path, Path], PeerServer]  # (venv python, model.onnx) -> not yet started server
 
@@ -96,12 +92,12 @@ def check_peer(target: str, rows: int = 1) -> str | None:
 def missing_venv_reason(peer: Peer) -> str:
     where = peers_setup.venv_dir(peer.venv)
     return (
-        f"its venv {where} is missing or outdated: create it with `python -m benchmarks.peers_setup {peer.venv}` "
+        f"its venv {where} is missing or outdated: create it with `python -m benchmarks.peers.setup {peer.venv}` "
         "or run the suite with --with-peers"
     )
 
 
-def run_peers(plan: Plan, runner: Runner, names: list[str]) -> None:
+def run_peers(plan: Settings, runner: Runner, names: list[str]) -> None:
     single = BY_NAME["single-row"]
     payload = peer_payload()
     for name in names:
@@ -119,12 +115,9 @@ def run_peers(plan: Plan, runner: Runner, names: list[str]) -> None:
                 if problem:
                     runner.skip(name, "peer", peer.description, f"check failed: {problem}")
                     continue
-                target = server.target
-
-                def run(rate: float, duration_s: float, warmup_s: float, target: str = target) -> RunResult:
-                    return runner.pool.run(runner.job(target, payload, rate, duration_s, warmup_s, MODEL_INFER))
-
-                runner.measure_with(name, "peer", peer.description, run, lambda _: single.ref_rps,
-                                    single.sweep_start_rps)  # fmt: skip
+                run = runner.runs_of(server.target, payload, MODEL_INFER)
+                runner.measure_with(
+                    name, "peer", peer.description, run, lambda _: single.ref_rps, single.sweep_start_rps
+                )
         except (RuntimeError, OSError) as exc:
             runner.skip(name, "peer", peer.description, f"server did not start: {exc}")

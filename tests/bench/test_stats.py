@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from benchmarks.stats import cdf_points, encode, merge, new_histogram, record_us, summarize
+from benchmarks.load.stats import cdf_points, encode, merge, new_histogram, record_us, summarize
 
 
 def _hist(values: range | list[int]) -> object:

@@ -77,31 +77,30 @@ def _row(m: Manifest, values: np.ndarray, names: set[str] | None) -> predict_pb2
     return row
 
 
-def request_features(predictor: str, ref: str, rows: int, extra_models: tuple[str, ...] = ()) -> bytes:
-    """Every feature in the request (map form): nothing to fetch."""
+def _map_request(
+    predictor: str, ref: str, rows: int, consumer: str, names: set[str] | None, extra_models: tuple[str, ...] = ()
+) -> bytes:
+    """Map-form rows of the sample with the manifest's features (all, or only `names`), one store per row."""
     m = manifest(ref)
     values = sample_matrix(m.columns, rows)
     req = predict_pb2.PredictRequest(predictor=predictor, extra_models=list(extra_models))
-    req.context["consumer_id"] = "1"
+    req.context["consumer_id"] = consumer
     for i in range(rows):
         row = req.rows.add()
-        row.CopyFrom(_row(m, values[i], None))
+        row.CopyFrom(_row(m, values[i], names))
         row.entities["store_id"] = str(i % 100 + 1)
     return req.SerializeToString()
+
+
+def request_features(predictor: str, ref: str, rows: int, extra_models: tuple[str, ...] = ()) -> bytes:
+    """Every feature in the request (map form): nothing to fetch."""
+    return _map_request(predictor, ref, rows, "1", None, extra_models)
 
 
 def request_fetch(predictor: str, ref: str, rows: int) -> bytes:
     """Only request-level features in the rows; entity features (consumer + one store per row) are fetched."""
-    m = manifest(ref)
-    values = sample_matrix(m.columns, rows)
-    own = {spec.name for spec in m.inputs if spec.entity is None}
-    req = predict_pb2.PredictRequest(predictor=predictor)
-    req.context["consumer_id"] = "7"
-    for i in range(rows):
-        row = req.rows.add()
-        row.CopyFrom(_row(m, values[i], own))
-        row.entities["store_id"] = str(i % 100 + 1)
-    return req.SerializeToString()
+    own = {spec.name for spec in manifest(ref).inputs if spec.entity is None}
+    return _map_request(predictor, ref, rows, "7", own)
 
 
 def request_dense(predictor: str, ref: str, rows: int) -> bytes:

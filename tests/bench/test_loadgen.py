@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from benchmarks.loadgen import closed_loop, error_code, open_loop
+from benchmarks.load.loadgen import closed_loop, error_code, open_loop
 
 STALL_S = 0.2
 

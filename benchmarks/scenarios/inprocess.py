@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from benchmarks.loadgen import RunResult
-from benchmarks.stats import record_us
+from benchmarks.load.loadgen import RunResult
+from benchmarks.load.stats import record_us
 
 
 def session(model_file: Path, threads: int | None = None) -> ort.InferenceSession:

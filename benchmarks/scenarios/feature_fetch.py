@@ -1,6 +1,6 @@
 """Fetch latency against a real local redis-server: 100 entities x 20 features, with and without the cache.
 
-python -m benchmarks.feature_fetch [--entities 100] [--features 20] [--fetches 2000]
+python -m benchmarks.scenarios.feature_fetch [--entities 100] [--features 20] [--fetches 2000]
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from typing import Any, Self
 
 import grpc
 
-from benchmarks.loadgen import RunResult, closed_loop, open_loop
-from benchmarks.stats import encode, merge
+from benchmarks.load.loadgen import RunResult, closed_loop, open_loop
+from benchmarks.load.stats import encode, merge
 
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),

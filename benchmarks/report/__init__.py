@@ -1,0 +1,10 @@
+"""Report: one run's entries turned into results.json, results.md and PNG plots, with the targets checked.
+
+- results.py   one Entry as its row of results.json
+- document.py  results.json and results.md from the run's document
+- plots.py     latency vs offered rate and latency CDF (PNG)
+- targets.py   the project's latency targets, checked against the entries
+- machine.py   what the numbers were measured on: CPU, cores, packages, git commit
+
+May import: benchmarks.load, each other, third-party packages. Never scenarios, peers, suite or cli.
+"""

@@ -1,0 +1,112 @@
+"""Servers under test, each started as a subprocess (its own interpreter: no GIL shared with the load
+generator): sibyl (with real Redis / Kafka when a scenario needs them) and the gRPC echo baseline.
+
+Both bind port 0 and print a line "... serving on HOST:PORT"; a server is ready once that line is in its log
+and grpc.health.v1 says SERVING there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from benchmarks.scenarios.redis_fill import load_features
+from tests.support.process import ManagedProcess
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVING_LINE = re.compile(r"serving on (\S+):(\d+)")
+TOPIC = "sibyl.predictions"
+
+
+def is_serving(target: str) -> bool:
+    """One grpc.health.v1 Check: True when the server answers SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+class ServerProcess(ManagedProcess):
+    """`with ServerProcess([...], env={...}) as s: s.target` -> "HOST:P" once healthy (P as the server printed it)."""
+
+    def __init__(
+        self, command: Sequence[str], env: Mapping[str, str] | None = None, name: str = "server", timeout_s: float = 60
+    ) -> None:
+        self.label = name
+        self.start_timeout_s = timeout_s
+        # The child runs in a temp dir: make this checkout's packages (sibyl, benchmarks) importable there.
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        assignments = [f"{key}={value}" for key, value in {"PYTHONPATH": path, **(env or {})}.items()]
+        self.command = ["env", *assignments, *command]
+        self.target = ""
+        self._log_from = 0
+        super().__init__(port=0)  # the server picks its port and prints it
+
+    def _pick_port(self) -> int:
+        return 0
+
+    def _command(self) -> list[str]:
+        self.target = ""
+        self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0  # this start's lines only
+        return self.command
+
+    def _is_ready(self) -> bool:
+        if not self.target:
+            with self.log_path.open(errors="replace") as log:
+                log.seek(self._log_from)
+                match = SERVING_LINE.search(log.read())
+            if match is None:
+                return False
+            self.target = f"{match.group(1)}:{match.group(2)}"
+        return is_serving(self.target)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        super().stop(timeout_s)
+
+
+def echo_server(rows: int = 1) -> ServerProcess:
+    command = [sys.executable, "-m", "benchmarks.scenarios.echo_server", "--rows", str(rows)]
+    return ServerProcess(command, name="echo")
+
+
+def sibyl_env(store: Path, workers: int) -> dict[str, str]:
+    return {
+        "SIBYL_MODEL_STORE__URL": f"file://{store}",
+        "SIBYL_SERVER__WORKERS": str(workers),
+        "SIBYL_FEATURES__BACKEND": "none",
+        "SIBYL_PREDLOG__SINK": "none",
+        "SIBYL_METRICS__PORT": "0",
+        "SIBYL_LOG_LEVEL": "WARNING",
+    }
+
+
+@contextlib.contextmanager
+def sibyl_server(group: str, store: Path, workers: int = 1) -> Iterator[ServerProcess]:
+    """`sibyl serve --port 0` for a scenario group: "plain", "redis" or "redis-kafka"."""
+    from tests.support.servers import KafkaBroker, RedisServer, create_topic
+
+    env = sibyl_env(store, workers)
+    with contextlib.ExitStack() as stack:
+        if group in ("redis", "redis-kafka"):
+            redis = stack.enter_context(RedisServer())
+            load_features(redis.url)
+            env |= {"SIBYL_FEATURES__BACKEND": "redis", "SIBYL_FEATURES__URL": redis.url}
+            # The in-process cache would hide Redis after the first call: benchmark the fetch itself.
+            env["SIBYL_FEATURES__CACHE_TTL_S"] = "0"
+        if group == "redis-kafka":
+            kafka = stack.enter_context(KafkaBroker())
+            create_topic(kafka.bootstrap, TOPIC)
+            env |= {"SIBYL_PREDLOG__SINK": "kafka", "SIBYL_PREDLOG__KAFKA_BOOTSTRAP": kafka.bootstrap}
+            env["SIBYL_PREDLOG__TOPIC"] = TOPIC
+        command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0"]
+        server = stack.enter_context(ServerProcess(command, env, name=f"sibyl-{group}"))
+        yield server
