@@ -1,16 +1,21 @@
-"""Shared fixtures: real Redis / Redis Cluster / Kafka-protocol broker / S3 servers on free loopback ports.
+"""Shared fixtures: real Redis / Redis Cluster / Kafka-protocol broker / S3 servers on free loopback ports, AWS
+credentials for the local S3 server, and the test model store.
 
 A missing server binary fails the test in CI (CI=true) and skips it elsewhere, with the install hint.
 A test that stops or kills a session server must `start()` it again before it ends (same port).
+Each folder's own conftest.py holds the fixtures only its tests use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from needs import launch
 
+from tests.support.inproc import CONSUMERS, STORES, publish_models, write_features
+from tests.support.needs import launch
 from tests.support.servers import KafkaBroker, RedisCluster, RedisServer, S3Server
 
 
@@ -72,3 +77,23 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Callable[..., Path]:
+    """make_store(entities=None) -> tmp_path, holding the test models in store/ (publish_models: predictor p,
+    primary m@1, shadow s@1 at sample 1.0) and the entity features in features.jsonl (None: CONSUMERS + STORES).
+    Serve it with running_server(tmp_path, features=features_on(tmp_path))."""
+
+    def make(entities: list[dict[str, Any]] | None = None) -> Path:
+        publish_models(tmp_path / "store")
+        write_features(tmp_path / "features.jsonl", CONSUMERS + STORES if entities is None else entities)
+        return tmp_path
+
+    return make
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Path]) -> Path:
+    """make_store() with the default features: tmp_path with store/ and features.jsonl."""
+    return make_store()

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import Load, report
-from inproc import make_store, running_server
 
 from sibyl.api.server import SibylServer
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest, Role
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.faults.harness import Load, report
+from tests.support.inproc import publish_models, running_server
 from tests.support.kafka_broker import KafkaBroker, create_topic
 from tests.support.servers import S3Server, make_bucket
 
@@ -114,7 +114,7 @@ async def run_outage(
 ) -> tuple[Load, set[str], dict[str, float]]:
     """Load → break → ~200 calls → repair → wait until every answer from before the repair is in the topic →
     stop (close flushes; a spool left at shutdown is replayed by a second start) → read the whole topic."""
-    make_store(tmp_path / "store")
+    publish_models(tmp_path / "store")
     predlog = {
         "sink": "kafka",
         "kafka_bootstrap": broker.bootstrap,

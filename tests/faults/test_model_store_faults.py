@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import Load, Outcome, logged_ids_from_file, report
-from inproc import running_server
-from onnxgen import logistic_onnx, publish_logistic, publish_raw
 
 from sibyl.api.server import SibylServer
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore, S3Store
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
+from tests.faults.harness import Load, Outcome, logged_ids_from_file, report
+from tests.support.inproc import running_server
+from tests.support.onnxgen import logistic_onnx, publish_logistic, publish_raw
 from tests.support.servers import S3Server, make_bucket
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]

@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from harness import Load, Outcome, logged_ids_from_file, report
-from inproc import make_store, running_server
 
 from sibyl.config import FeatureSettings
 from sibyl.features import build_store
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
+from tests.faults.harness import Load, Outcome, logged_ids_from_file, report
+from tests.support.inproc import publish_models, running_server
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
@@ -40,7 +40,7 @@ async def load_features(url: str) -> None:
 
 
 async def test_redis_killed_and_restarted_under_load(fresh_redis: RedisServer, tmp_path: Path) -> None:
-    make_store(tmp_path / "store")
+    publish_models(tmp_path / "store")
     await load_features(fresh_redis.url)
     features = {
         "backend": "redis", "url": fresh_redis.url, "budget_ms": 50, "cache_ttl_s": 0,  # no cache: every call asks Redis

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from harness import Load, logged_ids_from_file, report
-from inproc import serve_subprocess
 
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
+from tests.faults.harness import Load, logged_ids_from_file, report
+from tests.support.inproc import serve_subprocess
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

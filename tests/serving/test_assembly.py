@@ -1,0 +1,87 @@
+import numpy as np
+
+from sibyl.models.manifest import FeatureSpec, Manifest, OutputSpec
+from sibyl.models.runtime import OnnxModel
+from sibyl.serving import assembly
+from sibyl.serving.decode import Limits, decode
+from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
+from tests.support.onnxgen import logistic_onnx
+
+
+def model(name: str, inputs: list[FeatureSpec]) -> OnnxModel:
+    import hashlib
+
+    data = logistic_onnx([0.1] * sum(f.dim for f in inputs))
+    manifest = Manifest(
+        name=name,
+        version="1",
+        input_name="input",
+        inputs=inputs,
+        output=OutputSpec(name="probabilities", column=1),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return OnnxModel(manifest, data)
+
+
+A = model(
+    "a",
+    [
+        FeatureSpec(name="amount"),
+        FeatureSpec(name="age", entity="consumer_id", default=30),
+        FeatureSpec(name="rating", entity="store_id", default=4),
+    ],
+)
+B = model(
+    "b",
+    [
+        FeatureSpec(name="rating", entity="store_id", default=3),  # same feature, another default
+        FeatureSpec(name="emb", entity="consumer_id", dtype="float_vector", dim=2, default=(0.1, 0.2)),
+    ],
+)
+
+
+def request() -> PredictRequest:
+    values = np.array([[5, np.nan], [6, 4.5], [7, np.nan]], "<f4")  # rating given for row 1 only
+    return PredictRequest(
+        predictor="p",
+        context={"consumer_id": "c1"},
+        dense=DenseRows(feature_names=["amount", "rating"], values=values.tobytes(), num_rows=3),
+        row_entities=[EntityColumn(entity="store_id", ids=["s1", "s2", "s3"])],
+    )
+
+
+def test_plan_dedupes_across_rows_and_models() -> None:
+    batch = decode(request(), Limits())
+    p = assembly.plan(batch, [A, B])
+    wanted = {k: sorted(s.name for s in v) for k, v in p.wanted.items()}
+    # consumer features once (shared id); store rating only for rows missing it (s1, s3), not s2.
+    assert wanted == {
+        ("consumer_id", "c1"): ["age", "emb"],
+        ("store_id", "s1"): ["rating"],
+        ("store_id", "s3"): ["rating"],
+    }
+    assert p.from_request == 3 + 1
+
+
+def test_fill_then_defaults_per_model() -> None:
+    batch = decode(request(), Limits())
+    p = assembly.plan(batch, [A, B])
+    fetched = {
+        ("consumer_id", "c1"): {"age": 41.0, "emb": np.array([1.0, 2.0], np.float32)},
+        ("store_id", "s1"): {"rating": 4.9},
+    }
+    assert assembly.fill(p, batch, fetched) == 3 + 3 + 1  # age x3 rows, emb x3 rows, rating row 0
+    assert {k: v.tolist() for k, v in assembly.defaulted(p).items()} == {"rating": [2]}
+    ma = assembly.matrix(p, A)
+    mb = assembly.matrix(p, B)
+    np.testing.assert_allclose(ma, [[5, 41, 4.9], [6, 41, 4.5], [7, 41, 4]], rtol=1e-6)  # A's default 4
+    np.testing.assert_allclose(mb, [[4.9, 1, 2], [4.5, 1, 2], [3, 1, 2]], rtol=1e-6)  # B's default 3
+    assert ma.dtype == np.float32 and ma.flags["C_CONTIGUOUS"]
+
+
+def test_nothing_fetched_means_all_defaults() -> None:
+    batch = decode(request(), Limits())
+    p = assembly.plan(batch, [B])
+    assembly.fill(p, batch, {})
+    np.testing.assert_allclose(assembly.matrix(p, B)[:, 1:], [[0.1, 0.2]] * 3, rtol=1e-6)
+    assert assembly.defaulted(p)["emb"].tolist() == [0, 1, 2]

@@ -1,0 +1,53 @@
+"""Kafka sink test helpers: read a whole partition back for assertions (assign + seek: tansu's consumer-group
+join is slow), count a sink's outcomes, wait for a condition."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kafka import KafkaConsumer, TopicPartition
+
+from sibyl.observability.metrics import Metrics
+from sibyl.v1.predlog_pb2 import PredictionLog
+
+
+def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.0) -> list[PredictionLog]:
+    """Every record of partition 0 from the beginning (assign + seek: tansu's group join is slow)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=500,
+        max_poll_records=100_000,  # tansu answers nothing to a fetch that starts mid-batch: take whole batches
+    )
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        out: list[PredictionLog] = []
+        deadline = time.monotonic() + timeout_s
+        idle = 0
+        while time.monotonic() < deadline and (len(out) < at_least or idle < 2):
+            batch = consumer.poll(timeout_ms=300)
+            idle = 0 if batch else idle + 1
+            for messages in batch.values():
+                for m in messages:
+                    rec = PredictionLog.FromString(m.value)
+                    assert m.key == rec.prediction_id.encode()
+                    out.append(rec)
+        return out
+    finally:
+        consumer.close()
+
+
+def count(metrics: Metrics, outcome: str) -> float:
+    return metrics.predlog_records.labels(outcome)._value.get()
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
