@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,10 +17,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.scenarios.redis_fill import load_features
+from sibyl.process.banner import parse_serving_line
 from tests.support.process import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVING_LINE = re.compile(r"serving on (\S+):(\d+)")
 TOPIC = "sibyl.predictions"
 
 
@@ -63,10 +62,10 @@ class ServerProcess(ManagedProcess):
         if not self.target:
             with self.log_path.open(errors="replace") as log:
                 log.seek(self._log_from)
-                match = SERVING_LINE.search(log.read())
-            if match is None:
+                serving = parse_serving_line(log.read())
+            if serving is None:
                 return False
-            self.target = f"{match.group(1)}:{match.group(2)}"
+            self.target = f"{serving.host}:{serving.port}"
         return is_serving(self.target)
 
     def stop(self, timeout_s: float = 10.0) -> None:

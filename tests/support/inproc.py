@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,6 +19,7 @@ from sibyl.api.server import SibylServer
 from sibyl.config import load_settings
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore
+from sibyl.process.banner import parse_serving_line
 from tests.support.onnxgen import publish_logistic
 
 PRIMARY_WEIGHTS = [0.5, -0.02, 0.3, 1.0, -1.0]  # amount, age, rating, emb[0], emb[1]
@@ -69,9 +69,6 @@ async def running_server(tmp_path: Path, store_url: str | None = None, **overrid
         await server.stop(1.0)
 
 
-SERVING_LINE = re.compile(r"serving on [\d.]+:(\d+)(?: with \d+ workers)? \(metrics :(\d+)\)")
-
-
 def serve_subprocess(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen[str], int, int]:
     """`python -m sibyl serve --port 0 FLAGS` over publish_models(tmp_path/"store"), file log in tmp_path.
 
@@ -92,11 +89,11 @@ def serve_subprocess(tmp_path: Path, *flags: str, **env: str) -> tuple[subproces
     proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    match = SERVING_LINE.search(line)
-    if not match:
+    serving = parse_serving_line(line)
+    if serving is None:
         proc.kill()
         raise AssertionError(f"sibyl serve did not start; first line: {line!r}")
-    return proc, int(match.group(1)), int(match.group(2))
+    return proc, serving.port, serving.metrics_port
 
 
 @contextmanager

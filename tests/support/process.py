@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from sibyl.process.workers import free_port as kernel_port
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -29,9 +31,7 @@ class MissingBinaryError(RuntimeError):
 def free_port(also_free: Callable[[int], bool] | None = None) -> int:
     """A port the kernel just handed out on 127.0.0.1 (and, if given, for which `also_free(port)` holds)."""
     for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            port = int(sock.getsockname()[1])
+        port = kernel_port(LOOPBACK)
         if also_free is None or also_free(port):
             return port
     raise RuntimeError("no free port found on 127.0.0.1 after 100 tries")
