@@ -136,6 +136,9 @@ class ModelRegistry:
                 failed.pop(name, None)
                 self._seen_tags[name] = tags[name]
             await self._refresh_latest()
+            # _refresh_latest published the newest versions it preloaded in self.snapshot; `models` was copied
+            # before that, so take them over (else the swap below drops them and a request loads them again).
+            models.update({k: m for k, m in self.snapshot.models.items() if k not in models})
             self._swap(predictors, models, failed)
 
     async def _refresh_latest(self) -> None:

@@ -124,3 +124,24 @@ async def test_unknown_model_is_not_looked_up_again_within_a_poll_interval(catal
     publish_logistic(catalog, "ghost", "1")
     await asyncio.sleep(0.6)  # one poll interval later the store is asked again
     assert (await reg.model(ModelRef("ghost"))).version == "1"
+
+
+async def test_newest_version_preloaded_by_a_poll_stays_loaded(catalog: Catalog) -> None:
+    """The poll that finds x@2 loads it; the request after it must not load it again on the request path."""
+    reg, _ = registry(catalog)
+    await reg.start(poll=False)
+    publish_logistic(catalog, "x", "1")
+    assert (await reg.model(ModelRef("x"))).version == "1"
+    publish_logistic(catalog, "x", "2")
+    await reg.refresh()
+    assert ("x", "2") in reg.snapshot.models, "the poll preloaded x@2 and then dropped it"
+    loads: list[ModelRef] = []
+    load = reg._load
+
+    async def counting_load(ref: ModelRef) -> object:
+        loads.append(ref)
+        return await load(ref)
+
+    reg._load = counting_load  # type: ignore[method-assign]
+    assert (await reg.model(ModelRef("x"))).version == "2"
+    assert loads == [], f"a request loaded {loads} that the poll had already loaded"
