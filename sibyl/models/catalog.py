@@ -33,6 +33,16 @@ def _version_file(model: str, version: str | None, file: str) -> str:
     return f"models/{model}/{version}/{file}"
 
 
+def _complete(keys: list[str]) -> list[tuple[str, str]]:
+    """(model, version) of every version folder among store keys that holds both manifest.json and model.onnx."""
+    files: dict[tuple[str, str], set[str]] = {}
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) == 4 and parts[0] == "models":
+            files.setdefault((parts[1], parts[2]), set()).add(parts[3])
+    return [mv for mv, names in files.items() if {"manifest.json", "model.onnx"} <= names]
+
+
 def version_key(version: str) -> tuple[Any, ...]:
     """Natural order: 2 < 10, v2 < v10."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", version))
@@ -66,17 +76,17 @@ class Catalog:
 
     # ---- models
     def models(self) -> dict[str, list[str]]:
-        """{model: [versions, oldest first]} for every version with a manifest."""
+        """{model: [versions, oldest first]} for every complete version (manifest and model file)."""
         found: dict[str, list[str]] = {}
-        for key in self.store.list("models"):
-            parts = key.split("/")
-            if len(parts) == 4 and parts[3] == "manifest.json":
-                found.setdefault(parts[1], []).append(parts[2])
+        for model, version in _complete(self.store.list("models")):
+            found.setdefault(model, []).append(version)
         return {m: sorted(v, key=version_key) for m, v in sorted(found.items())}
 
     def versions(self, model: str) -> list[str]:
+        """Complete versions, oldest first. One uploaded manifest-first (as `aws s3 sync` does) counts once its
+        model.onnx is there too, so "the newest version" never names one still being uploaded."""
         check_name("model name", model)
-        versions = [k.split("/")[2] for k in self.store.list(f"models/{model}") if k.endswith("/manifest.json")]
+        versions = [v for m, v in _complete(self.store.list(f"models/{model}")) if m == model]
         return sorted(versions, key=version_key)
 
     def resolve(self, ref: ModelRef) -> ModelRef:
@@ -90,6 +100,9 @@ class Catalog:
 
     def manifest_tag(self, ref: ModelRef) -> str | None:
         return self.store.tag(_version_file(ref.name, ref.version, "manifest.json"))
+
+    def model_tag(self, ref: ModelRef) -> str | None:
+        return self.store.tag(_version_file(ref.name, ref.version, "model.onnx"))
 
     def read_manifest(self, ref: ModelRef) -> Manifest:
         try:
@@ -105,7 +118,12 @@ class Catalog:
         return manifest
 
     def read_model(self, ref: ModelRef) -> bytes:
-        return self.store.read(_version_file(ref.name, ref.version, "model.onnx"))
+        try:
+            return self.store.read(_version_file(ref.name, ref.version, "model.onnx"))
+        except NotFound:
+            raise NotFound(
+                f"model {ref} is incomplete in {self.store.url}: manifest.json without model.onnx (still uploading?)"
+            ) from None
 
     def publish(
         self,

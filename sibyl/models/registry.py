@@ -46,8 +46,9 @@ class ModelRegistry:
         self.poll_interval_s = poll_interval_s
         self.intra_op_threads = intra_op_threads
         self.snapshot = Snapshot()
-        self._seen_tags: dict[str, str | None] = {}  # predictor -> tag of the file last applied or rejected
-        self._bad_versions: dict[ModelKey, str | None] = {}  # version -> manifest tag when it failed to load
+        self._seen_tags: dict[str, str | None] = {}  # predictor -> tag of the file last applied
+        self._reported: dict[str, tuple[str | None, str]] = {}  # predictor -> (tag, error) last logged
+        self._bad_versions: dict[ModelKey, tuple[str, str]] = {}  # version -> (manifest, model) tags that failed
         self._extras: OrderedDict[ModelKey, None] = OrderedDict()  # on-demand loads (extra models), LRU
         self._max_extras = max_extra_models
         self._latest: dict[str, str] = {}  # model -> newest version, for unversioned refs
@@ -118,22 +119,29 @@ class ModelRegistry:
                         if ref.key not in models:
                             models[ref.key] = await self._load(ref)
                 except SibylError as exc:
+                    # Not marked seen: every later poll tries again. A version uploaded manifest-first (as
+                    # `aws s3 sync` does) or a store hiccup then applies once the files are there, without
+                    # waiting for the predictor file to change; a version that failed to load is not loaded
+                    # again while its files are unchanged (_bad_versions), so a retry costs a few HEADs.
                     if isinstance(exc, ModelStoreError):
                         self.metrics.store_errors.inc()
-                    if name in predictors:
-                        log.error(
-                            "predictor %s: keeping %s, new config rejected: %s", name, predictors[name].primary, exc
-                        )
-                    else:
-                        log.error("predictor %s: not serving: %s", name, exc)
+                    if name not in predictors:
                         failed[name] = str(exc)
-                    if not isinstance(exc, ModelStoreError):  # a store hiccup is retried on the next poll
-                        self._seen_tags[name] = tags[name]
+                    if self._reported.get(name) != (tags[name], str(exc)):  # once per file and reason
+                        self._reported[name] = (tags[name], str(exc))
+                        if name in predictors:
+                            log.error(
+                                "predictor %s: keeping %s, new config not applied (retried at every poll): %s",
+                                name, predictors[name].primary, exc,
+                            )  # fmt: skip
+                        else:
+                            log.error("predictor %s: not serving (retried at every poll): %s", name, exc)
                     continue
                 if name in predictors and predictors[name].primary != config.primary:
                     log.info("predictor %s: primary %s -> %s", name, predictors[name].primary, config.primary)
                 predictors[name] = config
                 failed.pop(name, None)
+                self._reported.pop(name, None)
                 self._seen_tags[name] = tags[name]
             await self._refresh_latest()
             # _refresh_latest published the newest versions it preloaded in self.snapshot; `models` was copied
@@ -189,12 +197,19 @@ class ModelRegistry:
         tag = await asyncio.to_thread(self.catalog.manifest_tag, ref)
         if tag is None:
             raise NotFound(f"model {ref} not found in {self.catalog.store.url}")
-        if key in self._bad_versions and self._bad_versions[key] == tag:
+        model_tag = await asyncio.to_thread(self.catalog.model_tag, ref)
+        if model_tag is None:
+            raise NotFound(
+                f"model {ref} is incomplete in {self.catalog.store.url}: manifest.json without model.onnx "
+                "(still uploading?)"
+            )
+        tags = (tag, model_tag)  # a partly copied model.onnx that is later completed is tried again
+        if self._bad_versions.get(key) == tags:
             raise ModelLoadError(f"model {ref} failed to load before and has not changed")
         try:
             model = await asyncio.to_thread(self._load_blocking, ref)
         except ModelLoadError as exc:
-            self._bad_versions[key] = tag
+            self._bad_versions[key] = tags
             self.metrics.model_loads.labels(ref.name, "failed").inc()
             log.error("model %s rejected: %s", ref, exc)
             raise

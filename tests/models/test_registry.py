@@ -1,4 +1,5 @@
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from sibyl.errors import NotFound
 from sibyl.models.catalog import Catalog
 from sibyl.models.predictor import ModelRef
 from sibyl.models.registry import ModelRegistry
-from sibyl.models.store import FileStore
+from sibyl.models.store import FileStore, S3Store
 from sibyl.observability.metrics import Metrics
 from tests.support.onnxgen import logistic_onnx, publish_logistic, publish_raw
 
@@ -145,3 +146,71 @@ async def test_newest_version_preloaded_by_a_poll_stays_loaded(catalog: Catalog)
     reg._load = counting_load  # type: ignore[method-assign]
     assert (await reg.model(ModelRef("x"))).version == "2"
     assert loads == [], f"a request loaded {loads} that the poll had already loaded"
+
+
+@pytest.fixture(params=["file", "s3"])
+def any_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    """An empty catalog on a folder, or on the session's S3 API server (moto) in a bucket of its own."""
+    if request.param == "file":
+        return Catalog(FileStore(tmp_path))
+    from tests.support.servers import make_bucket
+
+    s3 = request.getfixturevalue("s3_server")
+    request.getfixturevalue("aws_env")
+    s3.start()
+    bucket = f"reg-{uuid.uuid4().hex[:12]}"
+    make_bucket(s3.endpoint_url, bucket)
+    return Catalog(S3Store(bucket, "prod", s3.endpoint_url, "us-east-1"))
+
+
+def upload_manifest_first(catalog: Catalog, version: str, model_bytes: bytes | None) -> bytes:
+    """What `aws s3 sync` does with a version folder: manifest.json lands before model.onnx (None: not yet)."""
+    good = logistic_onnx([0.3] * 5)
+    publish_raw(catalog, "m", version, good)  # both files, then take model.onnx away again
+    manifest = catalog.store.read(f"models/m/{version}/manifest.json")
+    for key in (f"models/m/{version}/model.onnx", f"models/m/{version}/manifest.json"):
+        delete(catalog, key)
+    catalog.store.write(f"models/m/{version}/manifest.json", manifest)
+    if model_bytes is not None:
+        catalog.store.write(f"models/m/{version}/model.onnx", model_bytes)
+    return good
+
+
+def delete(catalog: Catalog, key: str) -> None:
+    store = catalog.store
+    if isinstance(store, FileStore):
+        (store.root / key).unlink()
+    else:
+        assert isinstance(store, S3Store)
+        store._s3.delete_object(Bucket=store.bucket, Key=store._key(key))
+
+
+async def test_version_uploaded_manifest_first_applies_once_complete(any_catalog: Catalog) -> None:
+    catalog = any_catalog
+    publish_logistic(catalog, "m", "1")
+    catalog.promote("p", "m@1")
+    reg, _ = registry(catalog)
+    await reg.start(poll=False)
+    good = upload_manifest_first(catalog, "2", None)
+    assert catalog.versions("m") == ["1"], "a version without its model file is not published yet"
+    catalog.store.write("predictors/p.json", b'{"name": "p", "primary": "m@2"}')  # promoted during the upload
+    await reg.refresh()
+    assert reg.predictor("p").primary == "m@1"  # incomplete: the old version keeps serving
+    await reg.refresh()
+    catalog.store.write("models/m/2/model.onnx", good)  # the upload finishes; the predictor file stays as it is
+    await reg.refresh()
+    assert reg.predictor("p").primary == "m@2"
+    assert (await reg.model(ModelRef("m", "2"))).version == "2"
+
+
+async def test_partly_copied_model_is_tried_again_once_the_copy_completes(catalog: Catalog) -> None:
+    reg, metrics = registry(catalog)
+    await reg.start(poll=False)
+    good = upload_manifest_first(catalog, "2", b"")  # cp -r caught mid-copy: model.onnx empty, sha256 mismatch
+    catalog.promote("p", "m@2")
+    await reg.refresh()
+    assert reg.predictor("p").primary == "m@1"
+    assert sample(metrics, "sibyl_model_loads_total", model="m", outcome="failed") == 1
+    catalog.store.write("models/m/2/model.onnx", good)
+    await reg.refresh()
+    assert reg.predictor("p").primary == "m@2"
