@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = models_cmd("promote", cmd_models_promote, "make MODEL@VERSION the predictor's primary")
     p.add_argument("predictor")
     p.add_argument("model", help="model@version")
-    p = models_cmd("rollback", cmd_models_rollback, "restore the previous primary")
+    p = models_cmd("rollback", cmd_models_rollback, "go back one primary in the audit history (again: one more)")
     p.add_argument("predictor")
     p = models_cmd("shadow", cmd_models_shadow, "add/update/remove a shadow model")
     p.add_argument("predictor")

@@ -70,6 +70,19 @@ class AuditRecord(BaseModel):
     detail: dict[str, Any] = {}
 
 
+def primaries(history: Sequence[AuditRecord]) -> list[str]:
+    """The stack of primaries the audit history leaves, oldest first: a promote pushes, a rollback pops."""
+    stack: list[str] = []
+    for record in history:
+        if record.to_primary is None or record.from_primary == record.to_primary:
+            continue  # shadow and experiment changes leave the primary alone
+        if record.action == "rollback" and stack and stack[-1] == record.from_primary:
+            stack.pop()
+        if not stack or stack[-1] != record.to_primary:
+            stack.append(record.to_primary)
+    return stack
+
+
 class Catalog:
     def __init__(self, store: BlobStore) -> None:
         self.store = store
@@ -213,15 +226,16 @@ class Catalog:
         return config
 
     def rollback(self, predictor: str) -> PredictorConfig:
-        """Back to the primary that served before the last promote/rollback."""
+        """Back to the primary that served before the current one, walking the audit history: from v3 (promoted
+        after v1, v2), rollback goes to v2, a second rollback to v1, a third fails (nothing earlier)."""
         before = self._existing(predictor)
         if before is None:
             raise NotFound(f"predictor {predictor!r} not found in {self.store.url}")
-        previous = next(
-            (r.from_primary for r in reversed(self.history(predictor))
-             if r.to_primary == before.primary and r.from_primary and r.from_primary != before.primary),
-            None,
-        )  # fmt: skip
+        served = primaries(self.history(predictor))
+        if served and served[-1] != before.primary:  # the predictor file was changed by hand: back to history's
+            previous: str | None = served[-1]
+        else:
+            previous = served[-2] if len(served) >= 2 else None
         if previous is None:
             raise FailedPrecondition(f"predictor {predictor!r} has no earlier primary to roll back to")
         config = before.model_copy(deep=True, update={"primary": previous})

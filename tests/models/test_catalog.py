@@ -88,3 +88,16 @@ def test_bad_names_are_refused(catalog: Catalog) -> None:
         catalog.promote("../p", "m@1")
     with pytest.raises(InvalidArgument):
         publish_logistic(catalog, "m/x", "1")
+
+
+def test_rollback_walks_the_history_back(catalog: Catalog) -> None:
+    for v in ("1", "2", "3"):
+        publish_logistic(catalog, "m", v)
+        catalog.promote("p", f"m@{v}")
+    assert catalog.rollback("p").primary == "m@2"
+    assert catalog.rollback("p").primary == "m@1"  # not back to m@3: each rollback goes one step further back
+    with pytest.raises(FailedPrecondition, match="no earlier primary"):
+        catalog.rollback("p")
+    catalog.promote("p", "m@3")
+    catalog.set_shadow("p", "m@2", 0.5)  # changes that keep the primary are not steps of the history
+    assert catalog.rollback("p").primary == "m@1"
