@@ -63,6 +63,7 @@ class Fetcher:
         self.cache = cache if cache is not None and cache.enabled else None
         self.breaker = breaker
         self.log = RateLimitedLog()
+        self._background: set[asyncio.Future[dict[EntityKey, dict[str, FeatureValue]] | None]] = set()
         self._latency = metrics.feature_fetch_latency.labels(store.name)
         self._hit, self._miss = metrics.feature_cache.labels("hit"), metrics.feature_cache.labels("miss")
 
@@ -76,8 +77,10 @@ class Fetcher:
         result = FetchResult()
         todo = self._from_cache(wanted, result.values) if self.cache is not None else wanted
         if todo:
-            budget = self.budget_s if budget_s is None else min(self.budget_s, budget_s)
-            fetched = await self._from_store(todo, max(budget, 0.0))
+            if budget_s is None or budget_s >= self.budget_s:
+                fetched = await self._from_store(todo)
+            else:
+                fetched = await self._within(todo, max(budget_s, 0.0))
             if fetched is None:
                 result.degraded = True
             else:
@@ -112,9 +115,35 @@ class Fetcher:
             got = fetched.get(key, {})
             self.cache.put(key, {s.name: got.get(s.name) for s in specs})
 
-    async def _from_store(self, todo: Wanted, budget_s: float) -> dict[EntityKey, dict[str, FeatureValue]] | None:
-        breaker = self.breaker
-        if breaker is not None and not breaker.allow():
+    async def _within(self, todo: Wanted, budget_s: float) -> dict[EntityKey, dict[str, FeatureValue]] | None:
+        """A caller whose deadline leaves less than the configured budget: it waits its share, and the fetch goes
+        on without it for the rest of the budget, so the breaker hears how the store really did. A short
+        deadline is the caller's business; it must not open the circuit for everyone."""
+        if self.breaker is not None and not self.breaker.allow():
+            return None
+        task = asyncio.ensure_future(self._from_store(todo, checked=True))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), budget_s)
+        except TimeoutError:
+            # The store may still answer within its budget: the task tells the breaker, and a late answer
+            # fills the cache for the next caller.
+            if self.cache is not None:
+                task.add_done_callback(lambda done: self._remember_late(todo, done))
+            return None
+
+    def _remember_late(
+        self, todo: Wanted, done: asyncio.Future[dict[EntityKey, dict[str, FeatureValue]] | None]
+    ) -> None:
+        fetched = None if done.cancelled() else done.result()
+        if fetched is not None:
+            self._remember(todo, fetched)
+
+    async def _from_store(self, todo: Wanted, checked: bool = False) -> dict[EntityKey, dict[str, FeatureValue]] | None:
+        """The store within the configured budget; every outcome is reported to the breaker."""
+        breaker, budget_s = self.breaker, self.budget_s
+        if breaker is not None and not checked and not breaker.allow():
             return None
         try:
             async with asyncio.timeout(budget_s):
@@ -136,6 +165,8 @@ class Fetcher:
         return fetched
 
     async def close(self) -> None:
+        if self._background:  # fetches that outlived their callers end within the budget
+            await asyncio.wait(set(self._background), timeout=self.budget_s + 1.0)
         await self.store.close()
 
 

@@ -207,3 +207,52 @@ async def test_breaker_opens_when_redis_dies_and_closes_when_it_returns(fresh_re
     assert not result.degraded and result.values[("consumer_id", "3")]["orders"] == 3.0
     assert registry.get_sample_value("sibyl_feature_circuit_open") == 0
     await fetcher.close()
+
+
+def _circuit_open(registry: CollectorRegistry) -> bool:
+    return registry.get_sample_value("sibyl_feature_circuit_open") == 1
+
+
+async def test_short_caller_deadlines_do_not_open_the_breaker(fresh_redis: RedisServer) -> None:
+    """Redis hangs for less than features.budget_ms: callers with short deadlines give up (defaults), but that is
+    their deadline, not a Redis failure; a caller with time to wait still gets the values."""
+    settings = _settings(fresh_redis, cache_ttl_s=0, budget_ms=3000, breaker_failures=3, breaker_reset_s=60)
+    fetcher, registry = _fetcher(settings)
+    await _seed(fetcher)
+    wanted = {("consumer_id", "2"): [ORDERS]}
+    assert not (await fetcher.fetch(wanted)).degraded
+    client = redis.Redis.from_url(fresh_redis.url)
+    client.execute_command("CLIENT", "PAUSE", "600", "ALL")  # the real server answers nobody for 600 ms
+    short = await asyncio.gather(*(fetcher.fetch(wanted, budget_s=0.01) for _ in range(10)))
+    assert all(r.degraded for r in short)
+    assert not _circuit_open(registry), "ten callers' own 10 ms deadlines opened the circuit for everyone"
+    patient = await fetcher.fetch(wanted)  # waits out the pause within the configured budget
+    assert not patient.degraded and patient.values[("consumer_id", "2")]["orders"] == 2.0
+    assert not (await fetcher.fetch(wanted, budget_s=0.5)).degraded  # a short deadline is fine once Redis is fast
+    errors = [registry.get_sample_value("sibyl_feature_store_errors_total", {"kind": k}) for k in ("timeout", "other")]
+    assert errors == [None, None], "the fetches the short callers left finished within the budget: no error"
+    client.close()
+    await fetcher.close()
+
+
+async def test_the_configured_budget_still_opens_the_breaker_for_short_callers(fresh_redis: RedisServer) -> None:
+    """Redis hangs for longer than features.budget_ms: the fetches short callers left behind time out at the
+    configured budget, which is a Redis failure, so the circuit opens even if every caller was in a hurry."""
+    settings = _settings(fresh_redis, cache_ttl_s=0, budget_ms=100, breaker_failures=3, breaker_reset_s=60)
+    fetcher, registry = _fetcher(settings)
+    await _seed(fetcher)
+    wanted = {("consumer_id", "2"): [ORDERS]}
+    assert not (await fetcher.fetch(wanted)).degraded
+    client = redis.Redis.from_url(fresh_redis.url)
+    client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    short = await asyncio.gather(*(fetcher.fetch(wanted, budget_s=0.01) for _ in range(5)))
+    assert all(r.degraded for r in short)
+    for _ in range(100):  # the left-behind fetches end at the 100 ms budget
+        if _circuit_open(registry):
+            break
+        await asyncio.sleep(0.02)
+    assert _circuit_open(registry)
+    assert registry.get_sample_value("sibyl_feature_store_errors_total", {"kind": "timeout"}) == 5
+    client.execute_command("CLIENT", "UNPAUSE")
+    client.close()
+    await fetcher.close()
