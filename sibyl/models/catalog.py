@@ -2,6 +2,7 @@
 
     models/<model>/<version>/model.onnx
     models/<model>/<version>/manifest.json
+    models/<model>/<version>/check.json, source.*   (rows and scores publish checked; a converted model's original)
     predictors/<predictor>.json
     audit/<predictor>/<UTC timestamp>-<action>.json   (one record per promote/rollback/shadow/experiment)
 
@@ -23,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from sibyl.errors import FailedPrecondition, InvalidArgument, ModelStoreError, NotFound
-from sibyl.models.manifest import Baselines, FeatureSpec, Manifest, OutputSpec, check_name
+from sibyl.models.manifest import Baselines, FeatureSpec, Manifest, OutputSpec, Source, Validation, check_name
 from sibyl.models.predictor import Arm, ModelRef, PredictorConfig, Shadow
 from sibyl.models.store import BlobStore
 
@@ -138,6 +139,10 @@ class Catalog:
                 f"model {ref} is incomplete in {self.store.url}: manifest.json without model.onnx (still uploading?)"
             ) from None
 
+    def read_file(self, ref: ModelRef, file: str) -> bytes:
+        """A file stored beside a version's model.onnx (e.g. check.json, the source of a converted model)."""
+        return self.store.read(_version_file(ref.name, ref.version, file))
+
     def publish(
         self,
         name: str,
@@ -148,7 +153,11 @@ class Catalog:
         input_name: str = "input",
         metadata: dict[str, Any] | None = None,
         baselines: Baselines | None = None,
+        validation: Validation | None = None,
+        source: Source | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> Manifest:
+        """`files` (check rows, the source of a converted model) are stored beside model.onnx."""
         try:
             manifest = Manifest(
                 name=name,
@@ -160,14 +169,21 @@ class Catalog:
                 created_at=now_iso(),
                 metadata=metadata or {},
                 baselines=baselines,
+                validation=validation,
+                source=source,
             )
         except ValidationError as exc:
             err = exc.errors()[0]
             raise InvalidArgument(f"manifest {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
         if self.store.tag(_version_file(name, version, "manifest.json")) is not None:
             raise FailedPrecondition(f"{manifest.ref} is already published; versions are immutable")
+        bad = [f for f in files or {} if f in ("model.onnx", "manifest.json") or "/" in f or f.startswith(".")]
+        if bad:
+            raise InvalidArgument(f"cannot store {bad} beside a model: model.onnx and manifest.json are taken")
         # Model first, manifest last: a poller only sees a version once its manifest exists.
         self.store.write(_version_file(name, version, "model.onnx"), model_bytes)
+        for file, data in (files or {}).items():
+            self.store.write(_version_file(name, version, file), data)
         self.store.write(_version_file(name, version, "manifest.json"), manifest.model_dump_json(indent=2).encode())
         return manifest
 

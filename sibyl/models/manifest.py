@@ -77,6 +77,30 @@ class Baselines(BaseModel):
     prediction: Histogram | None = None
 
 
+class Validation(BaseModel):
+    """What `models publish` checked the version with: a later `models validate` repeats the check."""
+
+    onnxruntime: str = Field(description="onnxruntime version that loaded and scored the model at publish.")
+    opsets: dict[str, int] = Field(description="Operator sets the model imports: domain ('' = ai.onnx) -> version.")
+    ir_version: int = Field(description="ONNX IR version of the file.")
+    producer: str = Field("", description="Tool that wrote the ONNX file, e.g. 'skl2onnx 1.20.0'.")
+    sample_rows: int = Field(0, ge=0, description="Sample rows scored at publish (0: the defaults row only).")
+    check_file: str | None = Field(None, description="File beside model.onnx with rows and the scores they gave.")
+
+
+class Source(BaseModel):
+    """The trained model a version was converted from (`models publish --sklearn/--xgboost/--lightgbm`)."""
+
+    format: Literal["sklearn", "xgboost", "lightgbm"]
+    file: str = Field(description="The original file, stored beside model.onnx.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    library: str = Field(description="Library and version that loaded it, e.g. 'xgboost 3.2.0'.")
+    converter: str = Field(description="Converter and version, e.g. 'onnxmltools 1.16.0'.")
+    tolerance: float = Field(description="Largest allowed |onnx - original| per score (plus the same, relative).")
+    max_abs_diff: float = Field(description="Largest |onnx - original| seen on the sample.")
+    rows_checked: int = Field(ge=1)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,6 +114,8 @@ class Manifest(BaseModel):
     created_at: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="Training metadata (free form).")
     baselines: Baselines | None = None
+    validation: Validation | None = Field(None, description="Set by publish (absent on older versions).")
+    source: Source | None = Field(None, description="Set when publish converted a trained model.")
 
     @field_validator("name")
     @classmethod
