@@ -8,6 +8,7 @@ Each folder's own conftest.py holds the fixtures only its tests use.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from tests.support.inproc import CONSUMERS, STORES, publish_models, write_features
 from tests.support.needs import launch
-from tests.support.servers import KafkaBroker, RedisCluster, RedisServer, S3Server
+from tests.support.servers import DurableKafkaBroker, KafkaBroker, RedisCluster, RedisServer, S3Server, make_bucket
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +53,15 @@ def kafka_broker() -> Iterator[KafkaBroker]:
 def s3_server() -> Iterator[S3Server]:
     """Buckets persist across tests (and restarts): use unique bucket names."""
     yield from launch(S3Server)
+
+
+@pytest.fixture
+def durable_broker(s3_server: S3Server) -> Iterator[DurableKafkaBroker]:
+    """A tansu broker of its own, stored in a new bucket of the session S3 server: survives kill + start."""
+    s3_server.start()
+    bucket = f"tansu-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_server.endpoint_url, bucket)
+    yield from launch(lambda: DurableKafkaBroker(s3_server.endpoint_url, bucket), finish=DurableKafkaBroker.kill)
 
 
 @pytest.fixture

@@ -153,3 +153,102 @@ def report(
     required = answered if must_log is None else must_log
     assert required <= logged, f"{name}: {len(required - logged)} answered predictions missing from the log"
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """One open-loop call: when it was sent, how it ended, how long it took."""
+
+    t: float  # seconds since the load started, at send time
+    code: str
+    latency_s: float
+    prediction_id: str = ""
+
+
+@dataclass
+class OpenLoad:
+    """Open loop: one call every 1/rate s, whether or not earlier ones were answered (a stall shows up as
+    failed or slow calls, not as fewer calls). Each call has its own `deadline_s`; stops at `max_calls`."""
+
+    target: str
+    make_request: Callable[[int], PredictRequest]
+    rate: float = 100.0
+    deadline_s: float = 2.0
+    max_calls: int = 20_000
+    shots: list[Shot] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    async def __aenter__(self) -> OpenLoad:
+        self._start = time.monotonic()
+        self._stop = asyncio.Event()
+        self._channel = grpc.aio.insecure_channel(self.target)
+        self._stub = PredictionServiceStub(self._channel)
+        self._calls: set[asyncio.Task[None]] = set()
+        self._pacer = asyncio.create_task(self._pace())
+        return self
+
+    async def _pace(self) -> None:
+        for i in range(self.max_calls):
+            if self._stop.is_set():
+                return
+            delay = self._start + i / self.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(self._call(i))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _call(self, i: int) -> None:
+        sent = time.monotonic()
+        try:
+            response = await self._stub.Predict(self.make_request(i), timeout=self.deadline_s)
+            code, pid = "OK", response.prediction_id
+        except grpc.aio.AioRpcError as exc:
+            code, pid = exc.code().name, ""
+        self.shots.append(Shot(sent - self._start, code, time.monotonic() - sent, pid))
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._pacer
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=self.deadline_s + 5)
+        await self._channel.close()
+
+    def now(self) -> float:
+        return time.monotonic() - self._start
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = self.now()
+
+    # ---- figures
+    def between(self, start: str, end: str | None = None) -> list[Shot]:
+        t0, t1 = self.marks[start], self.marks[end] if end else float("inf")
+        return [s for s in self.shots if t0 <= s.t < t1]
+
+    def failed(self) -> list[Shot]:
+        return [s for s in self.shots if s.code != "OK"]
+
+    def answered(self) -> set[str]:
+        return {s.prediction_id for s in self.shots if s.code == "OK"}
+
+    def failures_per_second(self) -> dict[int, int]:
+        """Second of the run (by send time) -> calls that failed, for the seconds that had any."""
+        return dict(sorted(Counter(int(s.t) for s in self.failed()).items()))
+
+    def codes(self) -> Counter[str]:
+        return Counter(s.code for s in self.shots)
+
+    def p99_per_second(self) -> dict[int, float]:
+        """Second of the run (by send time) -> p99 of its answered calls, in ms."""
+        seconds: dict[int, list[Shot]] = {}
+        for shot in self.shots:
+            seconds.setdefault(int(shot.t), []).append(shot)
+        return {sec: round(p99_ms(shots), 1) for sec, shots in sorted(seconds.items())}
+
+
+def p99_ms(shots: list[Shot]) -> float:
+    """99th percentile latency of the answered calls among `shots`, in ms (0 when there are none)."""
+    latencies = sorted(s.latency_s for s in shots if s.code == "OK")
+    if not latencies:
+        return 0.0
+    return latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000

@@ -9,8 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +18,7 @@ from sibyl.predlog.kafka import KafkaSink
 from sibyl.predlog.spool import Spool
 from sibyl.v1.predlog_pb2 import PredictionLog
 from tests.support.kafkaread import count, read_topic, wait_for
-from tests.support.needs import missing
-from tests.support.servers import KafkaBroker, MissingBinaryError, S3Server, create_topic, free_port, make_bucket
+from tests.support.servers import DurableKafkaBroker, KafkaBroker, create_topic, free_port
 
 FAST = {
     "connect_timeout_ms": 1_000,
@@ -54,41 +51,6 @@ def test_n_records_in_exactly_n_out(kafka_broker: KafkaBroker, topic: str, tmp_p
     assert got[7].scores[0] == pytest.approx(0.7)
     assert count(metrics, "sent") == n
     assert count(metrics, "spooled") == count(metrics, "dropped") == 0
-
-
-class DurableKafkaBroker(KafkaBroker):
-    """tansu on S3 storage (moto), so a stop/start keeps what it had acknowledged, like a real cluster."""
-
-    def __init__(self, s3_endpoint: str, bucket: str) -> None:
-        self._s3, self._bucket = s3_endpoint, bucket
-        super().__init__()
-
-    def _command(self) -> list[str]:
-        command = super()._command()
-        command[command.index("--storage-engine") + 1] = f"s3://{self._bucket}/"
-        aws = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": self._s3,
-            "AWS_ALLOW_HTTP": "true",
-        }
-        return ["env", *(f"{k}={v}" for k, v in aws.items()), *command]
-
-
-@pytest.fixture
-def durable_broker(s3_server: S3Server) -> Iterator[DurableKafkaBroker]:
-    bucket = f"tansu-{uuid.uuid4().hex[:8]}"
-    make_bucket(s3_server.endpoint_url, bucket)
-    try:
-        broker = DurableKafkaBroker(s3_server.endpoint_url, bucket)
-    except MissingBinaryError as exc:
-        missing(exc)
-    try:
-        yield broker.start()
-    finally:
-        broker.kill()  # tansu on S3 takes seconds to exit on SIGTERM; its data is not needed any more
-        broker.close()
 
 
 def test_broker_outage_loses_nothing_and_never_blocks(durable_broker: DurableKafkaBroker, tmp_path: Path) -> None:

@@ -69,10 +69,12 @@ async def running_server(tmp_path: Path, store_url: str | None = None, **overrid
         await server.stop(1.0)
 
 
-def serve_subprocess(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen[str], int, int]:
+def serve_subprocess(
+    tmp_path: Path, *flags: str, log_to: Path | None = None, **env: str
+) -> tuple[subprocess.Popen[str], int, int]:
     """`python -m sibyl serve --port 0 FLAGS` over publish_models(tmp_path/"store"), file log in tmp_path.
 
-    env: extra SIBYL_* settings. Returns (process, gRPC port, metrics port or 0) once it prints its serving line.
+    env: extra SIBYL_* settings; log_to: a file for the server's stderr (else discarded). Returns (process, gRPC port, metrics port or 0) once it prints its serving line.
     """
     publish_models(tmp_path / "store")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
@@ -86,7 +88,12 @@ def serve_subprocess(tmp_path: Path, *flags: str, **env: str) -> tuple[subproces
     )
     full_env.update(env)
     command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", *flags]
-    proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stderr = log_to.open("ab") if log_to is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    finally:
+        if log_to is not None:
+            stderr.close()  # type: ignore[union-attr]
     assert proc.stdout is not None
     line = proc.stdout.readline()
     serving = parse_serving_line(line)

@@ -1,4 +1,5 @@
-"""A real Kafka-protocol broker: tansu with in-memory storage (topics vanish on restart)."""
+"""A real Kafka-protocol broker: tansu with in-memory storage (topics vanish on restart), or with its storage on
+an S3 server (DurableKafkaBroker: what it acknowledged survives a SIGKILL and restart, like a real cluster)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,36 @@ class KafkaBroker(ManagedProcess):
 
     def _is_ready(self) -> bool:
         return accepts_tcp(self.port)
+
+    @property
+    def pid(self) -> int:
+        """The broker's process id (for SIGSTOP/SIGCONT); it must be running."""
+        assert self._proc is not None, f"{self.label} not running"
+        return self._proc.pid
+
+
+class DurableKafkaBroker(KafkaBroker):
+    """tansu with `--storage-engine s3://BUCKET/` on an S3 server (tests/support/s3_server: moto), AWS_* env
+    pointing at it. Acknowledged records survive a SIGKILL and restart (acks can precede the write: see
+    docs/reliability.md). tansu on S3 takes seconds to exit on SIGTERM: kill() it when its data is not needed."""
+
+    label = "kafka-s3"
+
+    def __init__(self, s3_endpoint: str, bucket: str, port: int | None = None) -> None:
+        self.s3_endpoint, self.bucket = s3_endpoint, bucket
+        super().__init__(port)
+
+    def _command(self) -> list[str]:
+        command = super()._command()
+        command[command.index("--storage-engine") + 1] = f"s3://{self.bucket}/"
+        aws = {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": self.s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+        return ["env", *(f"{k}={v}" for k, v in aws.items()), *command]  # env execs tansu: same pid
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout_s: float = 10.0) -> None:

@@ -51,3 +51,30 @@ def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> No
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def ids_in_topic(bootstrap: str, topic: str, role: int | None = None, limit_s: float = 30.0) -> set[str]:
+    """prediction_ids of every record in `topic` up to its end offsets at the time of the call (all partitions),
+    only those of `role` if given (e.g. Role.ROLE_PRIMARY)."""
+    # A poll that returns part of a fetched batch leaves the next fetch mid-batch, where tansu answers nothing:
+    # take whole batches (max_poll_records far above any batch).
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=1_000_000)
+    ids: set[str] = set()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        deadline, empty = time.monotonic() + limit_s, 0
+        while any(consumer.position(tp) < end for tp, end in ends.items()) and empty < 6:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end within {limit_s} s"
+            batches = consumer.poll(timeout_ms=500)
+            empty = 0 if batches else empty + 1  # offsets may have gaps: 3 s of nothing is the end
+            for messages in batches.values():
+                for message in messages:
+                    record = PredictionLog.FromString(message.value)
+                    if role is None or record.role == role:
+                        ids.add(record.prediction_id)
+    finally:
+        consumer.close()
+    return ids

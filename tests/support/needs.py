@@ -8,9 +8,17 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from tests.support.servers import KafkaBroker, MissingBinaryError, PrometheusServer, RedisCluster, RedisServer, S3Server
+from tests.support.servers import (
+    DurableKafkaBroker,
+    KafkaBroker,
+    MissingBinaryError,
+    PrometheusServer,
+    RedisCluster,
+    RedisServer,
+    S3Server,
+)
 
-T = TypeVar("T", RedisServer, RedisCluster, KafkaBroker, S3Server, PrometheusServer)
+T = TypeVar("T", RedisServer, RedisCluster, KafkaBroker, DurableKafkaBroker, S3Server, PrometheusServer)
 
 
 def in_ci() -> bool:
@@ -23,8 +31,9 @@ def missing(exc: MissingBinaryError) -> NoReturn:
     pytest.skip(str(exc))
 
 
-def launch(factory: Callable[[], T]) -> Iterator[T]:
-    """A fixture body: start a real server (missing binary: fail in CI, skip elsewhere), close it afterwards."""
+def launch(factory: Callable[[], T], finish: Callable[[T], object] | None = None) -> Iterator[T]:
+    """A fixture body: start a real server (missing binary: fail in CI, skip elsewhere), close it afterwards
+    (after `finish(server)` if given, e.g. a kill for a server whose data is not needed any more)."""
     try:
         server = factory()
     except MissingBinaryError as exc:
@@ -32,4 +41,6 @@ def launch(factory: Callable[[], T]) -> Iterator[T]:
     try:
         yield server.start()
     finally:
+        if finish is not None:
+            finish(server)
         server.close()

@@ -13,13 +13,14 @@ import signal
 import sys
 from types import FrameType
 
-from tests.support.kafka_broker import KafkaBroker, create_topic
+from tests.support.kafka_broker import DurableKafkaBroker, KafkaBroker, create_topic
 from tests.support.process import MissingBinaryError, free_port
 from tests.support.prometheus_server import PrometheusServer, promtool_path
 from tests.support.redis_servers import RedisCluster, RedisServer
 from tests.support.s3_server import S3Server, make_bucket
 
 __all__ = [
+    "DurableKafkaBroker",
     "KafkaBroker",
     "MissingBinaryError",
     "PrometheusServer",
