@@ -7,6 +7,7 @@ NaN means "not given": the feature is then filled from the feature store or its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,25 @@ class Limits:
     max_name_length: int = 256
 
 
+@dataclass(frozen=True)
+class CodedIds:
+    """Per-row entity ids as their distinct values and one code per row, so a lookup is per entity, not per row."""
+
+    values: list[str]  # distinct ids; "" = this row has none
+    codes: np.ndarray  # intp [num_rows]: values[codes[r]] is row r's id
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> CodedIds:
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(i, len(index)) for i in ids), np.intp, len(ids))
+        return cls(list(index), codes)
+
+    def rows(self) -> list[str]:
+        """One id per row again (for logs and tests; the request path works on the codes)."""
+        values = self.values
+        return [values[c] for c in self.codes.tolist()]
+
+
 @dataclass
 class RowBatch:
     num_rows: int
@@ -29,20 +49,22 @@ class RowBatch:
     values: np.ndarray  # float32 [num_rows, len(names)]; NaN = not given
     shared_entities: dict[str, str]  # entity -> id for every row (request context)
     row_entities: dict[str, list[str]] = field(default_factory=dict)  # entity -> id per row ("" = none)
+    coded_entities: dict[str, CodedIds] = field(default_factory=dict)  # the same, already coded (batch tables)
 
     def __post_init__(self) -> None:
         self.index = {name: i for i, name in enumerate(self.names)}
-        self._ids: dict[str, str | list[str] | None] = {}
+        self._ids: dict[str, str | CodedIds | None] = {}
 
-    def entity_ids(self, entity: str) -> str | list[str] | None:
-        """One id for all rows, a list with one id per row ("" where unknown), or None."""
+    def entity_ids(self, entity: str) -> str | CodedIds | None:
+        """One id for all rows, per-row ids (coded; a row without one takes the shared id, else ""), or None."""
         if entity not in self._ids:
-            per_row = self.row_entities.get(entity)
+            coded = self.coded_entities.get(entity)
+            if coded is None and entity in self.row_entities:
+                coded = CodedIds.of(self.row_entities[entity])
             shared = self.shared_entities.get(entity)
-            if per_row is None:
-                self._ids[entity] = shared
-            else:
-                self._ids[entity] = [i or shared for i in per_row] if shared else per_row
+            if coded is not None and shared:
+                coded = CodedIds([i or shared for i in coded.values], coded.codes)
+            self._ids[entity] = shared if coded is None else coded
         return self._ids[entity]
 
 

@@ -35,7 +35,7 @@ def test_map_rows_union_names_and_mark_absent_as_nan() -> None:
     assert np.isnan(batch.values[0, 1]) and batch.values[1, 1] == 2
     assert batch.values[1, 2:].tolist() == [0.5, 0.25]
     assert batch.entity_ids("consumer_id") == "c"
-    assert batch.entity_ids("store_id") == ["s1", ""]
+    assert batch.entity_ids("store_id").rows() == ["s1", ""]
     assert batch.entity_ids("other") is None
 
 
@@ -46,7 +46,7 @@ def test_row_entities_fall_back_to_context() -> None:
         context={"store_id": "default"},
         row_entities=[EntityColumn(entity="store_id", ids=["s1", ""])],
     )
-    assert decode(request, LIMITS).entity_ids("store_id") == ["s1", "default"]
+    assert decode(request, LIMITS).entity_ids("store_id").rows() == ["s1", "default"]
 
 
 @pytest.mark.parametrize(
