@@ -203,7 +203,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = command("promote", cmd_promote, "make MODEL@VERSION the predictor's primary")
     p.add_argument("predictor", help="predictor name (created if new)")
     p.add_argument("model", help="model@version")
-    p = command("rollback", cmd_rollback, "restore the previous primary")
+    p = command("rollback", cmd_rollback, "go back one primary in the audit history (again: one more)")
     p.add_argument("predictor", help="predictor name")
     p = command("shadow", cmd_shadow, "add/update/remove a shadow model")
     p.add_argument("predictor", help="predictor name")
