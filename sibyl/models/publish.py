@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from sibyl.errors import InvalidArgument, ModelLoadError
 from sibyl.models import validate
 from sibyl.models.manifest import Baselines, FeatureSpec, Manifest, OutputSpec, Source, Validation
+
+T = TypeVar("T", FeatureSpec, OutputSpec)
 
 
 def read_sample(path: str, inputs: Sequence[FeatureSpec]) -> np.ndarray:
@@ -67,14 +69,18 @@ def read_spec(path: str) -> Spec:
         raise InvalidArgument(
             f"{path}: unknown keys {sorted(unknown)}; a spec has inputs, output, input_name, metadata"
         )
+    inputs = [_parse(FeatureSpec, item, f"{path}: inputs[{i}]") for i, item in enumerate(data["inputs"])]
+    output = _parse(OutputSpec, data["output"], f"{path}: output") if data.get("output") is not None else None
+    return Spec(inputs, output, str(data.get("input_name", "input")), dict(data.get("metadata") or {}))
+
+
+def _parse(model: type[T], value: Any, where: str) -> T:
     try:
-        inputs = [FeatureSpec.model_validate(i) for i in data["inputs"]]
-        output = OutputSpec.model_validate(data["output"]) if data.get("output") is not None else None
+        return model.model_validate(value)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "value"
-        raise InvalidArgument(f"{path}: {where}: {err['msg']}") from None
-    return Spec(inputs, output, str(data.get("input_name", "input")), dict(data.get("metadata") or {}))
+        field_ = ".".join(map(str, err["loc"]))
+        raise InvalidArgument(f"{where}{'.' + field_ if field_ else ''}: {err['msg']}") from None
 
 
 @dataclass
