@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from sibyl.cli.flags import add_settings_flags, flag_overrides
 from sibyl.config import Settings, load_settings
 from sibyl.errors import InvalidArgument, SibylError
 
@@ -35,7 +36,7 @@ def cmd_serve(args: argparse.Namespace, _: Settings) -> int:
     overrides: dict[str, Any] = {"server": server} if server else {}
     if args.metrics_port is not None:
         overrides["metrics"] = {"port": args.metrics_port}
-    settings = _settings(args, **overrides)
+    settings = _settings(args, **flag_overrides(args, overrides))
     from sibyl.observability.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_json)
@@ -120,21 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gRPC prediction server")
-    serve.add_argument("--host")
+    serve.add_argument("--host", help="address the gRPC server binds to (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="gRPC port (0: pick a free one and print it)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (0: one per core)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0: pick a free one)")
     serve.add_argument("--store", help="model store URL (file:///path or s3://bucket/prefix)")
     serve.set_defaults(handler=cmd_serve)
+    serve.usage = "sibyl serve [-h] [--host HOST] [--port N] [--store URL] [...] [--SECTION-SETTING VALUE ...]"
+    add_settings_flags(serve)  # every other setting: --server-max-rows, --features-backend, ... (cli/flags.py)
 
     predict = sub.add_parser("predict", help="send one Predict call and print the response")
-    predict.add_argument("--target", default="127.0.0.1:50051")
+    predict.add_argument(
+        "--target", default="127.0.0.1:50051", help="HOST:PORT of the server (default 127.0.0.1:50051)"
+    )
     predict.add_argument("--file", help="PredictRequest as JSON (see sibyl/examples/request.json)")
-    predict.add_argument("--predictor")
+    predict.add_argument("--predictor", help="predictor to ask (default: the file's, else example)")
     predict.add_argument("--feature", action="append", help="NAME=VALUE (repeatable)")
     predict.add_argument("--entity", action="append", help="ENTITY=ID context, e.g. consumer_id=7")
-    predict.add_argument("--timeout", type=float, default=5.0)
-    predict.add_argument("--pretty", action="store_true")
+    predict.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default 5)")
+    predict.add_argument("--pretty", action="store_true", help="indent the JSON response")
     predict.add_argument("--tls-ca", help="PEM CA bundle: connect with TLS and trust this CA")
     predict.add_argument("--tls-cert", help="PEM client certificate, for a server that wants mutual TLS")
     predict.add_argument("--tls-key", help="PEM private key of --tls-cert")

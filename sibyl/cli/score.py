@@ -314,7 +314,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a CSV/Parquet file (through a server, or in-process)")
     p.add_argument("input", help="CSV or Parquet file with a header of feature and id columns")
     p.add_argument("output", help="CSV or Parquet file for the ids and scores (input order)")
-    p.add_argument("--predictor", required=True)
+    p.add_argument("--predictor", required=True, help="predictor to score with, e.g. example")
     p.add_argument("--target", help="HOST:PORT of a running sibyl (scores over one PredictStream)")
     p.add_argument("--in-process", action="store_true", help="load the models here instead (embedded mode)")
     p.add_argument("--store", help="model store URL for --in-process (default: settings)")
