@@ -1,4 +1,7 @@
-"""Build PredictionLog records (one per model scored) from what the request path already has."""
+"""Build PredictionLog records (one per model scored) from what the request path already has.
+
+Called on the shadow runner's record thread (serving/shadows.py), after the response, never on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import numpy as np
 from sibyl.serving.decode import RowBatch
 from sibyl.v1.predict_pb2 import DefaultedFeature, EntityColumn
 from sibyl.v1.predlog_pb2 import PredictionLog
+
+SLICE = 16_384  # feature values converted per GIL-holding step: ~0.3-0.6 ms here, 13 ms for all of 10,000 x 50
 
 
 def build_record(
@@ -45,7 +50,11 @@ def build_record(
     record.row_entities.extend(EntityColumn(entity=e, ids=ids) for e, ids in batch.row_entities.items())
     if matrix is not None:
         record.feature_names.extend(columns)
-        record.feature_values.extend(matrix.ravel().tolist())
+        values = matrix.ravel()
+        # In slices: each tolist()/extend holds the GIL throughout, so one call over a 10,000 x 50 record would
+        # keep the event loop waiting for milliseconds; between slices it gets the GIL back.
+        for start in range(0, values.size, SLICE):
+            record.feature_values.extend(values[start : start + SLICE].tolist())
     record.defaulted.extend(DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items())
     record.scores.extend(scores.ravel().tolist())
     return record

@@ -8,6 +8,7 @@ logic in serving.metadata) and counts every call, so a servicer only converts me
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import socket
@@ -187,8 +188,11 @@ class PredictionService:
             defaulted=[DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items()],
         )
         self._t_encode.observe(time.perf_counter() - t4)
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self._after_response, request, prediction_id, batch, plan, defaulted, scored, shadows)
+        # Scores, drift, the log record and the shadows: on the shadow runner's threads, not on the event loop.
+        self.shadows.after_response(
+            functools.partial(self._after_response, request, prediction_id, batch, plan, defaulted, scored, shadows),
+            records=len(scored),
+        )
         return response
 
     # ---- steps
@@ -238,13 +242,15 @@ class PredictionService:
             self._from_default.inc(len(rows))
 
     async def _score(self, model: OnnxModel, role: int, arm: str, plan: assembly.Plan) -> Scored:
+        # Small batches run inline: a thread hop costs more than a ~50 us inference and the GIL is shared anyway.
+        if plan.values.shape[0] >= self.options.offload_rows:
+            return await asyncio.to_thread(self._score_now, model, role, arm, plan)
+        return self._score_now(model, role, arm, plan)
+
+    def _score_now(self, model: OnnxModel, role: int, arm: str, plan: assembly.Plan) -> Scored:
         matrix = assembly.matrix(plan, model)
         start = time.perf_counter()
-        # Small batches run inline: a thread hop costs more than a ~50 us inference and the GIL is shared anyway.
-        if matrix.shape[0] >= self.options.offload_rows:
-            scores = await asyncio.to_thread(model.run, matrix)
-        else:
-            scores = model.run(matrix)
+        scores = model.run(matrix)
         elapsed = time.perf_counter() - start
         self._inference_timer(model, role).observe(elapsed)
         return Scored(model, role, arm, matrix, scores, elapsed * 1000)
@@ -259,6 +265,7 @@ class PredictionService:
         scored: list[Scored],
         shadows: list[OnnxModel],
     ) -> None:
+        """On the shadow runner's record thread, after the response: never on the event loop."""
         sent_at = time.time_ns()
         for s in scored:
             self._observe_scores(s)
@@ -266,8 +273,8 @@ class PredictionService:
             self._log(request, prediction_id, batch, defaulted, s, sent_at)
         for model in shadows:
 
-            async def job(model: OnnxModel = model) -> None:
-                s = await self._score(model, Role.ROLE_SHADOW, "", plan)
+            def job(model: OnnxModel = model) -> None:  # on a shadow thread
+                s = self._score_now(model, Role.ROLE_SHADOW, "", plan)
                 self._observe_scores(s)
                 self._observe_drift(s)
                 self._log(request, prediction_id, batch, defaulted, s, time.time_ns())

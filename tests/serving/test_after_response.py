@@ -1,0 +1,143 @@
+"""What follows a response (shadow scoring, building and handing over the log record) runs on the shadow runner's
+threads: a shadow or a record build that takes long never holds up other calls. Proven by order of events, not
+by the clock: primary calls complete while the slow work is provably still running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sibyl.observability.metrics import Metrics
+from sibyl.serving import service as service_module
+from sibyl.serving.shadows import ShadowRunner
+from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
+from tests.support.inproc import running_server
+
+CALLS = 20
+
+
+def request(i: int) -> PredictRequest:
+    return PredictRequest(request_id=f"r{i}", predictor="p", rows=[FeatureRow(features={"amount": float(i)})])
+
+
+class Gate:
+    """Blocks the first caller of `wrap(fn)` until `release()`; records the order of what happened."""
+
+    def __init__(self) -> None:
+        self.started, self._release = threading.Event(), threading.Event()
+        self.events: list[str] = []
+
+    def wrap(self, fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            if not self.started.is_set():
+                self.started.set()
+                self.events.append(f"{what} started")
+                self._release.wait(10)  # bounded: a regression fails the order check, it does not hang
+                self.events.append(f"{what} finished")
+            return fn(*args, **kwargs)
+
+        return slow
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def counter(server: Any, name: str, labels: dict[str, str]) -> float:
+    return server.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def wait_until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+async def test_a_slow_shadow_does_not_delay_primary_calls(store: Path) -> None:
+    async with running_server(store) as server:
+        gate = Gate()
+        shadow = server.registry.snapshot.models[("s", "1")]
+        shadow.run = gate.wrap(shadow.run, "shadow")  # type: ignore[method-assign]
+        await server.service.predict(request(0))  # its shadow (s@1, sample 1.0) blocks in run()
+        assert await asyncio.to_thread(gate.started.wait, 10)
+        for i in range(1, CALLS + 1):
+            response = await server.service.predict(request(i))
+            assert response.results[0].model == "m"
+        gate.events.append(f"{CALLS} primary calls answered")
+        gate.release()
+        run = {"predictor": "p", "outcome": "run"}
+        await wait_until(lambda: counter(server, "sibyl_shadows_total", run) == CALLS + 1)
+    assert gate.events == ["shadow started", f"{CALLS} primary calls answered", "shadow finished"]
+
+
+async def test_a_slow_record_build_does_not_delay_primary_calls(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = Gate()
+    monkeypatch.setattr(service_module, "build_record", gate.wrap(service_module.build_record, "record build"))
+    async with running_server(store) as server:
+        await server.service.predict(request(0))
+        assert await asyncio.to_thread(gate.started.wait, 10)
+        ids = [(await server.service.predict(request(i))).prediction_id for i in range(1, CALLS + 1)]
+        gate.events.append(f"{CALLS} primary calls answered")
+        gate.release()
+    assert gate.events == ["record build started", f"{CALLS} primary calls answered", "record build finished"]
+    lines = [json.loads(line) for line in (store / "predictions.jsonl").read_text().splitlines()]
+    logged = {r.get("prediction_id") or r["predictionId"] for r in lines if r.get("role") == "ROLE_PRIMARY"}
+    assert set(ids) <= logged, "records built after the gate opened must all reach the log"
+
+
+async def test_shadows_are_shed_when_their_queue_is_full_or_the_server_is_busy() -> None:
+    metrics = Metrics()
+    busy = False
+    runner = ShadowRunner(metrics, queue_size=2, concurrency=1, is_busy=lambda: busy)
+    runner.start()
+    gate = Gate()
+    ran: list[int] = []
+    blocked = gate.wrap(lambda: ran.append(0), "shadow")
+    assert runner.submit("p", blocked)
+    assert await asyncio.to_thread(gate.started.wait, 10)  # the only shadow thread is busy
+    assert runner.submit("p", lambda: ran.append(1)) and runner.submit("p", lambda: ran.append(2))
+    assert not runner.submit("p", lambda: ran.append(3))  # queue full: shed at once
+    busy = True
+    assert not runner.submit("p", lambda: ran.append(4))  # server busy: shed at once
+    gate.release()
+    await runner.stop(timeout_s=10)
+    assert ran == [0, 1, 2]
+    sample = metrics.registry.get_sample_value
+    assert sample("sibyl_shadows_total", {"predictor": "p", "outcome": "shed"}) == 2
+    assert sample("sibyl_shadows_total", {"predictor": "p", "outcome": "run"}) == 3
+
+
+async def test_a_full_record_queue_drops_and_counts() -> None:
+    metrics = Metrics()
+    runner = ShadowRunner(metrics, queue_size=1, concurrency=1, record_queue_size=1)
+    runner.start()
+    gate = Gate()
+    assert runner.after_response(gate.wrap(lambda: None, "records"), records=2)
+    assert await asyncio.to_thread(gate.started.wait, 10)
+    assert runner.after_response(lambda: None, records=2)
+    assert not runner.after_response(lambda: None, records=3)
+    gate.release()
+    await runner.stop(timeout_s=10)
+    assert metrics.registry.get_sample_value("sibyl_predlog_records_total", {"outcome": "dropped"}) == 3
+
+
+def test_large_record_features_are_built_exactly() -> None:
+    """build_record converts features in slices; the record holds every value, in order."""
+    from sibyl.serving.records import SLICE, build_record
+
+    matrix = np.arange(3 * SLICE + 5, dtype=np.float32).reshape(-1, 1)
+    batch = type("B", (), {"num_rows": matrix.shape[0], "shared_entities": {}, "row_entities": {}})()
+    record = build_record(
+        prediction_id="x", request_id="", predictor="p", model="m", version="1", role=1, arm="", sent_at_ns=0,
+        batch=batch, columns=["a"], matrix=matrix, defaulted={}, scores=np.zeros((1, 1), np.float32),
+        latency_ms=0.0, host="h",
+    )  # fmt: skip
+    assert list(record.feature_values) == matrix.ravel().tolist()
