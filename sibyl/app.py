@@ -21,7 +21,8 @@ from sibyl.serving.shadows import ShadowRunner
 
 
 def inference_threads(settings: Settings) -> int:
-    """onnxruntime threads per session: the cores shared out between worker processes."""
+    """onnxruntime intra-op threads for big batches (models.runtime.MANY_ROWS rows or more): the setting, or the
+    cores shared out between worker processes. Smaller batches always run on one thread (docs/design.md)."""
     if settings.server.inference_threads:
         return settings.server.inference_threads
     workers = settings.server.workers or os.cpu_count() or 1

@@ -38,7 +38,12 @@ class ServerSettings(BaseModel):
     drain_s: float = Field(
         1.0, ge=0, description="On SIGTERM, seconds new calls get UNAVAILABLE (retry elsewhere) before the port closes."
     )
-    inference_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = cores / workers.")
+    inference_threads: int = Field(
+        0,
+        ge=0,
+        description="onnxruntime intra-op threads for batches of 1,000 rows or more (smaller batches use one "
+        "thread; no pool spins); 0 = cores / workers, 1 = one thread for every batch.",
+    )
     gil_switch_ms: float = Field(
         1.0,
         gt=0,
