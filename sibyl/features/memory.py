@@ -73,6 +73,10 @@ class MemoryFeatureStore:
         return self.put(rows)
 
     async def fetch(self, wanted: Wanted) -> dict[EntityKey, dict[str, FeatureValue]]:
+        return self.read(wanted)
+
+    def read(self, wanted: Wanted) -> dict[EntityKey, dict[str, FeatureValue]]:
+        """The same answer as fetch, blocking-free and loop-free (the batch scorer's reader)."""
         out: dict[EntityKey, dict[str, FeatureValue]] = {}
         for key, specs in wanted.items():
             stored = self.entities.get(key)

@@ -83,42 +83,14 @@ class RedisFeatureStore:
         else:
             replies = await self._pipeline_hmget(keys, wanted)
         self.round_trips += self._nodes(keys)
-        out: dict[EntityKey, dict[str, FeatureValue]] = {}
-        for key, raws in zip(keys, replies, strict=True):
-            if isinstance(raws, Exception):
-                if isinstance(raws, ResponseError):  # e.g. WRONGTYPE: treated as unreadable, like a bad value
-                    self.on_decode_error(key, "*", str(raws))
-                    continue
-                raise raws
-            values: dict[str, FeatureValue] = {}
-            for spec, raw in zip(wanted[key], raws, strict=True):
-                if raw is None:
-                    continue
-                if spec.dtype == "float" and len(raw) == 4:  # the common case, without a call
-                    values[spec.name] = F32.unpack(raw)[0]
-                    continue
-                try:
-                    values[spec.name] = decode(spec, raw)
-                except DecodeError as exc:
-                    self.on_decode_error(key, spec.name, str(exc))
-            if values:
-                out[key] = values
-        return out
+        return decode_replies(keys, wanted, replies, self.on_decode_error)
 
     async def _pipeline_hmget(self, keys: list[EntityKey], wanted: Wanted) -> list[Any]:
-        """One write of all HMGETs (packed here: the field part is the same for every entity of a spec list,
-        so it is built once) and one read of all replies on one pooled connection."""
-        scheme, prefix = self.field_hash, self.prefix
-        parts = []
-        for entity, entity_id in keys:
-            names = tuple(s.name for s in wanted[(entity, entity_id)])
-            head = _fields(names, scheme)[0]
-            key = entity_key(prefix, entity, entity_id).encode()
-            parts.append(b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n%s" % (len(names) + 2, len(key), key, head))
+        """One write of all HMGETs (pack_hmgets) and one read of all replies on one pooled connection."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(b"".join(parts), check_health=False)
+            await conn.send_packed_command(pack_hmgets(keys, wanted, self.prefix, self.field_hash), check_health=False)
             replies: list[Any] = []
             for _ in keys:
                 try:  # timeout=inf: the fetcher's budget bounds the whole read, not each reply
@@ -140,23 +112,7 @@ class RedisFeatureStore:
     def encode_rows(
         self, rows: Iterable[Row], specs: Mapping[str, FeatureSpec | Dtype] | None = None
     ) -> list[tuple[str, dict[bytes, bytes]]]:
-        """(key, {field: bytes}) per row; encoding follows `specs` by feature name, else the value's shape.
-
-        Raises EncodeError naming the entity, the feature and the row's index.
-        """
-        out = []
-        for index, (entity, entity_id, features) in enumerate(rows):
-            mapping = {}
-            for name, value in features.items():
-                spec = specs.get(name) if specs else None
-                dtype = spec.dtype if isinstance(spec, FeatureSpec) else spec
-                dim = spec.dim if isinstance(spec, FeatureSpec) and spec.dtype == "float_vector" else None
-                try:
-                    mapping[field_name(name, self.field_hash)] = encode(value, dtype, dim)
-                except EncodeError as exc:
-                    raise EncodeError(f"{entity}={entity_id} feature {name!r}: {exc}", index) from None
-            out.append((entity_key(self.prefix, entity, str(entity_id)), mapping))
-        return out
+        return encode_rows(rows, self.prefix, self.field_hash, specs)
 
     async def write_entities(
         self,
@@ -169,14 +125,7 @@ class RedisFeatureStore:
         Everything is encoded before anything is sent: an EncodeError leaves Redis untouched.
         """
         pipe = self.client.pipeline(transaction=False)
-        count = 0
-        for key, mapping in self.encode_rows(rows, specs):
-            if not mapping:
-                continue
-            pipe.hset(key, mapping=mapping)
-            if ttl_s:
-                pipe.pexpire(key, int(ttl_s * 1000))
-            count += 1
+        count = queue_writes(pipe, self.encode_rows(rows, specs), ttl_s)
         if count:
             await pipe.execute()
         return count
@@ -191,3 +140,83 @@ class RedisFeatureStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+# ---- the wire format of a read and a write, shared with the blocking batch reader and writer (features.bulk)
+def pack_hmgets(keys: list[EntityKey], wanted: Wanted, prefix: str, scheme: FieldHash) -> bytes:
+    """Every entity's HMGET as one RESP byte string: the field part is the same for every entity with the same
+    spec list, so it is built once (_fields); one join, one write."""
+    parts = []
+    for entity, entity_id in keys:
+        names = tuple(s.name for s in wanted[(entity, entity_id)])
+        head = _fields(names, scheme)[0]
+        key = entity_key(prefix, entity, entity_id).encode()
+        parts.append(b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n%s" % (len(names) + 2, len(key), key, head))
+    return b"".join(parts)
+
+
+def field_lists(names: tuple[str, ...], scheme: FieldHash) -> list[bytes]:
+    """The hashed fields of an HMGET for these names (for clients that pack commands themselves)."""
+    return _fields(names, scheme)[1]
+
+
+def decode_replies(
+    keys: list[EntityKey], wanted: Wanted, replies: list[Any], on_decode_error: OnDecodeError
+) -> dict[EntityKey, dict[str, FeatureValue]]:
+    """HMGET replies (raw bytes, in key order) to values per spec; an unreadable value or key is missing."""
+    out: dict[EntityKey, dict[str, FeatureValue]] = {}
+    for key, raws in zip(keys, replies, strict=True):
+        if isinstance(raws, Exception):
+            if isinstance(raws, ResponseError):  # e.g. WRONGTYPE: treated as unreadable, like a bad value
+                on_decode_error(key, "*", str(raws))
+                continue
+            raise raws
+        values: dict[str, FeatureValue] = {}
+        for spec, raw in zip(wanted[key], raws, strict=True):
+            if raw is None:
+                continue
+            if spec.dtype == "float" and len(raw) == 4:  # the common case, without a call
+                values[spec.name] = F32.unpack(raw)[0]
+                continue
+            try:
+                values[spec.name] = decode(spec, raw)
+            except DecodeError as exc:
+                on_decode_error(key, spec.name, str(exc))
+        if values:
+            out[key] = values
+    return out
+
+
+def encode_rows(
+    rows: Iterable[Row], prefix: str, scheme: FieldHash, specs: Mapping[str, FeatureSpec | Dtype] | None = None
+) -> list[tuple[str, dict[bytes, bytes]]]:
+    """(key, {field: bytes}) per row; encoding follows `specs` by feature name, else the value's shape.
+
+    Raises EncodeError naming the entity, the feature and the row's index.
+    """
+    out = []
+    for index, (entity, entity_id, features) in enumerate(rows):
+        mapping = {}
+        for name, value in features.items():
+            spec = specs.get(name) if specs else None
+            dtype = spec.dtype if isinstance(spec, FeatureSpec) else spec
+            dim = spec.dim if isinstance(spec, FeatureSpec) and spec.dtype == "float_vector" else None
+            try:
+                mapping[field_name(name, scheme)] = encode(value, dtype, dim)
+            except EncodeError as exc:
+                raise EncodeError(f"{entity}={entity_id} feature {name!r}: {exc}", index) from None
+        out.append((entity_key(prefix, entity, str(entity_id)), mapping))
+    return out
+
+
+def queue_writes(pipe: Any, encoded: list[tuple[str, dict[bytes, bytes]]], ttl_s: float | None) -> int:
+    """HSET (plus PEXPIRE with a TTL) per non-empty entity onto a pipeline, sync or async; returns how many."""
+    count = 0
+    for key, mapping in encoded:
+        if not mapping:
+            continue
+        pipe.hset(key, mapping=mapping)
+        if ttl_s:
+            pipe.pexpire(key, int(ttl_s * 1000))
+        count += 1
+    return count
