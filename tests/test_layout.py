@@ -25,6 +25,7 @@ RANK = {
     "serving": 4,
     "config": 5,
     "app": 6,
+    "batch": 6,  # batch scoring builds on serving's assembly, models' runtime and features, as app does; no gRPC
     "api": 7,
     "embedded": 7,
     "process": 8,

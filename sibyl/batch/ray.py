@@ -1,0 +1,91 @@
+"""Ray Data: score a Dataset with `map_batches` over an actor pool (the scorer built once per actor), and write
+feature snapshots into Redis from its blocks. Needs `pip install 'sibyl[ray]'` (ray[data], pyarrow).
+
+    from sibyl.batch import ray as sibyl_ray
+    scored = sibyl_ray.score(ds, "s3://models/prod", "eta", concurrency=8)
+
+The models are read and pinned once, by the caller; the Bundle goes to the actors through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sibyl.batch.scorer import BatchScorer, Bundle
+from sibyl.errors import MissingDependency
+from sibyl.features.bulk import write_partition
+from sibyl.features.specs import specs_from_store
+from sibyl.models.settings import ModelStoreSettings
+
+
+class ScoreActor:
+    """One per actor: the scorer is built in __init__, then every batch reuses it."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.scorer = BatchScorer(bundle)
+
+    def __call__(self, batch: Any) -> Any:
+        return self.scorer.score(batch)
+
+
+def _cpus() -> int:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependency("ray", "ray", "scoring Ray Datasets") from None
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def score(
+    ds: Any,
+    store_url: str | None = None,
+    target: str | None = None,
+    *,
+    scorer: BatchScorer | None = None,
+    concurrency: int | None = None,
+    batch_size: int = 10_000,
+    **load: Any,
+) -> Any:
+    """ds with the score columns, prediction_id and defaulted; `concurrency` actors (default: one per CPU).
+
+    Give store_url and target (and BatchScorer.load's keywords), or a loaded scorer.
+    """
+    if scorer is None:
+        if store_url is None or target is None:
+            raise TypeError("score() needs store_url and target, or scorer=")
+        scorer = BatchScorer.load(store_url, target, **load)
+    return ds.map_batches(
+        ScoreActor,
+        fn_constructor_kwargs={"bundle": scorer.bundle},
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        concurrency=concurrency or _cpus(),
+        zero_copy_batch=True,
+    )
+
+
+def _write_batch(options: dict[str, Any], batch: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"written": [write_partition(batch.to_pylist(), **options)]})
+
+
+def write_features(
+    ds: Any,
+    *,
+    entity: str,
+    url: str,
+    prefix: str,
+    id_column: str | None = None,
+    ttl_s: float | None = None,
+    store_url: str | None = None,
+    **writer: Any,
+) -> int:
+    """Every row of ds into Redis under `prefix`, one pipelined SnapshotWriter per block; returns the entities
+    written (see sibyl.batch.spark.write_features)."""
+    specs = specs_from_store(ModelStoreSettings(url=store_url)) if store_url else None
+    options = {"entity": entity, "id_column": id_column, "url": url, "prefix": prefix, "ttl_s": ttl_s}
+    options |= {"specs": specs, **writer}
+    written = ds.map_batches(functools.partial(_write_batch, options), batch_format="pyarrow", batch_size=None)
+    return int(written.sum("written") or 0)
