@@ -4,6 +4,7 @@ vendored OpenAPI schemas, strict), the compose file (check-jsonschema's vendored
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from sibyl.config import Settings
+from sibyl.process import prestop
 from tests.support.needs import missing
 from tests.support.servers import MissingBinaryError
 
@@ -79,7 +81,7 @@ def render(folder: Path) -> list[Doc]:
 
 
 def containers(doc: Doc) -> list[Doc]:
-    return doc["spec"]["template"]["spec"]["containers"] if doc["kind"] == "Deployment" else []
+    return doc["spec"]["template"]["spec"]["containers"] if doc["kind"] == "StatefulSet" else []
 
 
 def by_kind(docs: list[Doc], kind: str) -> Doc:
@@ -97,14 +99,14 @@ def rendered(request: pytest.FixtureRequest) -> list[Doc]:
 
 def test_every_manifest_matches_the_kubernetes_schema(rendered: list[Doc]) -> None:
     assert {d["kind"] for d in rendered} >= {
-        "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret"
+        "StatefulSet", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret"
     }  # fmt: skip
     for doc in rendered:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
 def test_the_validator_rejects_a_misspelt_field() -> None:
-    deployment = copy.deepcopy(by_kind(render(BASE), "Deployment"))
+    deployment = copy.deepcopy(by_kind(render(BASE), "StatefulSet"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"grpc": {"port": 50051}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
@@ -114,17 +116,17 @@ def test_the_validator_rejects_a_misspelt_field() -> None:
 
 
 def test_selectors_all_pick_the_server_pods(rendered: list[Doc]) -> None:
-    deployment = by_kind(rendered, "Deployment")
+    deployment = by_kind(rendered, "StatefulSet")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selectors = {
-        "Deployment": deployment["spec"]["selector"]["matchLabels"],
+        "StatefulSet": deployment["spec"]["selector"]["matchLabels"],
         "Service": by_kind(rendered, "Service")["spec"]["selector"],
         "PodDisruptionBudget": by_kind(rendered, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
     }
     for kind, selector in selectors.items():
         assert selector.items() <= pod_labels.items(), f"{kind} selector {selector} misses pod labels {pod_labels}"
     hpa = by_kind(rendered, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "sibyl"}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "sibyl"}
     assert hpa["spec"]["minReplicas"] >= 2, "one replica cannot survive a voluntary disruption"
 
 
@@ -135,7 +137,7 @@ def test_service_is_headless_for_client_side_balancing(rendered: list[Doc]) -> N
 
 
 def test_probes_ports_and_metrics_annotations_agree_with_the_config(rendered: list[Doc]) -> None:
-    deployment = by_kind(rendered, "Deployment")
+    deployment = by_kind(rendered, "StatefulSet")
     config = by_kind(rendered, "ConfigMap")["data"]
     (container,) = containers(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -148,17 +150,64 @@ def test_probes_ports_and_metrics_annotations_agree_with_the_config(rendered: li
     assert config["SIBYL_SERVER__HOST"] == "0.0.0.0" and config["SIBYL_METRICS__HOST"] == "0.0.0.0"
 
 
-def test_termination_grace_covers_pre_stop_and_drain(rendered: list[Doc]) -> None:
-    pod = by_kind(rendered, "Deployment")["spec"]["template"]["spec"]
+def pre_stop_args(container: Doc) -> argparse.Namespace:
+    """The preStop hook's command, parsed by the hook's own parser (so a renamed flag fails here)."""
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:3] == ["python", "-m", "sibyl.process.prestop"], command
+    return prestop.build_parser().parse_args(command[3:])
+
+
+def test_termination_grace_covers_pre_stop_replay_and_drain(rendered: list[Doc]) -> None:
+    pod = by_kind(rendered, "StatefulSet")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
-    assert pre_stop[0] == "sleep"
+    hook = pre_stop_args(container)
+    assert hook.sleep >= 5 and hook.max_wait > 0, "sleep while endpoints drop the pod, then wait for the replay"
     drain_s = float(by_kind(rendered, "ConfigMap")["data"]["SIBYL_SERVER__GRACE_S"])
-    assert pod["terminationGracePeriodSeconds"] >= float(pre_stop[1]) + drain_s + 5
+    assert pod["terminationGracePeriodSeconds"] >= hook.sleep + hook.max_wait + drain_s + 5
+
+
+def spool_bound(config: dict[str, str]) -> tuple[int, int]:
+    """(workers, bytes each worker's spool may hold) as the server would read them from the ConfigMap."""
+    settings = Settings.model_validate(
+        {
+            "server": {"workers": int(config.get("SIBYL_SERVER__WORKERS", "1"))},
+            "predlog": {"spool_max_bytes": int(config.get("SIBYL_PREDLOG__SPOOL_MAX_BYTES", 1024**3))},
+        }
+    )
+    return settings.server.workers or 1, settings.predlog.spool_max_bytes
+
+
+QUANTITY = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def quantity(text: str) -> int:
+    for suffix, factor in QUANTITY.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def test_spool_lives_on_a_persistent_volume_above_its_bound(rendered: list[Doc]) -> None:
+    statefulset = by_kind(rendered, "StatefulSet")
+    config = by_kind(rendered, "ConfigMap")["data"]
+    (claim,) = [c for c in statefulset["spec"]["volumeClaimTemplates"] if c["metadata"]["name"] == "state"]
+    (container,) = containers(statefulset)
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "state"]
+    assert config["SIBYL_PREDLOG__SPOOL_DIR"].startswith(mount["mountPath"] + "/"), "the spool is on the claim"
+    volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+    assert "state" not in volumes, "a pod volume named state would shadow the claim (an emptyDir dies with the pod)"
+    workers, per_worker = spool_bound(config)
+    size = quantity(claim["spec"]["resources"]["requests"]["storage"])
+    assert size >= 1.5 * workers * per_worker, f"{size} bytes cannot hold {workers} spools of {per_worker} with room"
+    for volume in volumes.values():  # what is left on emptyDirs must be small
+        assert quantity(volume["emptyDir"]["sizeLimit"]) <= 1024**3
+    retention = statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert retention == {"whenScaled": "Retain", "whenDeleted": "Retain"}, "a scale-down must not delete a spool"
+    assert statefulset["spec"]["serviceName"] == by_kind(rendered, "Service")["metadata"]["name"]
 
 
 def test_env_sources_exist(rendered: list[Doc]) -> None:
-    (container,) = containers(by_kind(rendered, "Deployment"))
+    (container,) = containers(by_kind(rendered, "StatefulSet"))
     names = {(d["kind"], d["metadata"]["name"]) for d in rendered}
     for source in container["envFrom"]:
         kind, ref = (
@@ -170,7 +219,7 @@ def test_env_sources_exist(rendered: list[Doc]) -> None:
 def test_overlay_sets_namespace_and_image() -> None:
     docs = render(OVERLAY)
     assert all(d["metadata"].get("namespace") == "sibyl-example" for d in docs if d["kind"] != "Namespace")
-    (container,) = containers(by_kind(docs, "Deployment"))
+    (container,) = containers(by_kind(docs, "StatefulSet"))
     assert container["image"] == "registry.example.com/sibyl:0.1.0"
 
 
