@@ -65,6 +65,20 @@ class MetricsSettings(BaseModel):
     multiprocess_dir: str | None = Field(None, description="prometheus multiprocess dir (set by --workers).")
 
 
+class HttpSettings(BaseModel):
+    enabled: bool = Field(
+        True, description="Serve the KServe V2 REST API (/v2/...) beside gRPC, in the same process (uvicorn)."
+    )
+    port: int = Field(8080, ge=0, le=65535, description="KServe V2 REST port; 0 picks a free port and prints it.")
+    host: str | None = Field(None, description="Address the REST server binds to; unset: the gRPC host.")
+    keep_alive_s: float = Field(
+        75.0,
+        gt=0,
+        description="Idle seconds before the server closes a keep-alive connection; keep it above any load "
+        "balancer's idle timeout (60 s on many), or the balancer reuses a closed connection and answers 502.",
+    )
+
+
 class SecuritySettings(BaseModel):
     tls_cert: str | None = Field(None, description="PEM server certificate; enables TLS.")
     tls_key: str | None = Field(None, description="PEM private key for tls_cert.")
@@ -82,6 +96,7 @@ class Settings(BaseSettings):
     predlog: PredlogSettings = Field(default_factory=PredlogSettings)
     shadows: ShadowSettings = Field(default_factory=ShadowSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="Structured JSON logs.")
@@ -125,6 +140,7 @@ __all__ = [
     "EXAMPLE_FEATURES",
     "EXAMPLE_STORE",
     "FeatureSettings",
+    "HttpSettings",
     "MetricsSettings",
     "ModelStoreSettings",
     "PredlogSettings",

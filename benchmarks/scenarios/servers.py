@@ -106,6 +106,6 @@ def sibyl_server(group: str, store: Path, workers: int = 1) -> Iterator[ServerPr
             create_topic(kafka.bootstrap, TOPIC)
             env |= {"SIBYL_PREDLOG__SINK": "kafka", "SIBYL_PREDLOG__KAFKA_BOOTSTRAP": kafka.bootstrap}
             env["SIBYL_PREDLOG__TOPIC"] = TOPIC
-        command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0"]
+        command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
         server = stack.enter_context(ServerProcess(command, env, name=f"sibyl-{group}"))
         yield server

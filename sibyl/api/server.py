@@ -1,17 +1,20 @@
-"""The gRPC server: v1 and KServe V2 servicers, health, reflection, auth and TLS on one port, plus /metrics."""
+"""The gRPC server: v1 and KServe V2 servicers, health, reflection, auth and TLS on one port, plus /metrics and
+the KServe V2 REST port (api/rest) on the same event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import socket
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sibyl.api import auth, tls, v2_servicer
+from sibyl.api import auth, rest, tls, v2_servicer
 from sibyl.api.v1_servicer import PredictionServicer, add_to_server
 from sibyl.app import App
 from sibyl.config import Settings
@@ -31,7 +34,9 @@ class SibylServer:
         self.metrics = metrics or Metrics(_metrics_registry(settings))
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0  # 0: REST is off (disabled, or uvicorn/httptools not installed)
         self._grpc: grpc.aio.Server | None = None
+        self._http: Any = None  # rest.server.HttpServer
         self._metrics_http: object | None = None
         self._stopped = asyncio.Event()
 
@@ -44,8 +49,51 @@ class SibylServer:
         self.registry, self.service = self.app.registry, self.app.service
         if s.metrics.enabled:  # before gRPC: a taken port fails start-up before anything serves
             self._start_metrics_http()
-        await self._start_grpc()
-        log.info("sibyl serving", extra={"port": self.port, "predictors": sorted(self.registry.snapshot.predictors)})
+        http_socket = self._bind_http()
+        try:
+            await self._start_grpc()
+        except BaseException:
+            if http_socket is not None:
+                http_socket.close()
+            raise
+        if http_socket is not None:
+            await self._start_http(http_socket)
+        log.info(
+            "sibyl serving",
+            extra={
+                "port": self.port,
+                "http_port": self.http_port,
+                "predictors": sorted(self.registry.snapshot.predictors),
+            },
+        )
+
+    def _bind_http(self) -> socket.socket | None:
+        h = self.settings.http
+        if not h.enabled:
+            return None
+        if not rest.installed():
+            log.warning(
+                "KServe V2 REST is off: it needs %s (pip install %s); serving gRPC only",
+                " and ".join(rest.STACK),
+                " ".join(rest.STACK),
+            )
+            return None
+        from sibyl.api.rest.server import bind
+
+        return bind(h.host or self.settings.server.host, h.port, reuse_port=self.settings.server.workers != 1)
+
+    async def _start_http(self, sock: socket.socket) -> None:
+        from sibyl.api.rest.app import RestApp
+        from sibyl.api.rest.server import HttpServer
+
+        app = RestApp(self.service, self.settings.server.max_message_bytes, self._tokens, self.metrics)
+        files = None
+        if self.tls is not None:
+            ca = str(self.tls.client_ca) if self.tls.client_ca else None
+            files = (str(self.tls.cert), str(self.tls.key), ca)
+        self._http = HttpServer(app, sock, self.settings.http.keep_alive_s, files)
+        await self._http.start()
+        self.http_port = self._http.port
 
     async def _start_grpc(self) -> None:
         s = self.settings.server
@@ -102,6 +150,8 @@ class SibylServer:
         await asyncio.sleep(min(self.settings.server.drain_s, grace))
         while self.service.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        if self._http is not None:
+            await self._http.stop(max(0.0, deadline - loop.time()))
         await self._grpc.stop(max(0.0, deadline - loop.time()))
         await self.app.close(grace)
         if self._metrics_http is not None:

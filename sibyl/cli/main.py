@@ -36,6 +36,8 @@ def cmd_serve(args: argparse.Namespace, _: Settings) -> int:
     overrides: dict[str, Any] = {"server": server} if server else {}
     if args.metrics_port is not None:
         overrides["metrics"] = {"port": args.metrics_port}
+    if args.http_port is not None:
+        overrides["http"] = {"port": args.http_port}
     settings = _settings(args, **flag_overrides(args, overrides))
     from sibyl.observability.logs import setup_logging
 
@@ -125,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="gRPC port (0: pick a free one and print it)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (0: one per core)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0: pick a free one)")
+    serve.add_argument(
+        "--http-port", type=int, help="KServe V2 REST port (default 8080; 0: pick a free one and print it)"
+    )
     serve.add_argument("--store", help="model store URL (file:///path or s3://bucket/prefix)")
     serve.set_defaults(handler=cmd_serve)
     serve.usage = "sibyl serve [-h] [--host HOST] [--port N] [--store URL] [...] [--SECTION-SETTING VALUE ...]"

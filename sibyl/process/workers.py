@@ -20,6 +20,7 @@ import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from sibyl.api import rest
 from sibyl.config import Settings
 from sibyl.process.banner import serving_line
 
@@ -66,8 +67,15 @@ class Supervisor:
         count = settings.server.workers or os.cpu_count() or 1
         server = settings.server
         port = server.port or free_port(server.host)
+        http = settings.http
+        self.http_host = http.host or server.host
+        self.serves_http = http.enabled and rest.installed()  # else each worker logs why REST is off
+        http_port = (http.port or free_port(self.http_host)) if self.serves_http else http.port
         self.settings = settings.model_copy(
-            update={"server": server.model_copy(update={"port": port, "workers": count})}
+            update={
+                "server": server.model_copy(update={"port": port, "workers": count}),
+                "http": http.model_copy(update={"port": http_port}),
+            }
         )
         self.count = count
         self.ctx = mp.get_context("spawn")
@@ -103,7 +111,8 @@ class Supervisor:
         for i in range(self.count):
             self._start(i)
         s = self.settings.server
-        print(serving_line(s.host, s.port, metrics_port, self.count), flush=True)
+        http = (self.http_host, self.settings.http.port) if self.serves_http else None
+        print(serving_line(s.host, s.port, metrics_port, self.count, http), flush=True)
         try:
             self._supervise(mp_dir)
         finally:

@@ -119,6 +119,7 @@ def sibyl_serve(tmp_path: Path, redis_url: str) -> Iterator[tuple[int, int]]:
         "SIBYL_SERVER__MAX_IN_FLIGHT": "1",  # so bursts are partly rejected (rejected, RESOURCE_EXHAUSTED)
         "SIBYL_SERVER__OFFLOAD_ROWS": "100",  # 300-row batches leave the loop: other calls overlap them
         "SIBYL_METRICS__PORT": str(metrics_port),
+        "SIBYL_HTTP__PORT": "0",
         "SIBYL_METRICS__DRIFT_SAMPLE": "1.0",
         "SIBYL_MODEL_STORE__URL": f"file://{tmp_path / 'store'}",
         "SIBYL_MODEL_STORE__POLL_INTERVAL_S": "0.3",

@@ -19,7 +19,7 @@ from sibyl.api.server import SibylServer
 from sibyl.config import load_settings
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore
-from sibyl.process.banner import parse_serving_line
+from sibyl.process.banner import Serving, parse_serving_line
 from tests.support.onnxgen import publish_logistic
 
 PRIMARY_WEIGHTS = [0.5, -0.02, 0.3, 1.0, -1.0]  # amount, age, rating, emb[0], emb[1]
@@ -55,6 +55,7 @@ async def running_server(tmp_path: Path, store_url: str | None = None, **overrid
     base: dict[str, Any] = {
         "server": {"port": 0, "drain_s": 0.0},
         "metrics": {"port": 0},
+        "http": {"port": 0},
         "model_store": {"url": store_url or f"file://{tmp_path / 'store'}", "poll_interval_s": 0.2},
         "features": {"backend": "none"},
         "predlog": {"sink": "file", "path": str(tmp_path / "predictions.jsonl"), "spool_dir": str(tmp_path / "spool")},
@@ -76,6 +77,14 @@ def serve_subprocess(
 
     env: extra SIBYL_* settings; log_to: a file for the server's stderr (else discarded). Returns (process, gRPC port, metrics port or 0) once it prints its serving line.
     """
+    proc, serving = serve_subprocess_serving(tmp_path, *flags, log_to=log_to, **env)
+    return proc, serving.port, serving.metrics_port
+
+
+def serve_subprocess_serving(
+    tmp_path: Path, *flags: str, log_to: Path | None = None, **env: str
+) -> tuple[subprocess.Popen[str], Serving]:
+    """serve_subprocess, returning every port of the serving line (REST on a free port unless env sets one)."""
     publish_models(tmp_path / "store")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
     full_env.update(
@@ -84,6 +93,7 @@ def serve_subprocess(
         SIBYL_PREDLOG__PATH=str(tmp_path / "predictions.jsonl"),
         SIBYL_PREDLOG__SPOOL_DIR=str(tmp_path / "spool"),
         SIBYL_SERVER__GRACE_S="3",
+        SIBYL_HTTP__PORT="0",
         SIBYL_LOG_LEVEL="WARNING",
     )
     full_env.update(env)
@@ -100,7 +110,7 @@ def serve_subprocess(
     if serving is None:
         proc.kill()
         raise AssertionError(f"sibyl serve did not start; first line: {line!r}")
-    return proc, serving.port, serving.metrics_port
+    return proc, serving
 
 
 @contextmanager

@@ -1,0 +1,17 @@
+"""The KServe V2 REST API on its own port, in the gRPC server's process and event loop: app (a bare ASGI app:
+routes, bearer tokens, body limit, errors), codec (JSON tensors and the binary-data extension <-> the V2
+protobuf messages, so api.v2_convert and serving.PredictionService do the work), server (uvicorn + httptools).
+
+Part of the api package (tests/test_layout.py RANK): the same imports as the gRPC servicers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+STACK = ("uvicorn", "httptools")
+
+
+def installed() -> bool:
+    """uvicorn and httptools are dependencies of sibyl; an install without them serves gRPC only (and says so)."""
+    return all(importlib.util.find_spec(name) is not None for name in STACK)
