@@ -163,26 +163,32 @@ class Shot:
     code: str
     latency_s: float
     prediction_id: str = ""
+    worker: str = ""  # pid of the worker that answered (trailing metadata "sibyl-worker")
+    response: PredictResponse | None = None
 
 
 @dataclass
 class OpenLoad:
     """Open loop: one call every 1/rate s, whether or not earlier ones were answered (a stall shows up as
-    failed or slow calls, not as fewer calls). Each call has its own `deadline_s`; stops at `max_calls`."""
+    failed or slow calls, not as fewer calls). Each call has its own `deadline_s`; stops at `max_calls`.
+    channels > 1: calls go round-robin over that many connections (SO_REUSEPORT spreads connections, not
+    calls, so this is how load reaches every worker of `--workers N`)."""
 
     target: str
     make_request: Callable[[int], PredictRequest]
     rate: float = 100.0
     deadline_s: float = 2.0
     max_calls: int = 20_000
+    channels: int = 1
     shots: list[Shot] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
 
     async def __aenter__(self) -> OpenLoad:
         self._start = time.monotonic()
         self._stop = asyncio.Event()
-        self._channel = grpc.aio.insecure_channel(self.target)
-        self._stub = PredictionServiceStub(self._channel)
+        options = [("grpc.use_local_subchannel_pool", 1)] if self.channels > 1 else []
+        self._channels = [grpc.aio.insecure_channel(self.target, options=options) for _ in range(self.channels)]
+        self._stubs = [PredictionServiceStub(channel) for channel in self._channels]
         self._calls: set[asyncio.Task[None]] = set()
         self._pacer = asyncio.create_task(self._pace())
         return self
@@ -200,19 +206,23 @@ class OpenLoad:
 
     async def _call(self, i: int) -> None:
         sent = time.monotonic()
+        response, worker = None, ""
         try:
-            response = await self._stub.Predict(self.make_request(i), timeout=self.deadline_s)
+            call = self._stubs[i % len(self._stubs)].Predict(self.make_request(i), timeout=self.deadline_s)
+            response = await call
             code, pid = "OK", response.prediction_id
+            worker = str(dict(await call.trailing_metadata() or ()).get("sibyl-worker", ""))
         except grpc.aio.AioRpcError as exc:
             code, pid = exc.code().name, ""
-        self.shots.append(Shot(sent - self._start, code, time.monotonic() - sent, pid))
+        self.shots.append(Shot(sent - self._start, code, time.monotonic() - sent, pid, worker, response))
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
         await self._pacer
         if self._calls:
             await asyncio.wait(set(self._calls), timeout=self.deadline_s + 5)
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     def now(self) -> float:
         return time.monotonic() - self._start
@@ -227,6 +237,15 @@ class OpenLoad:
 
     def failed(self) -> list[Shot]:
         return [s for s in self.shots if s.code != "OK"]
+
+    def in_flight_at(self, t: float) -> list[Shot]:
+        """Calls sent before `t` (seconds since start) that had not ended by then."""
+        return [s for s in self.shots if s.t <= t < s.t + s.latency_s]
+
+    def first(self, healthy: Callable[[Shot], bool], after: str) -> float | None:
+        """Seconds from mark `after` to the send time of the first healthy call sent after it."""
+        t0 = self.marks[after]
+        return min((s.t - t0 for s in self.shots if s.t >= t0 and healthy(s)), default=None)
 
     def answered(self) -> set[str]:
         return {s.prediction_id for s in self.shots if s.code == "OK"}
