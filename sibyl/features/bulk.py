@@ -107,7 +107,8 @@ class RedisReader:
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_packed_command(pack_hmgets(keys, wanted, self.prefix, self.field_hash), check_health=False)
+            packed = pack_hmgets(keys, wanted, self.prefix, self.field_hash)
+            conn.send_packed_command([packed], check_health=False)  # the blocking client takes a list of parts
             replies: list[Any] = []
             for _ in keys:
                 try:
