@@ -1,26 +1,26 @@
-"""Decode a PredictRequest's rows into one float32 matrix, checking shapes, names and limits.
+"""Decode a PredictRequest's rows into one float32 matrix, checking shapes, names and the work budget.
 
 Two input forms: dense (names once + packed float32, decoded with np.frombuffer: no per-value Python work)
-and map rows (one protobuf map per row: convenient, but a Python loop over every value). Inside sibyl a
-NaN means "not given": the feature is then filled from the feature store or its default. +-inf is refused.
+and map rows (one protobuf map per row). A map row costs one Python step per scalar feature; its vectors go
+through numpy (np.asarray on the repeated field) and a vector's column names ("emb[0]".."emb[k-1]") are made
+once per request, not per row. Every count is checked against serving.limits before anything proportional to
+it is allocated, so the work is linear in the message's bytes. Inside sibyl a NaN means "not given": the
+feature is then filled from the feature store or its default. +-inf is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sibyl.errors import InvalidArgument
-from sibyl.v1.predict_pb2 import PredictRequest
+from sibyl.serving.limits import Limits, first_duplicate
+from sibyl.v1.predict_pb2 import EntityColumn, PredictRequest
 
-
-@dataclass(frozen=True)
-class Limits:
-    max_rows: int = 10_000
-    max_models: int = 16
-    max_name_length: int = 256
+__all__ = ["CodedIds", "Limits", "RowBatch", "decode"]
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,19 @@ class RowBatch:
         return self._ids[entity]
 
 
-def _check_name(kind: str, name: str, limits: Limits) -> None:
-    if not name or len(name) > limits.max_name_length:
-        raise InvalidArgument(f"{kind} name must be 1-{limits.max_name_length} characters, got {len(name)}")
-
-
 def decode(request: PredictRequest, limits: Limits) -> RowBatch:
     if not request.predictor:
         raise InvalidArgument("predictor is required")
-    _check_name("predictor", request.predictor, limits)
+    limits.name("predictor", request.predictor)
+    limits.text("request_id", request.request_id)
     if len(request.extra_models) + 1 > limits.max_models:
-        raise InvalidArgument(f"{len(request.extra_models) + 1} models asked for; at most {limits.max_models} per call")
+        raise InvalidArgument(
+            f"{len(request.extra_models) + 1} models asked for; at most {limits.max_models} per call (server.max_models)"
+        )
+    limits.columns(len(request.context), "context entities")
     for key, value in request.context.items():
-        _check_name("context entity", key, limits)
-        if len(value) > limits.max_name_length:
-            raise InvalidArgument(f"context {key} id is longer than {limits.max_name_length} characters")
+        limits.name("context entity", key)
+        limits.text(f"context {key} id", value)
     has_dense = request.HasField("dense")
     if has_dense and len(request.rows):
         raise InvalidArgument("give rows either as dense or as rows, not both")
@@ -95,67 +93,131 @@ def decode(request: PredictRequest, limits: Limits) -> RowBatch:
     return batch
 
 
-def _check_rows(num_rows: int, limits: Limits) -> None:
-    if num_rows > limits.max_rows:
-        raise InvalidArgument(f"{num_rows} rows in one call; at most {limits.max_rows} (split the request)")
-
-
 def _decode_dense(request: PredictRequest, limits: Limits) -> RowBatch:
     dense = request.dense
-    n, names = dense.num_rows, list(dense.feature_names)
-    _check_rows(n, limits)
-    for name in names:
-        _check_name("feature", name, limits)
-    if len(set(names)) != len(names):
-        dup = next(x for x in names if names.count(x) > 1)
-        raise InvalidArgument(f"dense.feature_names lists {dup!r} twice")
-    expected = n * len(names) * 4
+    n = limits.rows(dense.num_rows)
+    width = limits.columns(len(dense.feature_names))
+    limits.elements(n, width)
+    if not width and not request.row_entities and n:
+        raise InvalidArgument(
+            f"dense has {n} rows but no feature_names and no row_entities: send at least one column, or use rows"
+        )
+    expected = n * width * 4
     if len(dense.values) != expected:
         raise InvalidArgument(
-            f"dense.values has {len(dense.values)} bytes; {n} rows x {len(names)} features x 4 (float32) = {expected}"
+            f"dense.values has {len(dense.values)} bytes; {n} rows x {width} features x 4 (float32) = {expected}"
         )
-    values = np.frombuffer(dense.values, dtype="<f4").reshape(n, len(names)) if names else np.empty((n, 0), np.float32)
-    row_entities: dict[str, list[str]] = {}
-    for column in request.row_entities:
-        _check_name("row entity", column.entity, limits)
+    names = list(dense.feature_names)
+    for name in names:
+        limits.name("feature", name)
+    dup = first_duplicate(names)
+    if dup is not None:
+        raise InvalidArgument(f"dense.feature_names lists {dup!r} twice")
+    values = np.frombuffer(dense.values, dtype="<f4").reshape(n, width) if width else np.empty((n, 0), np.float32)
+    row_entities = _entity_columns(request.row_entities, n, limits)
+    return RowBatch(n, names, values, dict(request.context), row_entities)
+
+
+def _entity_columns(columns: Iterable[EntityColumn], n: int, limits: Limits) -> dict[str, list[str]]:
+    columns = list(columns)
+    limits.columns(len(columns), "row_entities columns")
+    limits.elements(n, len(columns), "entity ids")
+    out: dict[str, list[str]] = {}
+    for column in columns:
+        limits.name("row entity", column.entity)
+        if column.entity in out:
+            raise InvalidArgument(f"row_entities lists {column.entity!r} twice")
         if len(column.ids) != n:
             raise InvalidArgument(f"row_entities {column.entity!r} has {len(column.ids)} ids for {n} rows")
-        row_entities[column.entity] = list(column.ids)
-    return RowBatch(n, names, values, dict(request.context), row_entities)
+        ids = list(column.ids)
+        if ids and max(map(len, ids)) > limits.max_name_length:
+            raise InvalidArgument(
+                f"row_entities {column.entity!r}: an id is longer than {limits.max_name_length} characters"
+            )
+        out[column.entity] = ids
+    return out
+
+
+class _Columns:
+    """Column name -> matrix column for map rows; a vector's columns made once per width, within max_columns."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.index: dict[str, int] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def add(self, name: str) -> int:
+        self.limits.name("feature", name)
+        col = len(self.index)
+        self.limits.columns(col + 1)
+        self.index[name] = col
+        return col
+
+    def vector(self, name: str, width: int) -> np.ndarray:
+        known = self._vectors.get(name)
+        if known is not None and len(known) >= width:
+            return known[:width]
+        self.limits.name("feature", name)
+        self.limits.columns(width, f"columns in vector {name!r}")  # before a name per column is made
+        ids = np.empty(width, np.intp)
+        start = 0
+        if known is not None:
+            start = len(known)
+            ids[:start] = known
+        for j in range(start, width):
+            column = f"{name}[{j}]"
+            col = self.index.get(column)
+            ids[j] = self.add(column) if col is None else col
+        self._vectors[name] = ids
+        return ids
 
 
 def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     rows = request.rows
-    n = len(rows)
-    _check_rows(n, limits)
+    n = limits.rows(len(rows))
     if request.row_entities:
         raise InvalidArgument("row_entities goes with dense; with rows, set each row's entities")
-    index: dict[str, int] = {}
-    cells: list[tuple[int, int, float]] = []
+    # Values on the wire, counted (len() is O(1)) before any per-value work: each is a matrix element.
+    given = sum(len(row.features) for row in rows)
+    given += sum(len(vector.values) for row in rows if row.vectors for vector in row.vectors.values())
+    if given > limits.max_elements:
+        raise InvalidArgument(
+            f"{given} feature values in one call; at most {limits.max_elements} (server.max_elements): split the request"
+        )
+    columns = _Columns(limits)
+    index = columns.index
+    per_row = np.zeros(n, np.intp)  # scalar features per row
+    cols, vals = array("q"), array("f")
+    blocks: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row, columns, values) of each vector
     row_entities: dict[str, list[str]] = {}
     for r, row in enumerate(rows):
-        for name, value in row.features.items():
-            col = index.get(name)
-            if col is None:
-                _check_name("feature", name, limits)
-                col = index[name] = len(index)
-            cells.append((r, col, value))
-        for name, vector in row.vectors.items():
-            for i, value in enumerate(vector.values):
-                column = f"{name}[{i}]"
-                col = index.get(column)
-                if col is None:
-                    _check_name("feature", name, limits)
-                    col = index[column] = len(index)
-                cells.append((r, col, value))
-        for entity, entity_id in row.entities.items():
-            ids = row_entities.get(entity)
-            if ids is None:
-                _check_name("row entity", entity, limits)
-                ids = row_entities[entity] = [""] * n
-            ids[r] = entity_id
+        features = row.features
+        if features:
+            per_row[r] = len(features)
+            for name, value in features.items():
+                col = index.get(name)
+                cols.append(columns.add(name) if col is None else col)
+                vals.append(value)
+        if row.vectors:
+            for name, vector in row.vectors.items():
+                width = len(vector.values)
+                if width:
+                    blocks.append((r, columns.vector(name, width), np.asarray(vector.values, np.float32)))
+        if row.entities:
+            for entity, entity_id in row.entities.items():
+                ids = row_entities.get(entity)
+                if ids is None:
+                    limits.name("row entity", entity)
+                    limits.columns(len(row_entities) + 1, "row entities")
+                    limits.elements(n, len(row_entities) + 1, "entity ids")
+                    ids = row_entities[entity] = [""] * n
+                if len(entity_id) > limits.max_name_length:
+                    limits.text(f"row {r} {entity} id", entity_id)  # raises, naming the row
+                ids[r] = entity_id
+    limits.elements(n, len(index))
     values = np.full((n, len(index)), np.nan, dtype=np.float32)
-    if cells:
-        r_idx, c_idx, vals = zip(*cells, strict=True)
-        values[r_idx, c_idx] = vals
+    if vals:
+        values[np.repeat(np.arange(n), per_row), np.frombuffer(cols, np.int64)] = np.frombuffer(vals, np.float32)
+    for r, vector_columns, vector_values in blocks:  # after the scalars: a vector's "emb[0]" wins, as it did
+        values[r, vector_columns] = vector_values
     return RowBatch(n, list(index), values, dict(request.context), row_entities)

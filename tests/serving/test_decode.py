@@ -88,3 +88,94 @@ def test_bad_requests_say_what_is_wrong(request_: PredictRequest, message: str) 
 def test_nan_means_not_given() -> None:
     batch = decode(dense(["a"], [[np.nan]]), LIMITS)
     assert np.isnan(batch.values[0, 0])
+
+
+# ---- the work budget: every declared count checked before anything proportional to it is allocated
+SMALL = Limits(max_rows=100, max_models=3, max_name_length=32, max_columns=8, max_elements=200)
+
+
+def rows_request(*rows: FeatureRow, **kw: object) -> PredictRequest:
+    return PredictRequest(predictor="p", rows=list(rows), **kw)
+
+
+def test_vectors_decode_through_numpy_with_widths_that_differ_between_rows() -> None:
+    request = rows_request(
+        FeatureRow(vectors={"emb": FloatVector(values=[1, 2])}, features={"emb[0]": 9}),
+        FeatureRow(vectors={"emb": FloatVector(values=[3, 4, 5])}),
+        FeatureRow(features={"a": 7}),
+    )
+    batch = decode(request, SMALL)
+    assert batch.names == ["emb[0]", "emb[1]", "emb[2]", "a"]
+    assert batch.values[0, :2].tolist() == [1, 2] and np.isnan(batch.values[0, 2])  # the vector wins over emb[0]
+    assert batch.values[1, :3].tolist() == [3, 4, 5]
+    assert np.isnan(batch.values[2, :3]).all() and batch.values[2, 3] == 7
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        # A vector wider than max_columns: refused before one name per column is made.
+        (rows_request(FeatureRow(vectors={"v": FloatVector(values=[0.0] * 9)})), "9 columns in vector 'v'"),
+        # Sparse rows: each row a name of its own.
+        (rows_request(*[FeatureRow(features={f"f{i}": 1}) for i in range(9)]), "9 feature columns"),
+        # rows x columns over max_elements although every row is small.
+        (
+            rows_request(*[FeatureRow(features={f"f{i % 8}": 1}) for i in range(30)]),
+            r"30 rows x 8 columns = 240 values.*server.max_elements",
+        ),
+        # A new entity per row: rows x entities ids.
+        (rows_request(*[FeatureRow(entities={f"e{i}": "x"}) for i in range(9)]), "9 row entities"),
+        (rows_request(FeatureRow(entities={"e": "x" * 33})), "row 0 e id is 33 characters"),
+        (PredictRequest(predictor="p", rows=[FeatureRow()], request_id="r" * 33), "request_id is 33 characters"),
+        (
+            PredictRequest(predictor="p", rows=[FeatureRow()], context={f"e{i}": "1" for i in range(9)}),
+            "9 context entities",
+        ),
+        # Dense: counts before bytes, overflow-safe (uint32 rows x many names).
+        (
+            PredictRequest(predictor="p", dense=DenseRows(feature_names=["a"] * 9, num_rows=1)),
+            "9 feature columns",
+        ),
+        (
+            PredictRequest(predictor="p", dense=DenseRows(feature_names=["a", "b"], num_rows=2**32 - 1)),
+            "4294967295 rows",
+        ),
+        (
+            PredictRequest(predictor="p", dense=DenseRows(feature_names=["a", "b", "c"], num_rows=70)),
+            "70 rows x 3 columns = 210",
+        ),
+        (PredictRequest(predictor="p", dense=DenseRows(num_rows=50)), "no feature_names and no row_entities"),
+        (
+            dense(["a"], [[1], [2]], row_entities=[EntityColumn(entity="s", ids=["1", "2"])] * 2),
+            "lists 's' twice",
+        ),
+        (dense(["a"], [[1]], row_entities=[EntityColumn(entity="s", ids=["x" * 33])]), "longer than 32"),
+    ],
+)
+def test_budget_refusals_name_the_limit_and_the_value(request_: PredictRequest, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        decode(request_, SMALL)
+
+
+def test_given_values_are_counted_before_any_per_value_work() -> None:
+    limits = Limits(max_elements=1_000)
+    vector = FloatVector(values=np.zeros(1_001, np.float32))
+    with pytest.raises(InvalidArgument, match="1001 feature values"):
+        decode(rows_request(FeatureRow(vectors={"v": vector})), limits)
+
+
+def test_duplicate_names_are_found_in_one_pass_wherever_they_are() -> None:
+    names = [f"c{i}" for i in range(50_000)] + ["c49999"]
+    request = PredictRequest(
+        predictor="p", dense=DenseRows(feature_names=names, values=b"\0" * 4 * len(names), num_rows=1)
+    )
+    with pytest.raises(InvalidArgument, match="'c49999' twice"):
+        decode(request, Limits(max_columns=100_000, max_elements=100_000))
+
+
+def test_dense_rows_with_only_entity_columns_are_fine() -> None:
+    request = PredictRequest(
+        predictor="p", dense=DenseRows(num_rows=2), row_entities=[EntityColumn(entity="s", ids=["1", "2"])]
+    )
+    batch = decode(request, SMALL)
+    assert batch.values.shape == (2, 0) and batch.row_entities == {"s": ["1", "2"]}
