@@ -19,6 +19,7 @@ RANK = {
     "v1": 0,  # generated protobuf code
     "kserve": 0,  # generated protobuf code
     "observability": 1,
+    "client": 1,  # sibyl.client: callers' library over the v1 stubs; errors and v1 only, the cli uses it
     "models": 2,
     "features": 3,
     "predlog": 3,
