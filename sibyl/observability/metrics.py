@@ -155,8 +155,13 @@ class Metrics:
         # Prediction log
         self.predlog_records = Counter(
             "sibyl_predlog_records",
-            "Prediction log records by outcome (sent, written, spooled, replayed, dropped).",
+            "Prediction log records by outcome (sent, written, spooled, replayed, trimmed, dead_letter, dropped).",
             ["outcome"],
+            registry=r,
+        )
+        self.predlog_sender_restarts = Counter(
+            "sibyl_predlog_sender_restarts",
+            "Times a prediction log sender thread failed with an unexpected error and was restarted.",
             registry=r,
         )
         self.predlog_spool_bytes = Gauge(

@@ -31,7 +31,22 @@ def build_sink(settings: PredlogSettings, metrics: Metrics) -> PredictionSink:
         from sibyl.predlog.spool import Spool
 
         spool = Spool(Path(settings.spool_dir), settings.spool_max_bytes)
-        return KafkaSink(settings.kafka_bootstrap, settings.topic, spool, metrics, queue_size=settings.queue_size)
+        return KafkaSink(
+            settings.kafka_bootstrap,
+            settings.topic,
+            spool,
+            metrics,
+            client=settings.kafka_client,
+            queue_size=settings.queue_size,
+            max_request_size=settings.kafka_max_request_size,
+            ack_timeout_s=settings.kafka_ack_timeout_s,
+        )
     from sibyl.predlog.file import FileSink
 
-    return FileSink(settings.path, metrics, queue_size=settings.queue_size)
+    return FileSink(
+        settings.path,
+        metrics,
+        queue_size=settings.queue_size,
+        max_bytes=settings.file_max_bytes,
+        backups=settings.file_backups,
+    )

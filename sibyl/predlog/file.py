@@ -2,15 +2,22 @@
 
 The request path only appends to a bounded in-memory queue; encoding and writing happen on the writer
 thread. Each batch is flushed to the OS (so `tail -f` sees it); close() drains the queue and fsyncs.
+
+Rotation: with max_bytes, a file that reached it is renamed PATH.1 (PATH.1 -> PATH.2 ..., `backups` kept) and
+a new PATH is started. External rotation (logrotate's move, then SIGHUP): the writer reopens PATH on SIGHUP,
+and also whenever PATH no longer names the file it holds open (checked before each batch), so records never
+keep going into a moved or deleted file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from types import FrameType
+from typing import Any, BinaryIO
 
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.jsonl import to_json_line
@@ -28,8 +35,13 @@ class FileSink:
         queue_size: int = 100_000,
         batch_max: int = 2_000,
         poll_s: float = 0.05,
+        max_bytes: int = 0,
+        backups: int = 5,
     ) -> None:
         self.path = Path(path)
+        self.max_bytes, self.backups = max_bytes, backups
+        self._reopen = False  # set by SIGHUP (any thread); the writer reopens before its next batch
+        self._previous_hup: Any = None
         self._queue = RecordQueue(queue_size)
         self._batch_max, self._poll_s = batch_max, poll_s
         self._written = metrics.predlog_records.labels("written")
@@ -45,8 +57,19 @@ class FileSink:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("ab")
+        if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+            self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
         self._thread = threading.Thread(target=self._run, name="predlog-file", daemon=True)
         self._thread.start()
+
+    def reopen(self) -> None:
+        """Reopen PATH before the next batch (what SIGHUP does): after an external rotation moved the file."""
+        self._reopen = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reopen = True
+        if callable(self._previous_hup):
+            self._previous_hup(signum, frame)
 
     def submit(self, record: PredictionLog) -> None:
         if self._closed or not self._queue.offer(record):
@@ -57,6 +80,8 @@ class FileSink:
             return
         self._closed = True
         self._stop.set()
+        if self._previous_hup is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, self._previous_hup)
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
@@ -85,11 +110,51 @@ class FileSink:
         if not batch or self._file is None:
             return 0
         try:
+            if self._reopen or self._moved():
+                self._open_again()
             self._file.write("".join(to_json_line(r) + "\n" for r in batch).encode())
             self._file.flush()
+            if self.max_bytes and self._file.tell() >= self.max_bytes:
+                self._rotate()
         except OSError as exc:  # disk full, file removed: keep serving, count the loss
             log.error("prediction log write to %s failed: %s; %d records dropped", self.path, exc, len(batch))
             self._dropped.inc(len(batch))
             return len(batch)
         self._written.inc(len(batch))
         return len(batch)
+
+    def _moved(self) -> bool:
+        """PATH no longer names the open file (moved or deleted by someone else)."""
+        assert self._file is not None
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._file.fileno())
+        return (on_disk.st_ino, on_disk.st_dev) != (held.st_ino, held.st_dev)
+
+    def _open_again(self) -> None:
+        self._reopen = False
+        assert self._file is not None
+        self._file.close()
+        self._file = self.path.open("ab")
+        log.info("prediction log file %s reopened", self.path)
+
+    def _rotate(self) -> None:
+        """PATH -> PATH.1 (older ones shift up, the oldest beyond `backups` removed), then a new PATH."""
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            self._backup(self.backups).unlink(missing_ok=True)
+            for n in range(self.backups - 1, 0, -1):
+                if self._backup(n).exists():
+                    os.replace(self._backup(n), self._backup(n + 1))
+            os.replace(self.path, self._backup(1))
+        self._file = self.path.open("ab")
+
+    def _backup(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")

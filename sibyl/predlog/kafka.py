@@ -1,42 +1,55 @@
-"""Kafka sink: records go from a bounded in-memory queue to a KafkaProducer on one background thread.
+"""Kafka sink: records go from a bounded in-memory queue to a Kafka producer on one background thread.
 
-The request path only appends to the queue (no lock, no I/O); a full queue drops and counts. The sender
-thread serializes, sends (key = prediction_id, acks=all, gzip/lz4, linger), and owns the broker state:
+The request path only appends to the queue (no lock, no I/O, no Kafka call); a full queue drops and counts.
+Every Kafka client call (construct/connect, metadata, send, poll, flush, close) happens on the sender thread
+or its connect helper, through a pluggable producer (predlog/producers.py: kafka-python or confluent-kafka).
+Delivery outcomes come back through a queue that the sender thread drains: the producer's I/O thread touches
+neither the spool nor the sink's state. The sender owns the broker state:
 
-* connected, spool empty  -> send directly; a failed delivery (callback) puts the record in the spool
-                             and marks the broker down;
+* connected, spool empty  -> send directly; a failed delivery puts the record in the spool and marks the
+                             broker down; so does a record unacknowledged for ack_timeout_s (a hung broker);
 * otherwise               -> new records go to the spool behind the ones already there (order kept), and
-                             the spool is replayed oldest first in chunks: send, wait for every ack, then
+                             the spool is replayed oldest first in chunks: send, wait for every outcome, then
                              ack the spool (which deletes whole segments). A failed chunk backs off.
+* broker down             -> the producer is closed (its I/O thread stopped: kafka-python's spins on the GIL
+                             while reconnecting) and a new one is made after a backoff.
 
-Start never waits for the broker: the producer is created on a helper thread while the sender spools.
-close() sends what is queued, waits for acks until its deadline, and spools whatever is still unacked.
+A record the broker refuses for its size or content is trimmed (feature values dropped, `trimmed` set) and
+sent again, or quarantined to a dead-letter file (predlog/poison.py); it never blocks the records behind it.
+A sender that fails with an unexpected error is restarted (counted). close() sends what is queued, waits for
+acks until its deadline, and spools whatever is still unacked; what the thread could not finish in time,
+close() itself spools from the caller's thread, so nothing queued is lost at exit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
+import queue
 import struct
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
-
-from kafka import KafkaProducer
-from kafka.codec import has_lz4
-from kafka.errors import KafkaError
+from typing import NamedTuple
 
 from sibyl.observability.metrics import Metrics
+from sibyl.predlog.poison import DeadLetters, trimmed
+from sibyl.predlog.producers import (
+    Producer,
+    ProducerConfig,
+    ProducerFactory,
+    ProducerUnavailable,
+    RecordRejected,
+    Results,
+    producer_factory,
+)
 from sibyl.predlog.queue import RecordQueue
-from sibyl.predlog.spool import Spool, SpoolBatch
+from sibyl.predlog.spool import Spool
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 log = logging.getLogger(__name__)
 
 KEY_LEN = struct.Struct(">H")
-ProducerFactory = Callable[..., Any]
+Item = tuple[bytes, bytes]  # key, serialized PredictionLog
 
 
 def spool_payload(key: bytes, value: bytes) -> bytes:
@@ -44,13 +57,20 @@ def spool_payload(key: bytes, value: bytes) -> bytes:
     return KEY_LEN.pack(len(key)) + key + value
 
 
-def split_payload(payload: bytes) -> tuple[bytes, bytes]:
+def split_payload(payload: bytes) -> Item:
     (n,) = KEY_LEN.unpack_from(payload)
     return payload[2 : 2 + n], payload[2 + n :]
 
 
-def compression() -> str:
-    return "lz4" if has_lz4() else "gzip"  # gzip is always there (zlib); lz4 only with its package
+def item(record: PredictionLog) -> Item:
+    return record.prediction_id.encode(), record.SerializeToString()
+
+
+class Pending(NamedTuple):
+    key: bytes
+    value: bytes
+    sent_at: float
+    replay: bool  # from the spool: a failure leaves it there (not spooled again)
 
 
 class KafkaSink:
@@ -61,50 +81,51 @@ class KafkaSink:
         spool: Spool,
         metrics: Metrics,
         *,
+        client: str = "kafka-python",
         queue_size: int = 100_000,
         linger_ms: int = 20,
         batch_max: int = 2_000,
         replay_chunk: int = 1_000,
         request_timeout_ms: int = 5_000,
         delivery_timeout_ms: int = 15_000,
-        max_block_ms: int = 2_000,
+        max_block_ms: int = 500,
         connect_timeout_ms: int = 3_000,
-        backoff_s: tuple[float, float] = (0.5, 5.0),
+        max_request_size: int = 1024 * 1024,
+        ack_timeout_s: float = 3.0,
+        backoff_s: tuple[float, float] = (0.5, 2.0),
         poll_s: float = 0.01,
-        producer_factory: ProducerFactory = KafkaProducer,
+        producer_factory_: ProducerFactory | None = None,
     ) -> None:
         self.topic, self.spool = topic, spool
-        self._producer_config: dict[str, Any] = {
-            "bootstrap_servers": [b.strip() for b in bootstrap.split(",") if b.strip()],
-            "acks": "all",
-            "linger_ms": linger_ms,
-            "batch_size": 256 * 1024,  # fewer, larger batches: each full batch wakes the I/O thread (a syscall)
-            "compression_type": compression(),
-            "request_timeout_ms": request_timeout_ms,
-            "delivery_timeout_ms": max(delivery_timeout_ms, request_timeout_ms + linger_ms),
-            "max_block_ms": max_block_ms,
-            "bootstrap_timeout_ms": connect_timeout_ms,  # else KafkaProducer() waits 30 s for a dead broker
-            "reconnect_backoff_max_ms": 1_000,
-            "client_id": "sibyl-predlog",
-        }
-        self._factory = producer_factory
+        self.config = ProducerConfig(
+            bootstrap, topic, linger_ms, request_timeout_ms, delivery_timeout_ms, max_block_ms,
+            connect_timeout_ms, max_request_size,
+        )  # fmt: skip
+        self._factory = producer_factory_ or producer_factory(client)  # MissingDependency now, at start-up
+        self._results: Results = queue.SimpleQueue()
         self._queue = RecordQueue(queue_size)
+        self._dead = DeadLetters(spool.directory)
         self._batch_max, self._replay_chunk, self._poll_s = batch_max, replay_chunk, poll_s
         self._wait_s = (request_timeout_ms + linger_ms) / 1000
+        self._ack_timeout_s = ack_timeout_s
         self._backoff_min, self._backoff_max = backoff_s
         self._backoff = self._backoff_min
         m = metrics.predlog_records
         self._sent, self._spooled = m.labels("sent"), m.labels("spooled")
         self._replayed, self._dropped = m.labels("replayed"), m.labels("dropped")
+        self._trimmed, self._dead_lettered = m.labels("trimmed"), m.labels("dead_letter")
+        self._restarts = metrics.predlog_sender_restarts
         self._depth, self._spool_bytes = metrics.predlog_queue_depth, metrics.predlog_spool_bytes
-        self._producer: Any = None
+        self._producer: Producer | None = None
         self._healthy = False  # direct sends allowed
         self._connecting = False
-        self._discard = False  # set on failure (any thread); the sender then closes the producer
+        self._discard = False  # set on failure; the sender then closes the producer
         self._finished = False  # the sender thread is done; a late connect must close its producer
         self._finish_lock = threading.Lock()
         self._next_try = 0.0  # monotonic time of the next connect / replay attempt
-        self._inflight: dict[int, bytes] = {}  # direct sends awaiting their ack: token -> spool payload
+        self._inflight: dict[int, Pending] = {}  # sent, outcome not known yet (insertion order = send order)
+        self._replay_ok: dict[int, bool] = {}  # outcomes of the replay chunk under way
+        self._holding: list[Item] = []  # drained from the queue, not yet handed to the producer or the spool
         self._tokens = itertools.count()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,37 +149,56 @@ class KafkaSink:
             self._dropped.inc()
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Returns within ~timeout_s; whatever was not acknowledged by then is in the spool (fsynced)."""
         if self._closed:
             return
         self._closed = True
-        self._deadline = time.monotonic() + timeout_s * 0.9
+        self._deadline = time.monotonic() + timeout_s * 0.7
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(timeout_s * 0.85)
             if self._thread.is_alive():
-                log.error("prediction log sender did not finish in %.1f s; unsent records may be lost", timeout_s)
+                log.error("prediction log sender did not finish in %.1f s; spooling what it holds", timeout_s)
+        # Whatever the thread left (or still holds, if it is stuck): spooled here. At worst a duplicate, never lost.
+        self.spool.open()
+        self._spool_held()
+        self._to_spool([Pending(*item(r), 0.0, False) for r in self._queue.drain(len(self._queue))])
+        self.spool.close()  # fsyncs
 
     # ---- sender thread ----
 
     def _run(self) -> None:
+        for restart in range(1_000_000):  # bounded; ends on close()
+            try:
+                self._loop()
+                break
+            except Exception:  # a bug here must not pass silently, nor end the log: restart, count it
+                log.exception("prediction log sender failed; restarting it (restart %d)", restart + 1)
+                self._restarts.inc()
+                self._spool_held()
+                self._discard = True  # start again with a new producer
+                self._stop.wait(min(self._backoff_max, self._backoff_min * 2 ** min(restart, 8)))
         try:
-            while not self._stop.is_set():
-                busy = self._step()
-                self.spool.maybe_sync()
-                self._depth.set(len(self._queue))
-                self._spool_bytes.set(self.spool.pending_bytes)
-                if not busy:
-                    self._stop.wait(self._poll_s)
-        except Exception:  # a bug here must not pass silently: records would pile up unseen
-            log.exception("prediction log sender failed; records now go to the spool only")
-        finally:
             self._shutdown()
+        except Exception:
+            log.exception("prediction log shutdown failed; close() spools what is left")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            busy = self._step()
+            self.spool.maybe_sync()
+            self._depth.set(len(self._queue))
+            self._spool_bytes.set(self.spool.pending_bytes)
+            if not busy:
+                self._stop.wait(self._poll_s)
 
     def _step(self) -> bool:
+        self._collect()
+        if self._inflight and time.monotonic() - next(iter(self._inflight.values())).sent_at > self._ack_timeout_s:
+            self._mark_down(f"no acknowledgement in {self._ack_timeout_s:.1f} s")
         if self._discard:
             self._discard_producer()
-        now = time.monotonic()
-        if self._producer is None and not self._connecting and now >= self._next_try:
+        if self._producer is None and not self._connecting and time.monotonic() >= self._next_try:
             self._start_connect()
         if self.spool.has_pending() and self._producer is not None and time.monotonic() >= self._next_try:
             self._replay_once()
@@ -166,63 +206,134 @@ class KafkaSink:
             return False  # first connect under way and nothing failed yet: keep records in memory, not on disk
         records = self._queue.drain(self._batch_max)
         if records:
-            if self._healthy and not self.spool.has_pending():
-                self._send_direct(records)
-            else:
-                self._to_spool([spool_payload(r.prediction_id.encode(), r.SerializeToString()) for r in records])
+            self._send_or_spool([item(r) for r in records])
+        if self._producer is not None:
+            self._producer.poll(0)
         return bool(records)
+
+    def _send_or_spool(self, items: list[Item]) -> None:
+        self._holding = items  # if this raises or hangs, the restart or close() spools them (maybe twice)
+        if self._producer is not None and self._healthy and not self.spool.has_pending():
+            sent = self._send(items, replay=False)
+            items = items[len(sent) :]
+        self._to_spool([Pending(k, v, 0.0, False) for k, v in items])
+        self._holding = []
+
+    def _spool_held(self) -> None:
+        """What a failed or stuck sender held: its unsent batch and the records awaiting an outcome."""
+        held, self._holding = self._holding, []
+        self._to_spool([Pending(k, v, 0.0, False) for k, v in held])
+        self._to_spool([p for p in list(self._inflight.values()) if not p.replay])
+        self._inflight.clear()
 
     def _start_connect(self) -> None:
         self._connecting = True
         threading.Thread(target=self._connect, name="predlog-kafka-connect", daemon=True).start()
 
     def _connect(self) -> None:
-        """Runs on its own thread: KafkaProducer() blocks for request_timeout_ms probing a broker that is down,
-        and the sender must keep moving the queue into the spool meanwhile."""
+        """Runs on its own thread: a producer probing a broker that is down blocks for connect_timeout_ms, and
+        the sender must keep moving the queue into the spool meanwhile."""
         try:
-            producer = self._factory(**self._producer_config)
-        except KafkaError as exc:
+            producer = self._factory(self.config, self._results)
+        except Exception as exc:  # any client's error: the broker is not usable now
             self._mark_down(f"cannot connect: {exc}")
             self._connecting = False
             return
         with self._finish_lock:
             if self._finished:  # the sender already shut down while we were connecting
-                producer.close(timeout=0)
+                producer.close()
             else:
-                log.info("prediction log connected to Kafka %s", ",".join(self._producer_config["bootstrap_servers"]))
+                log.info("prediction log connected to Kafka %s", self.config.bootstrap)
                 self._healthy = not self.spool.has_pending()  # with a backlog, the replay decides
                 self._producer = producer
             self._connecting = False
 
-    def _send_direct(self, records: list[PredictionLog]) -> None:
-        for i, record in enumerate(records):
-            key, value = record.prediction_id.encode(), record.SerializeToString()
-            try:
-                future = self._producer.send(self.topic, key=key, value=value)
-            except KafkaError as exc:  # metadata or buffer wait ran out: the broker is gone
-                self._mark_down(f"send failed: {exc}")
-                rest = [spool_payload(r.prediction_id.encode(), r.SerializeToString()) for r in records[i:]]
-                self._to_spool(rest)
-                return
+    def _send(self, items: list[Item], replay: bool) -> list[int]:
+        """Send in order until the producer cannot take more; the tokens of those handed over."""
+        tokens: list[int] = []
+        producer = self._producer
+        for key, value in items:
+            if producer is None:
+                break
             token = next(self._tokens)
-            self._inflight[token] = spool_payload(key, value)
-            future.add_callback(self._on_sent, token).add_errback(self._on_failed, token)
+            self._inflight[token] = Pending(key, value, time.monotonic(), replay)
+            try:
+                producer.send(key, value, token)
+            except RecordRejected as exc:
+                self._inflight.pop(token, None)
+                self._poison(key, value, str(exc))
+                if replay:
+                    self._replay_ok[token] = True  # handled: the spool may move past it
+            except ProducerUnavailable as exc:  # metadata or buffer wait ran out: the broker is gone
+                self._inflight.pop(token, None)
+                self._mark_down(f"send failed: {exc}")
+                break
+            tokens.append(token)
+        return tokens
 
-    def _on_sent(self, token: int, _metadata: object) -> None:  # producer I/O thread
-        if self._inflight.pop(token, None) is not None:
-            self._sent.inc()
+    def _collect(self) -> None:
+        """Outcomes the producer reported since the last call (from its I/O thread or poll)."""
+        failed: list[Pending] = []
+        for _ in range(1_000_000):  # bounded: the queue only holds outcomes of records sent
+            try:
+                token, exc = self._results.get_nowait()
+            except queue.Empty:
+                break
+            pending = self._inflight.pop(token, None)
+            if pending is None:
+                continue  # already spooled when its producer was discarded
+            ok = exc is None
+            if isinstance(exc, RecordRejected):
+                self._poison(pending.key, pending.value, str(exc))
+                ok = True  # handled: trimmed and re-sent, or quarantined
+            elif ok and not pending.replay:
+                self._sent.inc()
+            if pending.replay:
+                self._replay_ok[token] = ok
+            elif not ok:
+                failed.append(pending)
+                self._mark_down(f"delivery failed: {exc}")
+        self._to_spool(failed)
 
-    def _on_failed(self, token: int, exc: BaseException) -> None:  # producer I/O thread
-        payload = self._inflight.pop(token, None)
-        if payload is not None:
-            self._mark_down(f"delivery failed: {exc}")
-            self._to_spool([payload])
+    def _poison(self, key: bytes, value: bytes, why: str) -> None:
+        smaller = trimmed(value)
+        if smaller is not None and len(smaller) < self.config.max_request_size:
+            self._trimmed.inc()
+            log.warning("prediction log: record %s refused (%s); sending it without feature values", key, why)
+            direct = self._producer is not None and self._healthy and not self.spool.has_pending()
+            if not (direct and self._send([(key, smaller)], replay=False)):
+                self._to_spool([Pending(key, smaller, 0.0, False)])
+        elif self._dead.write(value, why):
+            self._dead_lettered.inc()
+        else:
+            self._dropped.inc()
 
     def _replay_once(self) -> None:
         batch = self.spool.read(self._replay_chunk)
         if not batch.payloads:
             return
-        acked = self._deliver(batch)
+        self._replay_ok.clear()
+        tokens = self._send([split_payload(p) for p in batch.payloads], replay=True)
+        wait_until = time.monotonic() + self._wait_s
+        if self._deadline is not None:
+            wait_until = min(wait_until, self._deadline)
+        for _ in range(100_000):  # bounded by wait_until in practice
+            if self._producer is None or all(t in self._replay_ok for t in tokens):
+                break
+            if time.monotonic() >= wait_until:
+                break
+            self._producer.poll(0.005)
+            self._collect()
+            if not any(t in self._replay_ok for t in tokens):
+                time.sleep(0.002)
+        acked = 0
+        for token in tokens:
+            if not self._replay_ok.get(token, False):
+                break
+            acked += 1
+        for token in tokens:  # still unknown: they stay in the spool (a late ack only makes a duplicate)
+            self._inflight.pop(token, None)
+        self._replay_ok.clear()
         self.spool.ack(batch, acked)
         self._replayed.inc(acked)
         if acked == len(batch.payloads):
@@ -233,43 +344,26 @@ class KafkaSink:
         else:
             self._mark_down("replay not acknowledged")
 
-    def _deliver(self, batch: SpoolBatch) -> int:
-        """Send a spooled chunk and wait for acks; how many from the start were acked."""
-        futures = []
+    def _to_spool(self, pending: list[Pending]) -> None:
+        if not pending:
+            return
         try:
-            for payload in batch.payloads:
-                key, value = split_payload(payload)
-                futures.append(self._producer.send(self.topic, key=key, value=value))
-        except KafkaError:
-            pass  # the ones already sent may still be acked below
-        deadline = time.monotonic() + self._wait_s
-        acked = 0
-        for future in futures:
-            try:
-                future.get(timeout=max(0.0, deadline - time.monotonic()))
-            except KafkaError:
-                break
-            acked += 1
-        return acked
-
-    def _to_spool(self, payloads: list[bytes]) -> None:
-        try:
-            written = self.spool.append(payloads)
+            written = self.spool.append([spool_payload(p.key, p.value) for p in pending])
         except OSError as exc:
             log.error("prediction spool write failed: %s", exc)
             written = 0
         self._spooled.inc(written)
-        lost = len(payloads) - written
+        lost = len(pending) - written
         if lost:
             self._dropped.inc(lost)
             now = time.monotonic()
             if now - self._last_drop_log >= 10.0:  # one line per 10 s, not one per record
                 self._last_drop_log = now
                 log.error(
-                    "prediction spool %s is full (%d bytes): %d records dropped",
+                    "prediction spool %s could not take %d records (full at %d bytes, or a write failed); dropped",
                     self.spool.directory,
-                    self.spool.max_bytes,
                     lost,
+                    self.spool.max_bytes,
                 )
 
     def _mark_down(self, why: str) -> None:
@@ -285,10 +379,11 @@ class KafkaSink:
         self._discard = False
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(KafkaError):
-                producer.close(timeout=0)
-        leftovers = [p for p in (self._inflight.pop(t, None) for t in list(self._inflight)) if p is not None]
+            producer.close()
+        leftovers = [p for p in self._inflight.values() if not p.replay]
+        self._inflight.clear()
         self._to_spool(leftovers)
+        self._collect()  # outcomes the close reported: ignored (their records are spooled)
 
     def _shutdown(self) -> None:
         """Send what is queued (after any backlog), wait for acks until the close deadline, spool the rest."""
@@ -299,7 +394,7 @@ class KafkaSink:
             if not self._connecting or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
-        for _ in range(10_000):  # order: the backlog goes first; bounded by the deadline in practice
+        for _ in range(10_000):  # order: the backlog goes first; bounded by the deadline
             if self._producer is None or not self.spool.has_pending() or time.monotonic() >= deadline:
                 break
             if time.monotonic() < self._next_try:
@@ -309,21 +404,19 @@ class KafkaSink:
             records = self._queue.drain(self._batch_max)
             if not records:
                 break
-            if self._producer is not None and self._healthy and not self.spool.has_pending():
-                self._send_direct(records)
-            else:
-                self._to_spool([spool_payload(r.prediction_id.encode(), r.SerializeToString()) for r in records])
+            self._send_or_spool([item(r) for r in records])
         if self._producer is not None:
-            with contextlib.suppress(KafkaError):
-                self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
-            leftovers = [p for p in (self._inflight.pop(t, None) for t in list(self._inflight)) if p is not None]
-            if leftovers:
-                log.warning("prediction log: %d records unacked at shutdown; spooled", len(leftovers))
-                self._to_spool(leftovers)
-            with contextlib.suppress(KafkaError):
-                self._producer.close(timeout=0)
+            self._producer.flush(max(0.0, deadline - time.monotonic()))
+            self._collect()
+        leftovers = [p for p in self._inflight.values() if not p.replay]
+        if leftovers:
+            log.warning("prediction log: %d records unacked at shutdown; spooled", len(leftovers))
+        self._inflight.clear()
+        self._to_spool(leftovers)
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
         with self._finish_lock:
             self._finished = True
         self._depth.set(0)
-        self.spool.close()
         self._spool_bytes.set(self.spool.pending_bytes)

@@ -10,7 +10,23 @@ from pydantic import BaseModel, Field
 class PredlogSettings(BaseModel):
     sink: Literal["file", "kafka", "none"] = Field("file", description="Where prediction records go.")
     path: str = Field("predictions.jsonl", description="File sink: JSON lines, appended.")
+    file_max_bytes: int = Field(
+        0, ge=0, description="File sink: rotate to PATH.1 when the file reaches this size; 0 never rotates."
+    )
+    file_backups: int = Field(5, ge=0, description="File sink: rotated files kept (PATH.1 newest ... PATH.N).")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Kafka producer: kafka-python (default) or confluent (librdkafka: pip install 'sibyl[kafka-fast]').",
+    )
+    kafka_max_request_size: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest record sent; a larger one is trimmed (features dropped) or dead-lettered.",
+    )
+    kafka_ack_timeout_s: float = Field(
+        3.0, gt=0, description="A record unacknowledged this long marks the broker down: spool, reconnect."
+    )
     topic: str = Field("sibyl.predictions", description="Kafka topic.")
     spool_dir: str = Field("spool", description="Disk spool for records the broker could not take.")
     spool_max_bytes: int = Field(1024**3, ge=1024, description="Spool bound; past it records are dropped.")

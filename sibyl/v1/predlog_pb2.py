@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sibyl.v1 import predict_pb2 as sibyl_dot_v1_dot_predict__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16sibyl/v1/predlog.proto\x12\x08sibyl.v1\x1a\x16sibyl/v1/predict.proto\"\xfe\x03\n\rPredictionLog\x12\x15\n\rprediction_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x11\n\tpredictor\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x1c\n\x04role\x18\x06 \x01(\x0e\x32\x0e.sibyl.v1.Role\x12\x0b\n\x03\x61rm\x18\x07 \x01(\t\x12\x1a\n\x12sent_at_unix_nanos\x18\x08 \x01(\x03\x12\x10\n\x08num_rows\x18\t \x01(\r\x12\x15\n\rfeature_names\x18\n \x03(\t\x12\x16\n\x0e\x66\x65\x61ture_values\x18\x0b \x03(\x02\x12-\n\tdefaulted\x18\x0c \x03(\x0b\x32\x1a.sibyl.v1.DefaultedFeature\x12\x11\n\tscore_dim\x18\r \x01(\r\x12\x0e\n\x06scores\x18\x0e \x03(\x02\x12\x12\n\nlatency_ms\x18\x0f \x01(\x01\x12\x35\n\x07\x63ontext\x18\x10 \x03(\x0b\x32$.sibyl.v1.PredictionLog.ContextEntry\x12,\n\x0crow_entities\x18\x11 \x03(\x0b\x32\x16.sibyl.v1.EntityColumn\x12\x0c\n\x04host\x18\x12 \x01(\t\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16sibyl/v1/predlog.proto\x12\x08sibyl.v1\x1a\x16sibyl/v1/predict.proto\"\x8f\x04\n\rPredictionLog\x12\x15\n\rprediction_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x11\n\tpredictor\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x1c\n\x04role\x18\x06 \x01(\x0e\x32\x0e.sibyl.v1.Role\x12\x0b\n\x03\x61rm\x18\x07 \x01(\t\x12\x1a\n\x12sent_at_unix_nanos\x18\x08 \x01(\x03\x12\x10\n\x08num_rows\x18\t \x01(\r\x12\x15\n\rfeature_names\x18\n \x03(\t\x12\x16\n\x0e\x66\x65\x61ture_values\x18\x0b \x03(\x02\x12-\n\tdefaulted\x18\x0c \x03(\x0b\x32\x1a.sibyl.v1.DefaultedFeature\x12\x11\n\tscore_dim\x18\r \x01(\r\x12\x0e\n\x06scores\x18\x0e \x03(\x02\x12\x12\n\nlatency_ms\x18\x0f \x01(\x01\x12\x35\n\x07\x63ontext\x18\x10 \x03(\x0b\x32$.sibyl.v1.PredictionLog.ContextEntry\x12,\n\x0crow_entities\x18\x11 \x03(\x0b\x32\x16.sibyl.v1.EntityColumn\x12\x0c\n\x04host\x18\x12 \x01(\t\x12\x0f\n\x07trimmed\x18\x13 \x01(\x08\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTIONLOG_CONTEXTENTRY']._loaded_options = None
   _globals['_PREDICTIONLOG_CONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_PREDICTIONLOG']._serialized_start=61
-  _globals['_PREDICTIONLOG']._serialized_end=571
-  _globals['_PREDICTIONLOG_CONTEXTENTRY']._serialized_start=525
-  _globals['_PREDICTIONLOG_CONTEXTENTRY']._serialized_end=571
+  _globals['_PREDICTIONLOG']._serialized_end=588
+  _globals['_PREDICTIONLOG_CONTEXTENTRY']._serialized_start=542
+  _globals['_PREDICTIONLOG_CONTEXTENTRY']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

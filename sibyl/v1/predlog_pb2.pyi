@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictionLog(_message.Message):
-    __slots__ = ("prediction_id", "request_id", "predictor", "model", "version", "role", "arm", "sent_at_unix_nanos", "num_rows", "feature_names", "feature_values", "defaulted", "score_dim", "scores", "latency_ms", "context", "row_entities", "host")
+    __slots__ = ("prediction_id", "request_id", "predictor", "model", "version", "role", "arm", "sent_at_unix_nanos", "num_rows", "feature_names", "feature_values", "defaulted", "score_dim", "scores", "latency_ms", "context", "row_entities", "host", "trimmed")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class PredictionLog(_message.Message):
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ROW_ENTITIES_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_FIELD_NUMBER: _ClassVar[int]
     prediction_id: str
     request_id: str
     predictor: str
@@ -52,4 +53,5 @@ class PredictionLog(_message.Message):
     context: _containers.ScalarMap[str, str]
     row_entities: _containers.RepeatedCompositeFieldContainer[_predict_pb2.EntityColumn]
     host: str
-    def __init__(self, prediction_id: _Optional[str] = ..., request_id: _Optional[str] = ..., predictor: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., role: _Optional[_Union[_predict_pb2.Role, str]] = ..., arm: _Optional[str] = ..., sent_at_unix_nanos: _Optional[int] = ..., num_rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., feature_values: _Optional[_Iterable[float]] = ..., defaulted: _Optional[_Iterable[_Union[_predict_pb2.DefaultedFeature, _Mapping]]] = ..., score_dim: _Optional[int] = ..., scores: _Optional[_Iterable[float]] = ..., latency_ms: _Optional[float] = ..., context: _Optional[_Mapping[str, str]] = ..., row_entities: _Optional[_Iterable[_Union[_predict_pb2.EntityColumn, _Mapping]]] = ..., host: _Optional[str] = ...) -> None: ...
+    trimmed: bool
+    def __init__(self, prediction_id: _Optional[str] = ..., request_id: _Optional[str] = ..., predictor: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., role: _Optional[_Union[_predict_pb2.Role, str]] = ..., arm: _Optional[str] = ..., sent_at_unix_nanos: _Optional[int] = ..., num_rows: _Optional[int] = ..., feature_names: _Optional[_Iterable[str]] = ..., feature_values: _Optional[_Iterable[float]] = ..., defaulted: _Optional[_Iterable[_Union[_predict_pb2.DefaultedFeature, _Mapping]]] = ..., score_dim: _Optional[int] = ..., scores: _Optional[_Iterable[float]] = ..., latency_ms: _Optional[float] = ..., context: _Optional[_Mapping[str, str]] = ..., row_entities: _Optional[_Iterable[_Union[_predict_pb2.EntityColumn, _Mapping]]] = ..., host: _Optional[str] = ..., trimmed: _Optional[bool] = ...) -> None: ...

@@ -64,6 +64,7 @@ class FaultRun:
     delivered_s: float | None  # repair -> every prediction answered so far is in the topic (None: not in time)
     exit_code: int | None
     stacks: list[str] = field(default_factory=list)
+    vanished: set[str] = field(default_factory=set)  # read from the topic once, not found by the final read
 
     @property
     def missing(self) -> set[str]:
@@ -76,7 +77,7 @@ class FaultRun:
             f"[{self.name}] calls {len(self.load.shots)} {dict(self.load.codes())}; failed during fault "
             f"{sum(s.code != 'OK' for s in during)} of {len(during)}; p99 during fault {p99_ms(during):.1f} ms, "
             f"before {p99_ms(self.load.between('start', 'fault')):.1f} ms; answered {len(self.load.answered())}, "
-            f"missing from Kafka {len(self.missing)}; all delivered {delivered} after repair; "
+            f"missing from Kafka {len(self.missing)} (seen earlier, gone at the end: {len(self.vanished)}); all delivered {delivered} after repair; "
             f"failed per second {self.load.failures_per_second()}"
         )
 
@@ -135,6 +136,7 @@ async def broker_fault(
     proc, port, _ = serve_subprocess(tmp_path, log_to=tmp_path / "server.log", **env)
     stacks: list[str] = []
     delivered_s: float | None = None
+    seen: set[str] = set()
     try:
         make = example_request if example else request
         async with OpenLoad(f"127.0.0.1:{port}", make, rate=rate, deadline_s=2.0) as load:
@@ -160,7 +162,8 @@ async def broker_fault(
         answered = load.answered()
         deadline = time.monotonic() + deliver_s
         while time.monotonic() < deadline:
-            if not answered - await asyncio.to_thread(ids_in_topic, broker.bootstrap, TOPIC, Role.ROLE_PRIMARY):
+            seen = await asyncio.to_thread(ids_in_topic, broker.bootstrap, TOPIC, Role.ROLE_PRIMARY)
+            if not answered - seen:
                 delivered_s = time.monotonic() - repaired
                 break
             await asyncio.sleep(1.0)
@@ -172,7 +175,8 @@ async def broker_fault(
             proc.kill()
             exit_code = proc.wait(10)
     logged = await asyncio.to_thread(ids_in_topic, broker.bootstrap, TOPIC, Role.ROLE_PRIMARY)
-    return FaultRun(f"kafka broker {fault} {fault_s:.0f} s, {client}", load, logged, delivered_s, exit_code, stacks)
+    name = f"kafka broker {fault} {fault_s:.0f} s, {client}"
+    return FaultRun(name, load, logged, delivered_s, exit_code, stacks, vanished=seen - logged)
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -192,17 +196,26 @@ async def _main(args: argparse.Namespace) -> int:
                 spy_record_s=args.spy_record,
                 example=args.example,
             )
+            again = ids_in_topic(broker.bootstrap, TOPIC, Role.ROLE_PRIMARY) if run.missing else set()
         finally:
             broker.kill()
             broker.close()
         print(run.table_row())
+        if run.missing:
+            sent_at = sorted(s.t for s in run.load.shots if s.prediction_id in run.missing)
+            print(
+                f"missing ones sent between {sent_at[0]:.2f} and {sent_at[-1]:.2f} s; a second read finds "
+                f"{len(run.missing & again)} of them"
+            )
         print(f"p99 ms per second: {run.load.p99_per_second()}")
         print(f"fault at {run.load.marks['fault']:.1f} s, repair at {run.load.marks['repair']:.1f} s")
         if args.spy:
             args.spy.write_text("\n\n======== next dump ========\n\n".join(run.stacks))
             print(f"py-spy stacks in {args.spy}")
-        log_tail = (Path(tmp) / "server.log").read_text(errors="replace")[-3000:]
-        print("---- server log tail ----\n" + log_tail)
+        server_log = (Path(tmp) / "server.log").read_text(errors="replace")
+        if args.log:
+            args.log.write_text(server_log)
+        print("---- server log tail ----\n" + server_log[-3000:])
     return 0
 
 
@@ -213,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-s", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--spy-record", type=float, default=0.0, help="py-spy record this long at each --spy-at")
+    parser.add_argument("--log", type=Path, default=None, help="copy the whole server log here")
     parser.add_argument("--example", action="store_true", help="the bundled example store and request.json")
     parser.add_argument("--spy", type=Path, default=None, help="write py-spy dumps taken during the fault here")
     parser.add_argument("--spy-at", type=float, nargs="+", default=[6.0, 8.0, 10.0], help="seconds into the fault")

@@ -6,7 +6,14 @@ import uuid
 
 import pytest
 
+from sibyl.predlog.producers import CLIENTS
 from tests.support.servers import KafkaBroker, create_topic
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """Each Kafka sink test runs with both producers (predlog.kafka_client)."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -37,9 +37,9 @@ def make_sink(bootstrap: str, topic: str, spool_dir: Path, metrics: Metrics, **k
     return KafkaSink(bootstrap, topic, Spool(spool_dir, 64 * 1024 * 1024), metrics, **{**FAST, **kw})  # type: ignore[arg-type]
 
 
-def test_n_records_in_exactly_n_out(kafka_broker: KafkaBroker, topic: str, tmp_path: Path) -> None:
+def test_n_records_in_exactly_n_out(kafka_broker: KafkaBroker, topic: str, client: str, tmp_path: Path) -> None:
     metrics = Metrics()
-    sink = make_sink(kafka_broker.bootstrap, topic, tmp_path / "spool", metrics)
+    sink = make_sink(kafka_broker.bootstrap, topic, tmp_path / "spool", metrics, client=client)
     sink.start()
     n = 3_000
     for i in range(n):
@@ -53,11 +53,13 @@ def test_n_records_in_exactly_n_out(kafka_broker: KafkaBroker, topic: str, tmp_p
     assert count(metrics, "spooled") == count(metrics, "dropped") == 0
 
 
-def test_broker_outage_loses_nothing_and_never_blocks(durable_broker: DurableKafkaBroker, tmp_path: Path) -> None:
+def test_broker_outage_loses_nothing_and_never_blocks(
+    durable_broker: DurableKafkaBroker, client: str, tmp_path: Path
+) -> None:
     topic = "predlog-outage"
     create_topic(durable_broker.bootstrap, topic)
     metrics = Metrics()
-    sink = make_sink(durable_broker.bootstrap, topic, tmp_path / "spool", metrics)
+    sink = make_sink(durable_broker.bootstrap, topic, tmp_path / "spool", metrics, client=client)
     sink.start()
     submitted: list[str] = []
     slowest = [0.0]
@@ -130,7 +132,7 @@ CRASHER = textwrap.dedent(
 
 
 def test_spool_left_by_a_killed_process_is_replayed_on_start(
-    kafka_broker: KafkaBroker, topic: str, tmp_path: Path
+    kafka_broker: KafkaBroker, topic: str, client: str, tmp_path: Path
 ) -> None:
     n = 500
     spool_dir = tmp_path / "spool"
@@ -150,7 +152,7 @@ def test_spool_left_by_a_killed_process_is_replayed_on_start(
     assert list(spool_dir.glob("*.spool"))
 
     metrics = Metrics()
-    sink = make_sink(kafka_broker.bootstrap, topic, spool_dir, metrics)
+    sink = make_sink(kafka_broker.bootstrap, topic, spool_dir, metrics, client=client)
     sink.start()
     wait_for(lambda: count(metrics, "replayed") >= n, 20, "the leftover spool to replay")
     sink.close(10)
