@@ -13,6 +13,7 @@ everything after it in that segment is cut off with a warning. New appends alway
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -222,12 +223,31 @@ class Spool:
             if self._cursor.segment not in self._sizes:
                 self._cursor = Cursor(self._write_seq, len(MAGIC))
         data = b"".join(frames)
-        written = os.write(self._fd, data)
-        if written != len(data):  # a short write is possible on a full disk: surface it
-            raise OSError(f"short write to prediction spool ({written} of {len(data)} bytes)")
+        before = self._sizes[self._write_seq]
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            self._cut_torn_tail(before)
+            raise
+        if written != len(data):  # a short write is possible on a full disk: undo it, surface it
+            self._cut_torn_tail(before)
+            raise OSError(f"short write to prediction spool ({written} of {len(data)} bytes); not kept")
         self._sizes[self._write_seq] += len(data)
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
+
+    def _cut_torn_tail(self, size: int) -> None:
+        """After a failed write: cut the segment back to its last whole frame. Should even that fail, stop
+        appending to it (reads stop at the size we hold; a restart's recovery cuts the tail)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            log.error("prediction spool: cannot cut a torn write from %s: %s", self._path(self._write_seq), exc)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+            self._dirty_since = None
 
     def _close_writer(self) -> None:
         if self._fd is not None:

@@ -135,3 +135,30 @@ def test_maybe_sync_respects_interval(tmp_path: Path) -> None:
     assert spool._dirty_since is not None  # too early: still dirty
     spool.maybe_sync(force=True)
     assert spool._dirty_since is None
+
+
+def test_a_short_write_leaves_the_spool_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk can make os.write write part of the data. Before: the torn bytes stayed in the segment with
+    sizes not counting them, so every later frame was read at the wrong offset (CRC mismatch): reads came back
+    empty while has_pending stayed true, and the sender retried that forever."""
+    import sibyl.predlog.spool as spool_module
+
+    spool = opened(tmp_path / "s")
+    assert spool.append(payloads(3)) == 3
+    real_write = spool_module.os.write
+    calls = {"n": 0}
+
+    def short_once(fd: int, data: bytes) -> int:  # a fake file: the first write of real data gets half in
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2 + 5])  # one frame and a torn piece
+        return real_write(fd, data)
+
+    monkeypatch.setattr(spool_module.os, "write", short_once)
+    with pytest.raises(OSError, match="short write"):
+        spool.append(payloads(2, start=3))
+    assert spool.append(payloads(2, start=5)) == 2  # the disk has room again
+    assert drain(spool) == payloads(3) + payloads(2, start=5)
+    assert not spool.has_pending()
+    spool.close()
+    assert not opened(tmp_path / "s").has_pending()  # and nothing torn is left on disk
