@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.load import measure
 from benchmarks.load.client import ClientPool
 from benchmarks.load.measure import Runner, say
 from benchmarks.peers.entries import PEERS as PEER_ENTRIES
@@ -20,6 +21,7 @@ from benchmarks.report.machine import machine_info
 from benchmarks.report.results import entry_json
 from benchmarks.scenarios.definitions import SCENARIOS
 from benchmarks.scenarios.entries import LIMITS, run_limits, run_scenarios
+from sibyl.cli.progress import Progress
 
 PEERS = tuple(PEER_ENTRIES)
 ALL_NAMES = (*LIMITS, *(s.name for s in SCENARIOS), *PEERS)
@@ -73,9 +75,21 @@ def _run_all(plan: Plan, runner: Runner) -> None:
 def run_suite(plan: Plan) -> dict[str, Any]:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    with ClientPool(plan.clients) as pool:
-        runner = Runner(plan, pool)
-        _run_all(plan, runner)
+    total = len(plan.only)
+    measure.PROGRESS = bar = Progress(
+        "bench",
+        unit="entries",
+        total=total,
+        every_s=0.0,
+        line=lambda n, _, note: f"[bench] {n}/{total} entries done{note}",
+    )
+    try:
+        with ClientPool(plan.clients) as pool:
+            runner = Runner(plan, pool)
+            _run_all(plan, runner)
+    finally:
+        bar.close()
+        measure.PROGRESS = None
     entries = [entry_json(e) for e in runner.entries]
     doc = {
         "started_at": started,

@@ -58,8 +58,21 @@ class Entry:
     skipped: str | None = None  # why it did not run
 
 
+class Bar(Protocol):
+    """The suite's progress (sibyl.cli.progress.Progress): a bar on a terminal, else plain lines."""
+
+    def update(self, step: int = 1, note: str = "") -> None: ...
+    def write(self, text: str) -> None: ...
+
+
+PROGRESS: Bar | None = None  # set by the suite while it runs
+
+
 def say(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
+    if PROGRESS is not None:
+        PROGRESS.write(f"[bench] {text}")  # above the bar, not through it
+    else:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 class Runner:
@@ -104,8 +117,13 @@ class Runner:
         self.rates[name] = rate
         say(f"{name}: max {sweep.max_rps:g} rps at the SLO; fixed run at {rate:g} rps for {p.duration_s:g} s")
         entry = Entry(name, kind, description, run(rate, p.duration_s, p.warmup_s), sweep)
-        self.entries.append(entry)
+        self.add(entry)
         return entry
+
+    def add(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        if PROGRESS is not None:
+            PROGRESS.update(1, entry.name)
 
     def _step(self, name: str, run: Run, rate: float) -> RunResult:
         r = run(rate, self.plan.step_s, self.plan.step_warmup_s)
@@ -120,4 +138,4 @@ class Runner:
         if len(lines) > 1:  # a traceback from a server log: its first and last lines say enough
             reason = f"{lines[0]} ... {lines[-1]}"
         say(f"{name}: skipped: {reason}")
-        self.entries.append(Entry(name, kind, description, skipped=reason))
+        self.add(Entry(name, kind, description, skipped=reason))

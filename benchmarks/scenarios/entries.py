@@ -26,7 +26,7 @@ def limit_inprocess(runner: Runner) -> None:
     m = w.manifest(w.PRIMARY)
     say("limit-inprocess: onnxruntime session.run on 1 row, back to back")
     r = run_inprocess(w.model_path(w.PRIMARY), w.sample_matrix(m.columns, 1), runner.plan.duration_s, 0.5)
-    runner.entries.append(
+    runner.add(
         Entry("limit-inprocess", "limit", "onnxruntime called directly: gbdt@1, the single-row input (floor)", r)
     )
 

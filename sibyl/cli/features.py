@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from sibyl.cli.progress import Progress
 from sibyl.config import FeatureSettings, Settings
 from sibyl.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from sibyl.features import build_store
 from sibyl.features.codec import DecodeError, decode, decode_json, describe, entity_key, field_name
-from sibyl.features.loader import LoadReport, Progress, load
+from sibyl.features.loader import LoadReport, load
 from sibyl.features.memory import MemoryFeatureStore
 from sibyl.features.redis import RedisFeatureStore, connect
 from sibyl.features.sources import FORMATS, read_rows
@@ -100,9 +101,14 @@ async def _load(fs: FeatureSettings, rows: Any, specs: dict[str, Any], args: arg
     # A dry run never sends anything, so the client (lazy) never connects.
     client = connect(fs.url, cluster=fs.backend == "redis-cluster", timeout_s=5.0)
     store = RedisFeatureStore(client, fs.prefix, fs.field_hash)
+    progress = Progress("loading", line=lambda n, rate, note: f"loading: {n} rows{note} ({rate:,.0f} rows/s)")
     try:
-        return await load(store, rows, specs, args.ttl, args.chunk_rows, Progress(), args.dry_run)
+        return await load(
+            store, rows, specs, args.ttl, args.chunk_rows,
+            lambda report: progress.update_to(report.rows, f"up to {report.last}"), args.dry_run,
+        )  # fmt: skip
     finally:
+        progress.close()
         await store.close()
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sibyl.cli.progress import Progress
 from sibyl.errors import InvalidArgument, MissingDependency, SibylError
 from sibyl.models.predictor import ModelRef
 
@@ -281,17 +282,20 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
         scorer, close = local_scorer(settings)  # --store is applied to settings by the CLI
     else:
         scorer = remote_scorer(args.target, args.timeout)
-    start = last = time.monotonic()
+    progress = (
+        None if args.quiet else Progress("scoring", line=lambda n, rate, _: f"scored {n:,} rows ({rate:,.0f} rows/s)")
+    )
+    start = time.monotonic()
     try:
         for batch, response in scorer(itertools.chain([first], pairs)):
             writer.write(batch, response)
-            now = time.monotonic()
-            if now - last >= 1.0 and not args.quiet:
-                last = now
-                print(f"scored {writer.rows:,} rows ({writer.rows / (now - start):,.0f} rows/s)", file=sys.stderr)
+            if progress is not None:
+                progress.update_to(writer.rows)
     finally:
         writer.close()
         close()
+        if progress is not None:
+            progress.close()
     elapsed = time.monotonic() - start
     if not args.quiet:
         rate = writer.rows / elapsed if elapsed > 0 else 0.0
@@ -324,5 +328,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context", action="append", help="ENTITY=ID shared by every row (repeatable)")
     p.add_argument("--model-override", help="score with MODEL or MODEL@VERSION instead of the primary")
     p.add_argument("--timeout", type=float, help="seconds for the whole stream (default: none)")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (a bar on a terminal, else lines)")
     p.set_defaults(handler=cmd_score)
