@@ -16,6 +16,7 @@ import grpc
 from google.protobuf import json_format
 
 from sibyl.cli.flags import add_settings_flags, flag_overrides
+from sibyl.cli.remote import add_connection_flags, open_client
 from sibyl.config import Settings, load_settings
 from sibyl.errors import InvalidArgument, SibylError
 
@@ -57,7 +58,6 @@ def cmd_serve(args: argparse.Namespace, _: Settings) -> int:
 # ---- predict
 def cmd_predict(args: argparse.Namespace, _: Settings) -> int:
     from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
-    from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
     if args.file:
         try:
@@ -81,32 +81,10 @@ def cmd_predict(args: argparse.Namespace, _: Settings) -> int:
         request.rows.append(row)
     if args.predictor:
         request.predictor = args.predictor
-    metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
-    with _channel(args) as channel:
-        response = PredictionServiceStub(channel).Predict(request, timeout=args.timeout, metadata=metadata)
+    with open_client(args, args.timeout) as client:
+        response = client.predict_request(request)
     print(json_format.MessageToJson(response, indent=2 if args.pretty else None))
     return 0
-
-
-def _channel(args: argparse.Namespace) -> grpc.Channel:
-    """Plaintext unless --tls-ca is given; --tls-cert/--tls-key add a client certificate (mutual TLS)."""
-    if not args.tls_ca:
-        if args.tls_cert or args.tls_key:
-            raise InvalidArgument("--tls-cert/--tls-key need --tls-ca (the CA that signed the server certificate)")
-        return grpc.insecure_channel(args.target)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise InvalidArgument("give --tls-cert and --tls-key together (client certificate for mutual TLS)")
-
-    def read(path: str | None) -> bytes | None:
-        if path is None:
-            return None
-        try:
-            return Path(path).read_bytes()
-        except OSError as exc:
-            raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-
-    credentials = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))
-    return grpc.secure_channel(args.target, credentials)
 
 
 def _pair(text: str, flag: str) -> tuple[str, str]:
@@ -145,10 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--entity", action="append", help="ENTITY=ID context, e.g. consumer_id=7")
     predict.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default 5)")
     predict.add_argument("--pretty", action="store_true", help="indent the JSON response")
-    predict.add_argument("--tls-ca", help="PEM CA bundle: connect with TLS and trust this CA")
-    predict.add_argument("--tls-cert", help="PEM client certificate, for a server that wants mutual TLS")
-    predict.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    predict.add_argument("--token", help="bearer token sent as 'authorization: Bearer TOKEN'")
+    add_connection_flags(predict)
     predict.set_defaults(handler=cmd_predict)
 
     for module in (

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sibyl.cli.progress import Progress
+from sibyl.cli.remote import add_connection_flags
 from sibyl.errors import InvalidArgument, MissingDependency, SibylError
 from sibyl.models.predictor import ModelRef
 
 if TYPE_CHECKING:
+    from sibyl.client import Client
     from sibyl.config import Settings
     from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse
 
@@ -205,12 +207,11 @@ class Writer:
 Scorer = Callable[[Iterable[tuple[Batch, "PredictRequest"]]], Iterator[tuple[Batch, "PredictResponse"]]]
 
 
-def remote_scorer(target: str, timeout_s: float | None) -> Scorer:
-    """One PredictStream: requests go out as the file is read; answers come back in any order and are put
-    back in input order (the server keeps a bounded window of a stream in flight, so this buffer is bounded)."""
+def remote_scorer(client: Client, timeout_s: float | None) -> Scorer:
+    """One PredictStream (sibyl.client, closed at the end): requests go out as the file is read; answers come
+    back in any order and are put back in input order (the server keeps a bounded window of a stream in
+    flight, so this buffer is bounded)."""
     import grpc
-
-    from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
     def score(pairs: Iterable[tuple[Batch, PredictRequest]]) -> Iterator[tuple[Batch, PredictResponse]]:
         sent: dict[str, Batch] = {}
@@ -227,9 +228,9 @@ def remote_scorer(target: str, timeout_s: float | None) -> Scorer:
 
         pending: dict[int, tuple[Batch, PredictResponse]] = {}
         next_index = 0
-        with grpc.insecure_channel(target) as channel:
+        with client:
             try:
-                for item in PredictionServiceStub(channel).PredictStream(requests(), timeout=timeout_s):
+                for item in client.stream(requests(), timeout_s):
                     batch = sent.pop(item.request_id)
                     if item.HasField("error"):
                         rows = f"rows {batch.first_row + 1}-{batch.first_row + batch.num_rows}"
@@ -281,7 +282,9 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     if args.in_process:
         scorer, close = local_scorer(settings)  # --store is applied to settings by the CLI
     else:
-        scorer = remote_scorer(args.target, args.timeout)
+        from sibyl.cli.remote import open_client
+
+        scorer = remote_scorer(open_client(args, None), args.timeout)
     progress = (
         None if args.quiet else Progress("scoring", line=lambda n, rate, _: f"scored {n:,} rows ({rate:,.0f} rows/s)")
     )
@@ -328,5 +331,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context", action="append", help="ENTITY=ID shared by every row (repeatable)")
     p.add_argument("--model-override", help="score with MODEL or MODEL@VERSION instead of the primary")
     p.add_argument("--timeout", type=float, help="seconds for the whole stream (default: none)")
+    add_connection_flags(p)  # --tls-ca, --tls-cert, --tls-key, --token for --target
     p.add_argument("--quiet", action="store_true", help="no progress on stderr (a bar on a terminal, else lines)")
     p.set_defaults(handler=cmd_score)
