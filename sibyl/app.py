@@ -65,8 +65,15 @@ class App:
             shadows,
             metrics,
             ServiceOptions(
-                limits=Limits(s.server.max_rows, s.server.max_models, s.server.max_name_length),
+                limits=Limits(
+                    max_rows=s.server.max_rows,
+                    max_models=s.server.max_models,
+                    max_name_length=s.server.max_name_length,
+                    max_columns=s.server.max_columns,
+                    max_elements=s.server.max_elements,
+                ),
                 offload_rows=s.server.offload_rows,
+                decode_offload_bytes=s.server.decode_offload_bytes,
                 max_in_flight=s.server.max_in_flight,
                 log_features=s.predlog.log_features,
                 drift_sample=s.metrics.drift_sample,

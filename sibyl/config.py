@@ -30,6 +30,24 @@ class ServerSettings(BaseModel):
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free port and prints it.")
     workers: int = Field(1, ge=0, description="Worker processes sharing the port; 0 means one per core.")
     max_rows: int = Field(10_000, ge=1, description="Most feature rows one Predict may carry.")
+    max_columns: int = Field(
+        4_096,
+        ge=1,
+        description="Most feature columns one request may carry (a vector of width k is k columns); also the most "
+        "entity columns, context entities and V2 input tensors.",
+    )
+    max_elements: int = Field(
+        4_194_304,
+        ge=1,
+        description="Most rows x columns one request may carry (its float32 matrix: 16 MiB at the default); "
+        "checked before the matrix is allocated.",
+    )
+    decode_offload_bytes: int = Field(
+        65_536,
+        ge=0,
+        description="Requests larger than this (bytes) are parsed, in 64 KiB pieces, and decoded in a worker "
+        "thread, so one large request cannot stall health checks or small calls; smaller ones are decoded inline.",
+    )
     max_models: int = Field(16, ge=1, description="Most models (primary + extras) one Predict may score.")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted.")
     max_name_length: int = Field(256, ge=8, description="Longest predictor/model/feature/entity name.")

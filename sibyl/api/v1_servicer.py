@@ -1,4 +1,8 @@
-"""gRPC adapter for sibyl.v1.PredictionService: converts nothing it need not, delegates to the service."""
+"""gRPC adapter for sibyl.v1.PredictionService: converts nothing it need not, delegates to the service.
+
+Each message is admitted (max_in_flight, draining) before its bytes are parsed; a large one is parsed in pieces
+(api.wire) and decoded in a worker thread (server.decode_offload_bytes), so it cannot stall the event loop.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from sibyl.api.status import parse, to_status
+from sibyl.api import wire
+from sibyl.api.status import to_status
 from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
@@ -35,25 +40,42 @@ def add_to_server(servicer: PredictionServicer, server: grpc.aio.Server) -> None
     server.add_registered_method_handlers(SERVICE, handlers)
 
 
+class _Call:
+    """One message's request as far as it got (for metrics when it fails) and when it started."""
+
+    __slots__ = ("request", "start")
+
+    def __init__(self) -> None:
+        self.request, self.start = MALFORMED, time.perf_counter()
+
+
 class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
     def __init__(self, service: PredictionService) -> None:
         self.service = service
+        self.max_fields = wire.max_fields(service.options.limits)
 
-    def _observe(self, request: PredictRequest, code: grpc.StatusCode, start: float) -> None:
+    def _observe(self, call: _Call, code: grpc.StatusCode) -> None:
+        request = call.request
         rows = len(request.rows) or request.dense.num_rows
-        self.service.observe_call(request.predictor, code.name, time.perf_counter() - start, rows)
+        self.service.observe_call(request.predictor, code.name, time.perf_counter() - call.start, rows)
+
+    async def _predict(self, data: bytes, call: _Call, time_remaining: float | None) -> PredictResponse:
+        """Admission first, then parse and decode (in a worker thread when the message is large), then score."""
+        service = self.service
+        with service.admitted():
+            call.request = await service.off_loop(len(data), wire.parse, PredictRequest, data, self.max_fields)
+            batch = await service.off_loop(len(data), service.decode, call.request)
+            return await service.score(call.request, batch, time_remaining)
 
     async def Predict(self, data: bytes, context: grpc.aio.ServicerContext) -> PredictResponse:
-        start = time.perf_counter()
-        request = MALFORMED
+        call = _Call()
         try:
-            request = parse(PredictRequest, data)
-            response = await self.service.predict(request, context.time_remaining())
+            response = await self._predict(data, call, context.time_remaining())
         except Exception as exc:
             code, message = to_status(exc)
-            self._observe(request, code, start)
+            self._observe(call, code)
             await context.abort(code, message)
-        self._observe(request, grpc.StatusCode.OK, start)
+        self._observe(call, grpc.StatusCode.OK)
         context.set_trailing_metadata(WORKER_METADATA)
         return response
 
@@ -65,18 +87,16 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         window = asyncio.Semaphore(STREAM_WINDOW)
 
         async def score(data: bytes) -> None:
-            start = time.perf_counter()
-            request = MALFORMED
+            call = _Call()
             try:
-                request = parse(PredictRequest, data)
-                response = await self.service.predict(request, context.time_remaining())
-                self._observe(request, grpc.StatusCode.OK, start)
-                await done.put(PredictStreamResponse(request_id=request.request_id, response=response))
+                response = await self._predict(data, call, context.time_remaining())
+                self._observe(call, grpc.StatusCode.OK)
+                await done.put(PredictStreamResponse(request_id=call.request.request_id, response=response))
             except Exception as exc:
                 code, message = to_status(exc)
-                self._observe(request, code, start)
+                self._observe(call, code)
                 error = Status(code=code.value[0], code_name=code.name, message=message)
-                await done.put(PredictStreamResponse(request_id=request.request_id, error=error))
+                await done.put(PredictStreamResponse(request_id=call.request.request_id, error=error))
             finally:
                 window.release()
 

@@ -12,13 +12,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
 from sibyl import __version__
 from sibyl.api import v2_convert as convert
-from sibyl.api.status import parse, to_status
+from sibyl.api import wire
+from sibyl.api.status import to_status
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
+from sibyl.serving.decode import RowBatch
+from sibyl.serving.metadata import ModelInfo
 from sibyl.serving.service import PredictionService
+from sibyl.v1.predict_pb2 import PredictRequest
 
 SERVICE = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 EXTENSIONS = ("model_repository", "model_configuration", "statistics")
@@ -27,6 +32,7 @@ EXTENSIONS = ("model_repository", "model_configuration", "statistics")
 class KServeServicer:
     def __init__(self, service: PredictionService) -> None:
         self.service = service
+        self.max_fields = wire.max_fields(service.options.limits)
 
     # ---- health and metadata
     async def ServerLive(
@@ -72,17 +78,32 @@ class KServeServicer:
         return convert.model_statistics(self.service.statistics(request.name, request.version))
 
     # ---- inference
-    async def ModelInfer(
-        self, request: v2.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> v2.ModelInferResponse:
+    async def ModelInfer(self, data: bytes, context: grpc.aio.ServicerContext) -> v2.ModelInferResponse:
+        """Bytes in: admitted (max_in_flight, draining) before they are parsed; a large request is parsed in pieces
+        (api.wire) and converted and decoded in a worker thread (server.decode_offload_bytes)."""
         start = time.perf_counter()
-        convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
-        info = await self.service.model_info(request.model_name, request.model_version)
-        predict = convert.to_predict_request(request, info.override, {info.input_name: info.columns})
-        response = await self.service.predict(predict, context.time_remaining())
-        answer = convert.to_infer_response(response, request)
+        name = ""
+        service, size = self.service, len(data)
+        try:
+            with service.admitted():
+                request = await service.off_loop(size, wire.parse, v2.ModelInferRequest, data, self.max_fields)
+                name = request.model_name
+                convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
+                info = await service.model_info(request.model_name, request.model_version)
+                predict, batch = await service.off_loop(size, self._decode, request, info)
+                response = await service.score(predict, batch, context.time_remaining())
+            answer = convert.to_infer_response(response, request)
+        except Exception as exc:
+            code, message = to_status(exc)
+            self.observe(name, code, start)
+            await context.abort(code, message)
         self.observe(request.model_name, grpc.StatusCode.OK, start, response.num_rows)
         return answer
+
+    def _decode(self, request: v2.ModelInferRequest, info: ModelInfo) -> tuple[PredictRequest, RowBatch]:
+        matrix_inputs = {info.input_name: info.columns}
+        predict = convert.to_predict_request(request, info.override, matrix_inputs, self.service.options.limits)
+        return predict, self.service.decode(predict)
 
     def observe(self, predictor: str, code: grpc.StatusCode, start: float, rows: int = 0) -> None:
         """Metrics, and the statistics extension's counts: V2 statistics count ModelInfer calls only."""
@@ -99,25 +120,25 @@ def add_to_server(servicer: KServeServicer, server: grpc.aio.Server) -> None:
     for method in v2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
         request_type = getattr(v2, method.input_type.name)
         response_type = getattr(v2, method.output_type.name)
+        # ModelInfer takes the bytes itself (admission before parsing) and answers its own errors.
+        handler = servicer.ModelInfer if method.name == "ModelInfer" else _wrap(servicer, method, request_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _wrap(servicer, method.name, getattr(servicer, method.name), request_type),
-            response_serializer=response_type.SerializeToString,
+            handler, response_serializer=response_type.SerializeToString
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
 
 
-def _wrap(servicer: KServeServicer, name: str, method: Handler, request_type: type[Message]) -> Handler:
+def _wrap(servicer: KServeServicer, method: MethodDescriptor, request_type: type[Message]) -> Handler:
+    call = getattr(servicer, method.name)
+
     async def handle(data: bytes, context: grpc.aio.ServicerContext) -> Message:
-        start = time.perf_counter()
-        request: Any = None
         try:
-            request = parse(request_type, data)
-            return await method(request, context)
+            size, max_fields = len(data), servicer.max_fields
+            request = await servicer.service.off_loop(size, wire.parse, request_type, data, max_fields)
+            return await call(request, context)
         except Exception as exc:
             code, message = to_status(exc)
-            if name == "ModelInfer":
-                servicer.observe(getattr(request, "model_name", ""), code, start)
             await context.abort(code, message)
             raise  # unreachable: abort raises
 

@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError, Message
 
 from sibyl.api.status import parse as parse_whole
 from sibyl.errors import InvalidArgument
+from sibyl.serving.limits import Limits
 
 M = TypeVar("M", bound=Message)
 PIECE_BYTES = 64 * 1024  # upb's worst case is ~0.15 us per byte: a piece holds the GIL for ~10 ms at most
@@ -33,6 +34,13 @@ _T = FieldDescriptor
 _PACKED = {_T.TYPE_FLOAT: 4, _T.TYPE_FIXED32: 4, _T.TYPE_SFIXED32: 4, _T.TYPE_DOUBLE: 8, _T.TYPE_FIXED64: 8}
 _PACKED |= {_T.TYPE_SFIXED64: 8, _T.TYPE_INT32: 0, _T.TYPE_INT64: 0, _T.TYPE_UINT32: 0, _T.TYPE_UINT64: 0}
 _PACKED |= {_T.TYPE_SINT32: 0, _T.TYPE_SINT64: 0, _T.TYPE_BOOL: 0, _T.TYPE_ENUM: 0}
+
+
+def max_fields(limits: Limits) -> int:
+    """The most wire fields one message of an in-limits request needs: rows, context, entity columns and extra
+    models of a PredictRequest; features, vectors and entities of a row; inputs, raw contents and parameters of
+    a ModelInferRequest; ids of an entity column (runs of unpacked numbers count once)."""
+    return limits.max_rows + 3 * limits.max_columns + limits.max_models + 64
 
 
 def parse(message_type: type[M], data: bytes, max_fields: int, piece: int = PIECE_BYTES) -> M:

@@ -1,6 +1,8 @@
 """The prediction hot path, transport-free: decode → route → features → infer → respond → (after) log, shadows.
 
-The gRPC servicer, the KServe V2 servicer and the embedded Python API all call `PredictionService.predict`.
+The gRPC servicer, the KServe V2 servicer and the embedded Python API all score through this service: the
+embedded API calls `predict`; servicers admit a call before parsing its bytes (`admitted`), decode it (in a
+worker thread when large: `off_loop`) and `score` it.
 The service also answers what a caller asks besides a prediction (readiness, model metadata, statistics; the
 logic in serving.metadata) and counts every call, so a servicer only converts messages and delegates.
 """
@@ -8,12 +10,15 @@ logic in serving.metadata) and counts every call, so a servicer only converts me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
 import socket
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client import Histogram
@@ -33,11 +38,14 @@ from sibyl.serving.routing import ROLE_NAMES, choose
 from sibyl.serving.shadows import ShadowRunner
 from sibyl.v1.predict_pb2 import DefaultedFeature, ModelScores, PredictRequest, PredictResponse, Role
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class ServiceOptions:
     limits: Limits = field(default_factory=Limits)
     offload_rows: int = 512  # batches this large run inference in a thread so the event loop keeps serving
+    decode_offload_bytes: int = 65_536  # requests larger than this are parsed and decoded in a thread
     max_in_flight: int = 512
     log_features: bool = True
     drift_sample: float = 0.1  # share of calls whose inputs and scores feed the drift histograms
@@ -117,29 +125,54 @@ class PredictionService:
     def statistics(self, predictor: str = "", version: str = "") -> list[PredictorStats]:
         return metadata.statistics(self.registry, self._stats, predictor, version)
 
-    async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One call's admission: UNAVAILABLE while draining, RESOURCE_EXHAUSTED at max_in_flight, else in flight
+        until it ends. Servicers enter it before they parse a request's bytes: a refused call decodes nothing."""
         if self.draining:
             self.metrics.rejected.labels("draining").inc()
             raise Unavailable("server is shutting down; retry on another replica")
         if self.in_flight >= self.options.max_in_flight:
             self.metrics.rejected.labels("overload").inc()
             raise ResourceExhausted(f"server busy: {self.in_flight} calls in flight; retry with backoff")
-        deadline = None if time_remaining_s is None else time.monotonic() + time_remaining_s
         self.in_flight += 1
         self.metrics.in_flight.inc()
         try:
-            return await self._predict(request, deadline)
+            yield
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
 
-    async def _predict(self, request: PredictRequest, deadline: float | None) -> PredictResponse:
-        t0 = time.perf_counter()
+    async def off_loop(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in a worker thread when the request is over decode_offload_bytes (one large legal request
+        must not stall health checks and small calls), else inline: a thread hop costs more than a small decode."""
+        if size > self.options.decode_offload_bytes:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
-        # 1. Decode: rows into one float32 matrix, NaN where a feature was not given.
+    def decode(self, request: PredictRequest) -> RowBatch:
+        """Rows into one float32 matrix, NaN where a feature was not given (serving.decode); thread-safe."""
+        start = time.perf_counter()
         batch = decode(request, self.options.limits)
+        self._t_decode.observe(time.perf_counter() - start)
+        return batch
+
+    async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
+        """Admit, decode (in a worker thread when large) and score: the call of the embedded API."""
+        with self.admitted():
+            batch = await self.off_loop(request.ByteSize(), self.decode, request)
+            return await self.score(request, batch, time_remaining_s)
+
+    async def score(
+        self, request: PredictRequest, batch: RowBatch, time_remaining_s: float | None = None
+    ) -> PredictResponse:
+        """A decoded call, already admitted (servicers admit before parsing, then decode, then call this)."""
+        deadline = None if time_remaining_s is None else time.monotonic() + time_remaining_s
+        return await self._predict(request, batch, deadline)
+
+    async def _predict(self, request: PredictRequest, batch: RowBatch, deadline: float | None) -> PredictResponse:
+        # 1. Decode: done before (PredictionService.decode), so a large request can be decoded off the loop.
         t1 = time.perf_counter()
-        self._t_decode.observe(t1 - t0)
 
         # 2. Route: the model that answers (primary, experiment arm or override), extras, sampled shadows.
         config = self.registry.predictor(request.predictor)
