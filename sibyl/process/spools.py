@@ -57,8 +57,9 @@ def _move(source: Path, target: Path) -> int:
     return len(segments)
 
 
-def adopt_orphans(root: Path, workers: int) -> int:
-    """Move segments no process would replay with `workers` processes; returns how many moved.
+def adopt_orphans(root: Path, workers: int | None) -> int:
+    """Move segments no process would replay; returns how many moved. workers: the supervisor's worker count
+    (folders worker-0 .. worker-<N-1>), or None for a single process spooling in `root` itself.
 
     Call it before any process of this server opens its spool (the supervisor before it starts workers).
     """
@@ -70,10 +71,10 @@ def adopt_orphans(root: Path, workers: int) -> int:
         if match is None or not child.is_dir():
             continue
         index = int(match.group(1))
-        if workers == 1:
+        if workers is None:
             moved += _move(child, root)
         elif index >= workers:
             moved += _move(child, worker_dir(root, index % workers))
-    if workers > 1:
+    if workers is not None:
         moved += _move(root, worker_dir(root, 0))
     return moved

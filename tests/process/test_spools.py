@@ -47,12 +47,15 @@ def test_single_process_and_workers_take_each_others_segments(tmp_path: Path) ->
     assert adopt_orphans(tmp_path, workers=2) == 1  # the single process's segment goes to worker-0
     assert read_all(worker_dir(tmp_path, 0)) == [b"single"]
     write(worker_dir(tmp_path, 0), b"w0")
-    assert adopt_orphans(tmp_path, workers=1) == 2  # back to one process: it replays both workers'
+    assert adopt_orphans(tmp_path, workers=None) == 2  # back to one process: it replays both workers'
     assert sorted(read_all(tmp_path)) == [b"w0", b"w1"]
 
 
 def test_other_files_and_missing_folders_are_left_alone(tmp_path: Path) -> None:
     assert adopt_orphans(tmp_path / "absent", workers=2) == 0
+    write(worker_dir(tmp_path, 1), b"w1")
+    assert adopt_orphans(tmp_path, workers=1) == 1  # a supervisor of one worker: worker-0 replays worker-1's
+    assert read_all(worker_dir(tmp_path, 0)) == [b"w1"]
     (worker_dir(tmp_path, 3)).mkdir(parents=True)
     (worker_dir(tmp_path, 3) / "dead-letters.jsonl").write_text("{}\n")
     assert adopt_orphans(tmp_path, workers=2) == 0
