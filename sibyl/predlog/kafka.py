@@ -314,13 +314,12 @@ class KafkaSink:
             return
         self._replay_ok.clear()
         tokens = self._send([split_payload(p) for p in batch.payloads], replay=True)
-        wait_until = time.monotonic() + self._wait_s
-        if self._deadline is not None:
-            wait_until = min(wait_until, self._deadline)
+        wait_until = time.monotonic() + min(self._wait_s, self._ack_timeout_s)
         for _ in range(100_000):  # bounded by wait_until in practice
             if self._producer is None or all(t in self._replay_ok for t in tokens):
                 break
-            if time.monotonic() >= wait_until:
+            deadline = self._deadline  # set by close() meanwhile: the replay must not outlive it
+            if time.monotonic() >= (wait_until if deadline is None else min(wait_until, deadline)):
                 break
             self._producer.poll(0.005)
             self._collect()

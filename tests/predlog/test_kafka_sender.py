@@ -21,8 +21,10 @@ LIMIT = 10_000  # the fake broker refuses records larger than this
 class FakeProducer:
     """Acks (or fails) each record from its own 'I/O thread', like kafka-python; refuses large ones."""
 
-    def __init__(self, config: ProducerConfig, results: Results, fail: bool = False, crash_first: int = 0) -> None:
-        self.results, self.fail, self.crash_first = results, fail, crash_first
+    def __init__(
+        self, config: ProducerConfig, results: Results, fail: bool = False, crash_first: int = 0, silent: bool = False
+    ) -> None:
+        self.results, self.fail, self.crash_first, self.silent = results, fail, crash_first, silent
         self.delivered: list[PredictionLog] = []
         self.block = threading.Event()  # set: send blocks until unblocked (a wedged client)
         self.unblock = threading.Event()
@@ -35,6 +37,8 @@ class FakeProducer:
             self.unblock.wait(30)
         if len(value) > LIMIT:
             raise RecordRejected(f"{len(value)} bytes is over {LIMIT}")
+        if self.silent:  # a hung broker: accepted, never answered
+            return
         outcome: BaseException | None = ProducerUnavailable("broker gone") if self.fail else None
         if outcome is None:
             self.delivered.append(PredictionLog.FromString(value))
@@ -53,7 +57,7 @@ class FakeProducer:
 def sink_with(tmp_path: Path, producer: dict[str, FakeProducer], **kw: object) -> tuple[KafkaSink, Metrics]:
     """A sink whose connect makes one FakeProducer (kept in producer["p"]) with the given behaviour."""
     metrics = Metrics()
-    options = {k: kw.pop(k) for k in ("fail", "crash_first") if k in kw}
+    options = {k: kw.pop(k) for k in ("fail", "crash_first", "silent") if k in kw}
 
     def factory(config: ProducerConfig, results: Results) -> FakeProducer:
         producer["p"] = FakeProducer(config, results, **options)  # type: ignore[arg-type]
@@ -62,6 +66,21 @@ def sink_with(tmp_path: Path, producer: dict[str, FakeProducer], **kw: object) -
     spool = Spool(tmp_path / "spool", 1 << 26)
     sink = KafkaSink("fake:1", "t", spool, metrics, producer_factory_=factory, backoff_s=(0.05, 0.1), **kw)  # type: ignore[arg-type]
     return sink, metrics
+
+
+def spooled_keys(directory: Path) -> set[str]:
+    """Every key in the spool at `directory` (all segments)."""
+    spool = Spool(directory, 1 << 26)
+    spool.open()
+    keys: set[str] = set()
+    for _ in range(1_000):
+        batch = spool.read(10_000)
+        if not batch.payloads:
+            break
+        keys |= {split_payload(p)[0].decode() for p in batch.payloads}
+        spool.ack(batch)
+    spool.close()
+    return keys
 
 
 def record(i: int, features: int = 0) -> PredictionLog:
@@ -127,11 +146,7 @@ def test_a_crashing_sender_is_restarted_and_counted(tmp_path: Path) -> None:
         sink.submit(record(i))
     sink.close(5)
     delivered = {r.prediction_id for p in [producer["p"]] for r in p.delivered}
-    spooled = set()
-    again = Spool(tmp_path / "spool", 1 << 26)
-    again.open()
-    for payload in again.read(1000).payloads:
-        spooled.add(split_payload(payload)[0].decode())
+    spooled = spooled_keys(tmp_path / "spool")
     assert {f"id-{i}" for i in range(40)} <= delivered | spooled  # nothing lost across the restart
     assert count(metrics, "dropped") == 0
     assert metrics.predlog_sender_restarts._value.get() == 1
@@ -148,10 +163,29 @@ def test_close_spools_the_queue_when_the_sender_is_stuck(tmp_path: Path) -> None
         sink.submit(record(i))
     try:
         sink.close(1.0)
-        again = Spool(tmp_path / "spool", 1 << 26)
-        again.open()
-        spooled = {split_payload(p)[0].decode() for p in again.read(10_000).payloads}
+        spooled = spooled_keys(tmp_path / "spool")
     finally:
         producer["p"].unblock.set()
-    assert len(spooled) >= 190  # all but the batch the stuck sender holds (it spools those when it wakes)
-    assert {f"id-{i}" for i in range(10, 200)} <= spooled
+    assert {f"id-{i}" for i in range(200)} <= spooled  # the stuck sender's batch too (close spools what it holds)
+
+
+def test_shutdown_replay_against_a_hung_broker_ends_within_close(tmp_path: Path) -> None:
+    """Before: on SIGTERM the sender's replay waited request_timeout (5 s) per chunk for acks, past close()'s
+    join, so close() returned with the thread still replaying and the process exited under it."""
+    from sibyl.predlog.kafka import spool_payload
+
+    spool = Spool(tmp_path / "spool", 1 << 26)
+    spool.open()
+    spool.append([spool_payload(f"b-{i}".encode(), record(i).SerializeToString()) for i in range(100)])
+    spool.close()
+    producer: dict[str, FakeProducer] = {}
+    sink, metrics = sink_with(tmp_path, producer, silent=True, request_timeout_ms=30_000)
+    sink.start()
+    wait_for(lambda: "p" in producer, 5, "the fake producer")
+    for i in range(100, 150):
+        sink.submit(record(i))
+    sink.close(1.0)
+    assert sink._thread is not None and not sink._thread.is_alive()  # done before close() returned
+    kept = spooled_keys(tmp_path / "spool")
+    assert {f"b-{i}" for i in range(100)} | {f"id-{i}" for i in range(100, 150)} <= kept
+    assert count(metrics, "dropped") == 0
