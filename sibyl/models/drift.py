@@ -8,7 +8,6 @@ cheap enough for every request; gauges are refreshed every `export_every` rows o
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
 import numpy as np
@@ -17,6 +16,7 @@ from prometheus_client import Gauge
 from sibyl.models.baseline import Binner, FeatureProjection
 from sibyl.models.manifest import Manifest
 from sibyl.observability.metrics import Metrics
+from sibyl.observability.multiprocess import drop_series
 
 PREDICTION = "__prediction__"
 EPSILON = 1e-4  # floor for bin shares: an empty bin costs a bounded amount instead of infinity
@@ -134,5 +134,4 @@ class DriftMonitor:
         """Drop this version's gauges, e.g. when it is unloaded, so dashboards do not show stale PSI."""
         self._gauges = []
         for name in self.names:
-            with contextlib.suppress(KeyError):  # already removed
-                self._gauge_parent.remove(self.model, self.version, name)
+            drop_series(self._gauge_parent, self.model, self.version, name)

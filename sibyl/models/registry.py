@@ -21,6 +21,7 @@ from sibyl.models.manifest import ModelKey
 from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
+from sibyl.observability.multiprocess import drop_series
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class ModelRegistry:
         self._latest: dict[str, str] = {}  # model -> newest version, for unversioned refs
         self._not_found: dict[str, tuple[float, str]] = {}  # ref -> (when, message) of a recent NotFound
         self.drift: dict[ModelKey, DriftMonitor] = {}  # per loaded version that has baselines
+        self._predictor_series: set[tuple[str, ...]] = set()  # sibyl_predictor_model label sets now set to 1
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
 
@@ -170,7 +172,7 @@ class ModelRegistry:
         wanted |= set(self._extras)
         kept = {k: m for k, m in models.items() if k in wanted}
         for key in self.snapshot.models.keys() - kept.keys():
-            self.metrics.model_info.remove(*key)
+            drop_series(self.metrics.model_info, *key)
             monitor = self.drift.pop(key, None)
             if monitor is not None:
                 monitor.close()
@@ -180,13 +182,18 @@ class ModelRegistry:
                 monitor = DriftMonitor.for_manifest(model.manifest, self.metrics)
                 if monitor is not None:
                     self.drift[key] = monitor
-        self.metrics.predictor_info.clear()
-        for config in predictors.values():
-            self.metrics.predictor_info.labels(config.name, *config.primary.split("@"), "primary").set(1)
-            for s in config.shadows:
-                self.metrics.predictor_info.labels(config.name, *s.model.split("@"), "shadow").set(1)
-            for a in config.experiments:
-                self.metrics.predictor_info.labels(config.name, *a.model.split("@"), "experiment").set(1)
+        in_force = {
+            (c.name, *ref.split("@"), role)
+            for c in predictors.values()
+            for ref, role in [(c.primary, "primary")]
+            + [(s.model, "shadow") for s in c.shadows]
+            + [(a.model, "experiment") for a in c.experiments]
+        }
+        for labels in self._predictor_series - in_force:
+            drop_series(self.metrics.predictor_info, *labels)
+        for labels in in_force:
+            self.metrics.predictor_info.labels(*labels).set(1)
+        self._predictor_series = in_force
         self.snapshot = Snapshot(predictors=predictors, models=kept, failed=failed)
 
     async def _load(self, ref: ModelRef) -> OnnxModel:

@@ -3,7 +3,8 @@
 Label vocabulary: predictor, model, version, role, stage, code, outcome, feature. Latency histograms use
 seconds with buckets from 100 µs to 5 s so sub-millisecond p50s and multi-second stalls both resolve.
 In multiprocess mode (several workers) prometheus_client writes each metric to PROMETHEUS_MULTIPROC_DIR
-and the metrics endpoint merges them; gauges say how they merge.
+and the metrics endpoint merges them; gauges say how they merge. Series that go away (a version unloaded) are
+removed through observability.multiprocess.drop_series, which the files cannot otherwise forget.
 """
 
 from __future__ import annotations
@@ -121,14 +122,14 @@ class Metrics:
             "1 for each model version loaded and serving.",
             ["model", "version"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.predictor_info = Gauge(
             "sibyl_predictor_model",
             "1 for each (predictor, model, version, role) in force.",
             ["predictor", "model", "version", "role"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.model_loads = Counter(
             "sibyl_model_loads", "Model version loads by outcome (ok, failed).", ["model", "outcome"], registry=r
@@ -180,5 +181,5 @@ class Metrics:
             "Population stability index vs the manifest baseline (feature or __prediction__).",
             ["model", "version", "feature"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
