@@ -10,28 +10,39 @@ from typing import Any
 
 TARGET_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 EPILOG = """examples:
-  python -m benchmarks --quick --out bench-out          # every scenario and baseline, under 5 minutes
-  python -m benchmarks --out benchmarks/results         # the full run (about 15 minutes)
-  python -m benchmarks --only single-row,redis-fill --target 127.0.0.1:50051
+  python -m benchmarks --quick --out bench-out                      # everything but the peers, short runs
+  python -m benchmarks --with-peers --out benchmarks/results        # the full run with MLServer and Triton
+  python -m benchmarks --with-peers --quick --only sibyl,peer-mlserver,peer-triton   # a peer smoke run
+  python -m benchmarks --only sibyl,redis-fill --target 127.0.0.1:50051
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Light on purpose: `sibyl --help` builds this parser, with or without the bench extra installed."""
     p.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
-    p.add_argument("--quick", action="store_true", help="short runs of everything (< 5 min)")
+    p.add_argument("--quick", action="store_true", help="short runs of everything, one repeat (a smoke run)")
     p.add_argument("--target", help="HOST:PORT of a running sibyl serving the benchmark store (see README)")
-    p.add_argument("--only", help="comma-separated subset of the scenarios and baselines (see benchmarks/README.md)")
+    p.add_argument("--only", help="comma-separated subset of the entries (see benchmarks/README.md)")
     p.add_argument("--skip", help="comma-separated entries to leave out (e.g. peer-mlserver,peer-triton)")
-    p.add_argument("--duration", type=float, help="seconds of each fixed-rate run (after warm-up)")
-    p.add_argument("--warmup", type=float, help="warm-up seconds excluded from each fixed-rate run")
+    p.add_argument("--duration", type=float, help="seconds of each closed-loop run (after warm-up)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds excluded from each run")
+    p.add_argument("--repeats", type=int, help="closed-loop and perf_analyzer runs per concurrency (default 3)")
+    p.add_argument("--concurrency", help="comma-separated closed-loop concurrencies (default 1,8)")
+    p.add_argument("--rows", help="comma-separated rows per call of the comparison (default 1,100)")
+    p.add_argument("--sweep-repeats", type=int, help="open-loop sweeps per row (default 3; 0 = none)")
     p.add_argument("--step-duration", type=float, help="seconds of each sweep step")
     p.add_argument("--sweep-steps", type=int, help="most rate steps before bisection")
+    p.add_argument("--fixed-duration", type=float, help="seconds of each fixed-rate scenario run")
     p.add_argument("--slo-ms", type=float, help="p99 latency objective of the sweep (default 10)")
-    p.add_argument("--max-rps", type=float, help="never offer more than this rate (e.g. a tiny smoke run)")
+    p.add_argument("--max-rps", type=float, help="never offer more than this rate in open loop (e.g. a smoke run)")
     p.add_argument("--clients", type=int, default=1, help="load-generator processes (spawned; histograms merged)")
     p.add_argument("--workers", type=int, default=1, help="sibyl worker processes of the local server")
-    p.add_argument("--with-peers", action="store_true", help="create the peers' venvs (.bench-venvs/) when missing")
+    p.add_argument("--no-perf-analyzer", action="store_true", help="leave out the perf_analyzer rows")
+    p.add_argument(
+        "--with-peers",
+        action="store_true",
+        help="create the peers' and perf_analyzer's venvs (.bench-venvs/) if missing",
+    )
 
 
 class UsageError(ValueError):
@@ -50,6 +61,18 @@ def _names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
+def _counts(flag: str, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"--{flag} values must be at least 1, got {text!r}")
+    return values
+
+
 def plan_from(args: argparse.Namespace) -> Any:
     from benchmarks.suite import ALL_NAMES, Plan
 
@@ -62,16 +85,22 @@ def plan_from(args: argparse.Namespace) -> Any:
         "clients": args.clients,
         "workers": args.workers,
         "target": args.target,
+        "perf_analyzer": not args.no_perf_analyzer,
     }
     for flag, key in (
         ("duration", "duration_s"), ("warmup", "warmup_s"), ("step_duration", "step_s"),
         ("sweep_steps", "sweep_steps"), ("slo_ms", "slo_ms"), ("max_rps", "max_rps"),
+        ("repeats", "repeats"), ("fixed_duration", "fixed_s"), ("sweep_repeats", "sweep_repeats"),
     ):  # fmt: skip
         value = getattr(args, flag)
         if value is not None:
-            if (value <= 0 and flag != "warmup") or value < 0:
+            if value < 0 or (value == 0 and flag not in ("warmup", "sweep_repeats")):
                 raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {value}")
             overrides[key] = value
+    for flag, key in (("concurrency", "concurrency"), ("rows", "compare_rows")):
+        values = _counts(flag, getattr(args, flag))
+        if values is not None:
+            overrides[key] = values
     if args.clients < 1 or args.workers < 1:
         raise UsageError("--clients and --workers must be at least 1")
     out = Path(args.out)
@@ -82,7 +111,8 @@ def plan_from(args: argparse.Namespace) -> Any:
     return Plan(out=out, **overrides)
 
 
-def _setup_peers(names: tuple[str, ...]) -> None:
+def _setup_peers(names: tuple[str, ...], perf_analyzer: bool) -> None:
+    from benchmarks.load import perf_analyzer as pa
     from benchmarks.peers.entries import PEERS
     from benchmarks.peers.setup import ensure
 
@@ -93,6 +123,12 @@ def _setup_peers(names: tuple[str, ...]) -> None:
                 ensure(PEERS[name].venv)
             except Exception as exc:  # the run goes on; the peer is then skipped with its reason
                 print(f"benchmarks: warning: {name}: venv setup failed: {exc}", file=sys.stderr)
+    if perf_analyzer and pa.binary() is None:
+        print("[bench] perf_analyzer: setting up its venv (scripts/setup_perf_analyzer.sh)", file=sys.stderr)
+        try:
+            pa.setup()
+        except Exception as exc:  # its rows are then skipped with the command
+            print(f"benchmarks: warning: perf_analyzer setup failed: {exc}", file=sys.stderr)
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -105,7 +141,7 @@ def execute(args: argparse.Namespace) -> int:
         plan = plan_from(args)
         plan.out.mkdir(parents=True, exist_ok=True)
         if args.with_peers:
-            _setup_peers(plan.only)
+            _setup_peers(plan.only, plan.perf_analyzer)
         run_suite(plan)
     except UsageError as exc:
         print(f"benchmarks: error: {exc}", file=sys.stderr)
@@ -122,7 +158,8 @@ def run(argv: list[str] | None = None) -> int:
     """Entry point for `python -m benchmarks` (and anything that wants the suite as a function)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="sibyl benchmark suite: open-loop load, scenarios, baselines, peers -> JSON, markdown, PNG.",
+        description="sibyl benchmark suite: the same client and protocol for sibyl, the echo floor, MLServer and "
+        "Triton; CPU per call, closed and open loop, scenarios, cost growth -> JSON, markdown, PNG.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

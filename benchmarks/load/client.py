@@ -3,7 +3,8 @@
 Requests are sent as raw bytes through a generic unary method (no per-call protobuf encoding in the
 client), so the same client drives sibyl, the echo baseline and the KServe V2 peers. When one process
 cannot keep up, `ClientPool` runs the job in several spawn-started processes (each with its share of the
-rate or concurrency, all starting at the same instant) and merges their HDR histograms.
+rate or concurrency, all starting at the same instant) and merges their HDR histograms. With a `server_pid`
+each run also reads the server tree's CPU and the clients' own over the measured window (benchmarks.load.cpu).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Self
 
 import grpc
 
+from benchmarks.load.cpu import Window
 from benchmarks.load.loadgen import RunResult, closed_loop, open_loop
 from benchmarks.load.stats import encode, merge
 
@@ -40,6 +42,7 @@ class Job:
     warmup_s: float = 1.0
     timeout_s: float = 5.0  # per-call deadline
     start_wall: float | None = None  # time.time() at which every process begins (open loop)
+    server_pid: int | None = None  # read this process tree's CPU over the measured window
 
 
 async def run_job_async(job: Job) -> RunResult:
@@ -50,12 +53,13 @@ async def run_job_async(job: Job) -> RunResult:
         def call() -> Any:
             return stub(job.payload, timeout=job.timeout_s)
 
+        window = Window(job.server_pid)
         if job.mode == "closed":
-            return await closed_loop(call, job.concurrency, job.duration_s, job.warmup_s)
+            return await closed_loop(call, job.concurrency, job.duration_s, job.warmup_s, window=window)
         start_at = None
         if job.start_wall is not None:
             start_at = time.monotonic() + max(0.0, job.start_wall - time.time())
-        return await open_loop(call, job.rate, job.duration_s, job.warmup_s, start_at=start_at)
+        return await open_loop(call, job.rate, job.duration_s, job.warmup_s, start_at=start_at, window=window)
 
 
 def run_job(job: Job) -> RunResult:
@@ -77,6 +81,10 @@ def _run_job_encoded(job: Job) -> dict[str, Any]:
         "ok": r.ok,
         "errors": dict(r.errors),
         "unfinished": r.unfinished,
+        "concurrency": r.concurrency,
+        "server_cpu_s": r.server_cpu_s,
+        "client_cpu_s": r.client_cpu_s,
+        "cpu_wall_s": r.cpu_wall_s,
     }
 
 
@@ -88,6 +96,11 @@ def merge_results(parts: list[dict[str, Any]], target_rps: float) -> RunResult:
     out.ok = sum(p["ok"] for p in parts)
     out.errors = sum((Counter(p["errors"]) for p in parts), Counter())
     out.unfinished = sum(p["unfinished"] for p in parts)
+    out.concurrency = sum(p["concurrency"] for p in parts)
+    server = [p["server_cpu_s"] for p in parts if p["server_cpu_s"] is not None]
+    out.server_cpu_s = server[0] if server else None  # one share reads it (see ClientPool.run)
+    out.client_cpu_s = sum(p["client_cpu_s"] for p in parts)
+    out.cpu_wall_s = max(p["cpu_wall_s"] for p in parts)
     return out
 
 
@@ -122,6 +135,7 @@ class ClientPool:
                 rate=job.rate / n,
                 concurrency=max(1, job.concurrency // n + (i < job.concurrency % n)),
                 start_wall=start,
+                server_pid=job.server_pid if i == 0 else None,  # one reader of the server's CPU is enough
             )
             for i in range(n)
         ]

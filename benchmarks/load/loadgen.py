@@ -4,7 +4,8 @@ Open loop: request i is due at t0 + i / rate whatever happened before, and its l
 INTENDED time. A server stall therefore shows up in the latency of every request that was due during it
 (no coordinated omission); a closed loop simply stops sending during a stall and hides it.
 Requests whose intended time falls in the warm-up are sent but not recorded. Every run is bounded: a
-request count, a duration and a drain timeout.
+request count, a duration and a drain timeout. A `cpu.Window`, when given, is opened when the measured window
+begins and closed when its calls are done: the server's and the client's CPU per answered call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
+from benchmarks.load.cpu import Window
 from benchmarks.load.stats import new_histogram, record_us
 
 Call = Callable[[], Awaitable[object]]
@@ -35,10 +37,30 @@ class RunResult:
     ok: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     unfinished: int = 0  # still outstanding at the drain timeout (counted as errors too)
+    concurrency: int = 0  # closed loop: callers
+    server_cpu_s: float | None = None  # the server's process tree over the measured window (None: not read)
+    client_cpu_s: float = 0.0  # the load client's own process over the measured window
+    cpu_wall_s: float = 0.0  # how long that window was
 
     @property
     def achieved_rps(self) -> float:
         return self.ok / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def server_cpu_us_per_call(self) -> float | None:
+        return self.server_cpu_s / self.ok * 1e6 if self.server_cpu_s is not None and self.ok else None
+
+    @property
+    def client_cpu_us_per_call(self) -> float | None:
+        return self.client_cpu_s / self.ok * 1e6 if self.ok else None
+
+    def take_cpu(self, window: Window | None) -> None:
+        if window is not None:
+            self.server_cpu_s, self.client_cpu_s, self.cpu_wall_s = (
+                window.server_cpu_s,
+                window.client_cpu_s,
+                window.wall_s,
+            )
 
 
 def error_code(exc: BaseException) -> str:
@@ -73,6 +95,7 @@ async def open_loop(
     max_in_flight: int = 4096,
     drain_s: float = 10.0,
     start_at: float | None = None,
+    window: Window | None = None,
 ) -> RunResult:
     """Send at `rate` per second for warmup_s + duration_s; latency from each request's intended send time.
 
@@ -101,6 +124,8 @@ async def open_loop(
             await asyncio.sleep(delay)
         await slots.acquire()  # a full window delays sending, and that delay counts in the latency
         measured = i >= skip
+        if i == skip and window is not None:
+            window.begin()
         if measured:
             result.sent += 1
             record_us(result.send_lag, (time.monotonic() - intended) * 1e6)
@@ -108,20 +133,29 @@ async def open_loop(
         pending.add(task)
         task.add_done_callback(pending.discard)
     await _drain(pending, drain_s, result)
+    if window is not None:
+        window.end()
+        result.take_cpu(window)
     return result
 
 
 async def closed_loop(
-    call: Call, concurrency: int, duration_s: float, warmup_s: float = 0.0, max_requests: int = 10_000_000
+    call: Call,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 0.0,
+    max_requests: int = 10_000_000,
+    window: Window | None = None,
 ) -> RunResult:
     """`concurrency` callers, each sending its next request when the previous answers."""
     if concurrency < 1 or duration_s <= 0:
         raise ValueError("closed loop needs concurrency >= 1 and duration_s > 0")
-    result = RunResult("closed", 0.0, duration_s)
+    result = RunResult("closed", 0.0, duration_s, concurrency=concurrency)
     begin = time.monotonic()
     measure_from = begin + warmup_s
     stop_at = measure_from + duration_s
     budget = [max_requests]
+    opened: list[bool] = []
 
     async def caller() -> None:
         while budget[0] > 0:
@@ -130,11 +164,17 @@ async def closed_loop(
                 return
             budget[0] -= 1
             measured = start >= measure_from
+            if measured and window is not None and not opened:
+                opened.append(True)
+                window.begin()  # the first measured call opens the window
             result.sent += measured
             await _timed_call(call, result, start, measured)
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     result.duration_s = max(min(time.monotonic(), stop_at) - measure_from, 1e-9)
+    if window is not None:
+        window.end()
+        result.take_cpu(window)
     return result
 
 

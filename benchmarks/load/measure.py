@@ -1,31 +1,42 @@
-"""One benchmark entry measured: a rate sweep, then one fixed-rate run, through the run's client pool.
+"""One benchmark entry measured the same way whatever the server: closed loops at each concurrency, repeated;
+the open-loop rate sweep to the p99 SLO, repeated; optionally one fixed-rate open-loop run; and, for V2
+servers that allow it, perf_analyzer runs. Server and client CPU are read over every measured window.
 
-Scenario and peer entries differ only in how they call their server; both hand a `run(rate, duration_s,
-warmup_s)` to Runner.measure_with and get an Entry back. The run's plan (benchmarks.suite.Plan) is read
-through `Settings`, so this module needs nothing above it.
+The run's plan (benchmarks.suite.Plan) is read through `Settings`, so this module needs nothing above it.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from benchmarks.load.client import ClientPool, Job
 from benchmarks.load.loadgen import RunResult
+from benchmarks.load.perf_analyzer import PerfRun
+from benchmarks.load.perf_analyzer import run as perf_run
 from benchmarks.load.sweep import Sweep, find_max_rate
 
-Run = Callable[[float, float, float], RunResult]  # (rate, duration_s, warmup_s) -> what the clients saw
+Run = Callable[[float, float, float], RunResult]  # open loop: (rate, duration_s, warmup_s) -> what clients saw
 
 
 class Settings(Protocol):
     """What a Runner (and an entry) reads of the run's plan."""
 
     @property
-    def duration_s(self) -> float: ...
+    def duration_s(self) -> float: ...  # each closed-loop run, after warm-up
     @property
     def warmup_s(self) -> float: ...
+    @property
+    def repeats(self) -> int: ...  # closed-loop runs per concurrency
+    @property
+    def concurrency(self) -> tuple[int, ...]: ...
+    @property
+    def sweep_repeats(self) -> int: ...
+    @property
+    def fixed_s(self) -> float: ...  # each fixed-rate open-loop run
     @property
     def step_s(self) -> float: ...
     @property
@@ -43,36 +54,49 @@ class Settings(Protocol):
     @property
     def timeout_s(self) -> float: ...
     @property
+    def perf_window_s(self) -> float: ...
+    @property
+    def perf_windows(self) -> int: ...
+    @property
     def target(self) -> str | None: ...  # a running sibyl instead of local servers
+    @property
+    def compare_rows(self) -> tuple[int, ...]: ...  # rows per call of the comparison
+    @property
+    def perf_analyzer(self) -> bool: ...  # also drive V2 servers that allow it with perf_analyzer
     @property
     def workers(self) -> int: ...  # sibyl worker processes of a local server
 
 
 @dataclass
 class Entry:
-    name: str
-    kind: str  # "sibyl", "limit" or "peer"
+    """One row of the report: a server (with its settings) answering one request shape over one API."""
+
+    name: str  # e.g. "sibyl-v2"
+    kind: str  # "floor", "sibyl", "tuned", "peer" (comparison); "scenario"; "growth"; "limit"
     description: str
-    run: RunResult | None = None  # the fixed-rate measurement (or the in-process loop)
-    sweep: Sweep | None = None
+    section: str = "compare"  # "compare", "scenarios", "growth", "limits"
+    rows: int = 1  # rows per call
+    api: str = ""  # "v2", "native" or "" (in-process)
+    client: str = "python"  # "python" (benchmarks.load.client) or "perf_analyzer"
+    params: dict[str, Any] = field(default_factory=dict)  # growth: {"dimension", "rows", "models", "workers"}
+    closed: dict[int, list[RunResult]] = field(default_factory=dict)  # concurrency -> repeated runs
+    sweeps: list[Sweep] = field(default_factory=list)
+    fixed: RunResult | None = None  # one open-loop run at a fixed rate (latency CDF)
+    perf: dict[int, list[PerfRun]] = field(default_factory=dict)  # perf_analyzer: concurrency -> runs
     skipped: str | None = None  # why it did not run
 
-
-class Bar(Protocol):
-    """The suite's progress (sibyl.cli.progress.Progress): a bar on a terminal, else plain lines."""
-
-    def update(self, step: int = 1, note: str = "") -> None: ...
-    def write(self, text: str) -> None: ...
-
-
-PROGRESS: Bar | None = None  # set by the suite while it runs
+    @property
+    def label(self) -> str:
+        via = " (perf_analyzer)" if self.client == "perf_analyzer" else ""
+        return f"{self.name}{via} [{self.rows} row{'s' if self.rows != 1 else ''}]"
 
 
 def say(text: str) -> None:
-    if PROGRESS is not None:
-        PROGRESS.write(f"[bench] {text}")  # above the bar, not through it
-    else:
-        print(f"[bench] {text}", file=sys.stderr, flush=True)
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def median_rps(runs: list[RunResult]) -> float:
+    return statistics.median(r.achieved_rps for r in runs) if runs else 0.0
 
 
 class Runner:
@@ -80,62 +104,136 @@ class Runner:
         self.plan = plan
         self.pool = pool
         self.entries: list[Entry] = []
-        self.rates: dict[str, float] = {}  # fixed-run rate per entry, for runs that must match it
+        self.notes: dict[str, Any] = {}  # run-wide findings for the report (e.g. server memory)
 
     def cap(self, rate: float) -> float:
         return min(rate, self.plan.max_rps)
 
-    def job(self, target: str, payload: bytes, rate: float, duration_s: float, warmup_s: float, method: str) -> Job:
+    def closed_run(self, target: str, method: str, payload: bytes, concurrency: int, pid: int | None) -> RunResult:
         p = self.plan
-        return Job(target, method, payload, "open", self.cap(rate), 1, duration_s, warmup_s, p.timeout_s)
+        job = Job(target, method, payload, "closed", 0.0, concurrency, p.duration_s, p.warmup_s, p.timeout_s)
+        return self.pool.run(replace(job, server_pid=pid))
 
-    def runs_of(self, target: str, payload: bytes, method: str) -> Run:
+    def open_runs(self, target: str, method: str, payload: bytes, pid: int | None) -> Run:
         """Open-loop runs of one request against one method of a server, through the client pool."""
-        return lambda rate, d, wu: self.pool.run(self.job(target, payload, rate, d, wu, method))
-
-    def measure_with(
-        self,
-        name: str,
-        kind: str,
-        description: str,
-        run: Run,
-        fixed_rate: Callable[[Sweep], float],
-        sweep_start: float = 100.0,
-    ) -> Entry:
         p = self.plan
-        say(f"{name}: sweeping from {self.cap(sweep_start):g} rps (p99 SLO {p.slo_ms:g} ms)")
-        sweep = find_max_rate(
-            lambda rate: self._step(name, run, rate),
-            start_rps=self.cap(sweep_start),
-            slo_ms=p.slo_ms,
-            factor=p.sweep_factor,
-            max_steps=p.sweep_steps,
-            refine_steps=p.refine_steps,
-            max_rps=p.max_rps,
-        )
-        rate = self.cap(max(fixed_rate(sweep), 1.0))
-        self.rates[name] = rate
-        say(f"{name}: max {sweep.max_rps:g} rps at the SLO; fixed run at {rate:g} rps for {p.duration_s:g} s")
-        entry = Entry(name, kind, description, run(rate, p.duration_s, p.warmup_s), sweep)
-        self.add(entry)
+
+        def run(rate: float, duration_s: float, warmup_s: float) -> RunResult:
+            job = Job(target, method, payload, "open", self.cap(rate), 1, duration_s, warmup_s, p.timeout_s)
+            return self.pool.run(replace(job, server_pid=pid))
+
+        return run
+
+    def measure(
+        self,
+        entry: Entry,
+        target: str,
+        method: str,
+        payload: bytes,
+        pid: int | None,
+        sweep: bool = True,
+        fixed_rate: Callable[[Entry], float] | None = None,
+    ) -> Entry:
+        """Closed loops (every concurrency x repeats), then the sweeps, then the fixed-rate run; appended."""
+        p = self.plan
+        for c in p.concurrency:
+            entry.closed[c] = []
+            for i in range(p.repeats):
+                r = self.closed_run(target, method, payload, c, pid)
+                entry.closed[c].append(r)
+                say(f"{entry.label} closed c={c} #{i + 1}: {_line(r)}")
+        if sweep:
+            run = self.open_runs(target, method, payload, pid)
+            for i in range(p.sweep_repeats):
+                start = self.sweep_start(entry)
+                say(f"{entry.label} sweep #{i + 1} from {start:g} rps (p99 SLO {p.slo_ms:g} ms)")
+                entry.sweeps.append(
+                    find_max_rate(
+                        lambda rate, run=run: self._step(entry, run, rate),
+                        start_rps=start,
+                        slo_ms=p.slo_ms,
+                        factor=p.sweep_factor,
+                        max_steps=p.sweep_steps,
+                        refine_steps=p.refine_steps,
+                        max_rps=p.max_rps,
+                    )
+                )
+                say(f"{entry.label} sweep #{i + 1}: max {entry.sweeps[-1].max_rps:g} rps at the SLO")
+        if fixed_rate is not None:
+            rate = self.cap(max(fixed_rate(entry), 1.0))
+            say(f"{entry.label} fixed run at {rate:g} rps for {p.fixed_s:g} s")
+            entry.fixed = self.open_runs(target, method, payload, pid)(rate, p.fixed_s, p.warmup_s)
+        self.entries.append(entry)
         return entry
 
-    def add(self, entry: Entry) -> None:
+    def perf_analyzer(
+        self,
+        entry: Entry,
+        exe: str,
+        target: str,
+        model: str,
+        tensors: dict[str, list[float]],
+        pid: int | None,
+        answered: Callable[[], int],
+    ) -> Entry:
+        """perf_analyzer at every concurrency x repeats, batch = the entry's rows; appended."""
+        p = self.plan
+        for c in p.concurrency:
+            entry.perf[c] = []
+            for i in range(p.repeats):
+                r = perf_run(
+                    exe,
+                    target,
+                    model,
+                    tensors,
+                    batch=entry.rows,
+                    concurrency=c,
+                    window_s=p.perf_window_s,
+                    windows=p.perf_windows,
+                    server_pid=pid,
+                    answered=answered,
+                )
+                entry.perf[c].append(r)
+                cpu = r.server_cpu_us_per_call
+                say(
+                    f"{entry.label} c={c} #{i + 1}: "
+                    + (
+                        r.error
+                        or f"{r.requests_per_s:,.0f} req/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
+                        f"server {cpu or 0:,.0f} µs/call, client {r.client_cpu_us_per_call or 0:,.0f} µs/call"
+                    )
+                )
         self.entries.append(entry)
-        if PROGRESS is not None:
-            PROGRESS.update(1, entry.name)
+        return entry
 
-    def _step(self, name: str, run: Run, rate: float) -> RunResult:
+    def sweep_start(self, entry: Entry) -> float:
+        """Half the closed-loop throughput at the highest concurrency: the sweep then needs few steps."""
+        top = entry.closed.get(max(entry.closed)) if entry.closed else None
+        guess = 0.5 * median_rps(top) if top else 100.0
+        return self.cap(max(5.0, round(guess, -1) if guess >= 50 else round(guess)))
+
+    def _step(self, entry: Entry, run: Run, rate: float) -> RunResult:
         r = run(rate, self.plan.step_s, self.plan.step_warmup_s)
-        p99 = r.latency.get_value_at_percentile(99) / 1000 if r.latency.get_total_count() else float("nan")
-        say(
-            f"  {name} @ {rate:g} rps: achieved {r.achieved_rps:.0f}, p99 {p99:.2f} ms, errors {sum(r.errors.values())}"
-        )
+        say(f"  {entry.label} @ {rate:g} rps: {_line(r)}")
         return r
 
-    def skip(self, name: str, kind: str, description: str, reason: str) -> None:
+    def skip(self, entry: Entry, reason: str) -> None:
         lines = [line.strip() for line in reason.splitlines() if line.strip()]
         if len(lines) > 1:  # a traceback from a server log: its first and last lines say enough
             reason = f"{lines[0]} ... {lines[-1]}"
-        say(f"{name}: skipped: {reason}")
-        self.add(Entry(name, kind, description, skipped=reason))
+        say(f"{entry.label}: skipped: {reason}")
+        entry.skipped = reason
+        self.entries.append(entry)
+
+
+def _line(r: RunResult) -> str:
+    n = r.latency.get_total_count()
+    p50 = r.latency.get_value_at_percentile(50) / 1000 if n else float("nan")
+    p99 = r.latency.get_value_at_percentile(99) / 1000 if n else float("nan")
+    cpu = r.server_cpu_us_per_call
+    server = f", server {cpu:,.0f} µs/call" if cpu is not None else ""
+    client = r.client_cpu_us_per_call
+    return (
+        f"{r.achieved_rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms{server}"
+        f", client {client or 0:,.0f} µs/call, errors {sum(r.errors.values())}"
+    )

@@ -1,4 +1,5 @@
-"""Inputs for every scenario: a benchmark model store and PredictRequests built from the model manifests.
+"""Inputs for every scenario: a benchmark model store, PredictRequests built from the model manifests, and
+KServe V2 ModelInferRequests built with stock tritonclient.grpc (what a Triton client sends to any server).
 
 Feature values are rows of the bundled sample (sibyl/examples/sample.csv), so the models see realistic
 inputs; entity ids match sibyl/examples/features.jsonl (what redis-fill loads into Redis).
@@ -7,8 +8,12 @@ inputs; entity ids match sibyl/examples/features.jsonl (what redis-fill loads in
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,8 @@ PREDICTORS = {
     "bench-shadow": {"primary": PRIMARY, "shadows": [{"model": SECOND, "sample": 1.0}]},
     "bench-mlp": {"primary": SECOND, "shadows": []},
 }
+# Copies of gbdt@1 under new versions: extra models of a call that cost what the primary costs (growth runs).
+COPIES = ("gbdt@2", "gbdt@3", "gbdt@4")
 
 
 def manifest(ref: str, store: Path = EXAMPLE_STORE) -> Manifest:
@@ -41,6 +48,13 @@ def model_path(ref: str, store: Path = EXAMPLE_STORE) -> Path:
 def make_store(dest: Path) -> Path:
     """Copy the example models into dest and add the benchmark predictors; returns dest."""
     shutil.copytree(EXAMPLE_STORE / "models", dest / "models", dirs_exist_ok=True)
+    source = model_path(PRIMARY).parent
+    for ref in COPIES:
+        name, version = ref.split("@")
+        folder = dest / "models" / name / version
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+        meta = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps({**meta, "version": version}, indent=2))
     (dest / "predictors").mkdir(parents=True, exist_ok=True)
     for name, route in PREDICTORS.items():
         config = {"name": name, **route, "experiments": [], "unit_key": "consumer_id"}
@@ -116,3 +130,51 @@ def request_dense(predictor: str, ref: str, rows: int) -> bytes:
 def feature_records(path: Path = EXAMPLE_FEATURES) -> list[dict[str, object]]:
     """The example feature snapshot: {"entity", "id", "features"} per line."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# Run in a child interpreter: tritonclient registers its own `inference.*` protobuf types, which clash with
+# sibyl's (same package, by design) in one process. Reads a .npy matrix on stdin, writes the request bytes.
+TRITONCLIENT_BUILDER = """
+import io, sys
+import numpy as np
+import tritonclient.grpc as triton
+from tritonclient.grpc import _utils
+model, input_name = sys.argv[1], sys.argv[2]
+matrix = np.load(io.BytesIO(sys.stdin.buffer.read()))
+tensor = triton.InferInput(input_name, list(matrix.shape), "FP32")
+tensor.set_data_from_numpy(matrix)
+request = _utils._get_inference_request(
+    model_name=model, inputs=[tensor], model_version="", request_id="", outputs=None, sequence_id=0,
+    sequence_start=False, sequence_end=False, priority=0, timeout=None, parameters=None,
+)
+sys.stdout.buffer.write(request.SerializeToString())
+"""
+
+
+def v2_request(model: str, ref: str, rows: int) -> bytes:
+    """ModelInferRequest bytes for `model` (a sibyl predictor or a peer's model name): the sample's rows as one
+    FP32 [rows, columns] tensor named after the ONNX input, in manifest column order (same values as the
+    map-form requests)."""
+    m = manifest(ref)
+    return v2_infer_request(model, m.input_name, sample_matrix(m.columns, rows))
+
+
+@functools.lru_cache(maxsize=64)
+def _built(model: str, input_name: str, npy: bytes) -> bytes:
+    done = subprocess.run(
+        [sys.executable, "-c", TRITONCLIENT_BUILDER, model, input_name], input=npy, capture_output=True, timeout=60
+    )
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"building the V2 request with tritonclient failed ({tail[0]}); pip install -e '.[bench]'")
+    return done.stdout
+
+
+def v2_infer_request(model: str, input_name: str, matrix: np.ndarray) -> bytes:
+    """What tritonclient.grpc's InferenceServerClient.infer sends: InferInput.set_data_from_numpy (raw contents)
+    through the client's own request builder, run in a child interpreter (see TRITONCLIENT_BUILDER)."""
+    if matrix.ndim != 2:
+        raise ValueError(f"expected a rows x columns matrix, got shape {matrix.shape}")
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(matrix, dtype=np.float32))
+    return _built(model, input_name, buf.getvalue())

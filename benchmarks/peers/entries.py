@@ -1,6 +1,5 @@
-"""Peers on the single-row workload: MLServer and Triton serving the same model.onnx (gbdt@1), driven over
-KServe V2 gRPC by the same open-loop byte client as sibyl, with the same feature values (one FP32 [1, 16]
-tensor holding the single-row scenario's row, in manifest column order).
+"""The peers: MLServer and Triton serving the same model.onnx (gbdt@1) over KServe V2 gRPC, fed the same
+feature values as sibyl (the sample's rows as one FP32 [N, 16] tensor, in manifest column order).
 
 Each peer runs from its own venv (benchmarks.peers.setup); a missing venv skips the peer with the command
 that creates it. Before measuring, a peer's scores must equal onnxruntime's on the same input.
@@ -15,11 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.load import workload as w
-from benchmarks.load.measure import Runner, Settings
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.servers import MLServerPeer, PeerServer, TritonPeer
-from benchmarks.peers.v2 import MODEL_INFER, PeerError, infer_once, infer_request, scores
-from benchmarks.scenarios.definitions import BY_NAME
+from benchmarks.peers.v2 import PeerError, infer_once, infer_request, scores
 
 MODEL_NAME = "gbdt"
 SCORE_TOLERANCE = 1e-5
@@ -31,6 +28,8 @@ class Peer:
     venv: str  # benchmarks.peers.setup key
     description: str
     server: Callable[[Path, Path], PeerServer]  # (venv python, model.onnx) -> not yet started server
+    row: str  # its row in the comparison
+    perf_analyzer: bool  # answers Triton's ModelConfig, so perf_analyzer can drive it
 
 
 PEERS: dict[str, Peer] = {
@@ -38,21 +37,26 @@ PEERS: dict[str, Peer] = {
         "peer-mlserver",
         "mlserver",
         "MLServer 1.7.1, custom runtime = onnxruntime on gbdt@1's model.onnx (parallel_workers 0), "
-        "KServe V2 gRPC, the single-row input as one FP32 [1,16] tensor",
+        "KServe V2 gRPC, the rows as one FP32 [N, 16] tensor",
         lambda python, model: MLServerPeer(python, model, MODEL_NAME),
+        "mlserver-v2",
+        False,
     ),
     "peer-triton": Peer(
         "peer-triton",
         "triton",
         "tritonserver 2.51 (nvidia-pytriton 0.7.0), PyTriton Python model = onnxruntime on gbdt@1's "
-        "model.onnx (the bundled server has no onnxruntime backend), KServe V2 gRPC, single-row input",
+        "model.onnx (the bundled server has no onnxruntime backend), dynamic batching, KServe V2 gRPC, "
+        "the same tensor",
         lambda python, model: TritonPeer(python, model, MODEL_NAME),
+        "triton-v2",
+        True,
     ),
 }
 
 
 def single_row_input(rows: int = 1) -> tuple[str, np.ndarray]:
-    """The ONNX input name and the rows x columns matrix the single-row scenario sends (manifest order)."""
+    """The ONNX input name and the rows x columns matrix every entry sends (the sample's rows, manifest order)."""
     m = w.manifest(w.PRIMARY)
     return m.input_name, w.sample_matrix(m.columns, rows)
 
@@ -95,29 +99,3 @@ def missing_venv_reason(peer: Peer) -> str:
         f"its venv {where} is missing or outdated: create it with `python -m benchmarks.peers.setup {peer.venv}` "
         "or run the suite with --with-peers"
     )
-
-
-def run_peers(plan: Settings, runner: Runner, names: list[str]) -> None:
-    single = BY_NAME["single-row"]
-    payload = peer_payload()
-    for name in names:
-        peer = PEERS[name]
-        if plan.target:
-            runner.skip(name, "peer", peer.description, "runs locally only (no --target)")
-            continue
-        python = peers_setup.venv_python(peer.venv)
-        if python is None:
-            runner.skip(name, "peer", peer.description, missing_venv_reason(peer))
-            continue
-        try:
-            with peer.server(python, w.model_path(w.PRIMARY)) as server:
-                problem = check_peer(server.target)
-                if problem:
-                    runner.skip(name, "peer", peer.description, f"check failed: {problem}")
-                    continue
-                run = runner.runs_of(server.target, payload, MODEL_INFER)
-                runner.measure_with(
-                    name, "peer", peer.description, run, lambda _: single.ref_rps, single.sweep_start_rps
-                )
-        except (RuntimeError, OSError) as exc:
-            runner.skip(name, "peer", peer.description, f"server did not start: {exc}")

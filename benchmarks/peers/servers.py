@@ -43,6 +43,11 @@ class PeerServer(ManagedProcess):
     def target(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The root of the peer's process tree (tritonserver and its stubs are children of it)."""
+        return self._proc.pid if self._proc is not None else None
+
     def _is_ready(self) -> bool:
         if self._channel is None:
             self._channel = grpc.insecure_channel(self.target)

@@ -1,8 +1,9 @@
-"""KServe V2 / Open Inference Protocol pieces the peers share: build a ModelInferRequest once as bytes, read
-scores back from a ModelInferResponse, and wait for a model to be ready.
+"""KServe V2 / Open Inference Protocol pieces the peers share: build a ModelInferRequest once as bytes (stock
+tritonclient.grpc, benchmarks.load.workload), read scores back from a ModelInferResponse, wait for a model to
+be ready, and read a model's answered-call count (ModelStatistics).
 
-sibyl's generated `inference.*` messages keep the published package and field numbers, so the bytes built
-here are what MLServer, Triton and sibyl's own V2 endpoint all accept.
+sibyl's generated `inference.*` messages keep the published package and field numbers, so responses from
+MLServer, Triton and sibyl's own V2 endpoint all parse with them.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import time
 import grpc
 import numpy as np
 
+from benchmarks.load.workload import v2_infer_request
 from sibyl.kserve.grpc_predict_v2_pb2 import (
-    ModelInferRequest,
     ModelInferResponse,
     ModelReadyRequest,
     ModelReadyResponse,
+    ModelStatisticsRequest,
+    ModelStatisticsResponse,
 )
 
 SERVICE = "/inference.GRPCInferenceService"
 MODEL_INFER = f"{SERVICE}/ModelInfer"
 MODEL_READY = f"{SERVICE}/ModelReady"
+MODEL_STATISTICS = f"{SERVICE}/ModelStatistics"
 TYPED = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents", "INT32": "int_contents"}
 RAW_DTYPE = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "INT32": "<i4"}
 
@@ -30,17 +34,9 @@ class PeerError(RuntimeError):
     """A peer answered something we cannot read as scores, or never became ready."""
 
 
-def infer_request(model: str, input_name: str, matrix: np.ndarray, outputs: tuple[str, ...] = ()) -> bytes:
-    """ModelInferRequest bytes: one FP32 [rows, columns] tensor as raw little-endian contents."""
-    if matrix.ndim != 2:
-        raise ValueError(f"expected a rows x columns matrix, got shape {matrix.shape}")
-    req = ModelInferRequest(model_name=model)
-    tensor = req.inputs.add(name=input_name, datatype="FP32")
-    tensor.shape.extend(matrix.shape)
-    req.raw_input_contents.append(np.ascontiguousarray(matrix, dtype="<f4").tobytes())
-    for name in outputs:
-        req.outputs.add(name=name)
-    return req.SerializeToString()
+def infer_request(model: str, input_name: str, matrix: np.ndarray) -> bytes:
+    """ModelInferRequest bytes as tritonclient.grpc sends them: one FP32 [rows, columns] tensor, raw contents."""
+    return v2_infer_request(model, input_name, matrix)
 
 
 def output_array(raw: bytes, name: str) -> np.ndarray:
@@ -99,3 +95,11 @@ def wait_model_ready(target: str, model: str, timeout_s: float, alive: object = 
 def infer_once(target: str, payload: bytes, timeout_s: float = 10.0) -> bytes:
     with grpc.insecure_channel(target) as channel:
         return channel.unary_unary(MODEL_INFER)(payload, timeout=timeout_s)
+
+
+def answered_calls(target: str, model: str) -> int:
+    """Successful inference requests the server has counted for `model` (V2 ModelStatistics success.count)."""
+    with grpc.insecure_channel(target) as channel:
+        raw = channel.unary_unary(MODEL_STATISTICS)(ModelStatisticsRequest(name=model).SerializeToString(), timeout=5)
+    stats = ModelStatisticsResponse.FromString(raw).model_stats
+    return sum(int(s.inference_stats.success.count) for s in stats)

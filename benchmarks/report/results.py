@@ -1,21 +1,44 @@
-"""One benchmark entry (scenario, baseline or peer) in its JSON form: its row of results.json."""
+"""One benchmark entry in its JSON form (its object in results.json): every run's numbers, and for repeated
+runs the median with the spread (min and max) of each figure."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from benchmarks.load.loadgen import RunResult
 from benchmarks.load.measure import Entry
+from benchmarks.load.perf_analyzer import PerfRun
 from benchmarks.load.stats import cdf_points, summarize
+from benchmarks.load.sweep import Sweep
+
+# Figures summarised as median (min-max) over the repeats.
+RUN_FIGURES = (
+    "achieved_rps",
+    "p50_ms",
+    "p99_ms",
+    "server_cpu_us_per_call",
+    "client_cpu_us_per_call",
+    "server_cores",
+    "client_cores",
+)
+PERF_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call", "client_cpu_us_per_call")
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def run_fields(r: RunResult) -> dict[str, Any]:
     s = summarize(r.latency)
+    wall = r.cpu_wall_s or 0.0
     return {
         "mode": r.mode,
+        "concurrency": r.concurrency,
         "target_rps": round(r.target_rps, 1),
         "achieved_rps": round(r.achieved_rps, 1),
         "requests": r.sent,
+        "ok": r.ok,
         "p50_ms": s.p50_ms,
         "p90_ms": s.p90_ms,
         "p99_ms": s.p99_ms,
@@ -24,18 +47,92 @@ def run_fields(r: RunResult) -> dict[str, Any]:
         "mean_ms": s.mean_ms,
         "errors": dict(sorted(r.errors.items())),
         "send_lag_p99_ms": summarize(r.send_lag).p99_ms,
+        "server_cpu_us_per_call": _round(r.server_cpu_us_per_call, 1),
+        "client_cpu_us_per_call": _round(r.client_cpu_us_per_call, 1),
+        # Cores busy on average over the measured window: a client near 1.0 was the bottleneck.
+        "server_cores": _round(r.server_cpu_s / wall, 3) if r.server_cpu_s is not None and wall else None,
+        "client_cores": _round(r.client_cpu_s / wall, 3) if wall else None,
+    }
+
+
+def spread(values: list[float | None]) -> dict[str, float] | None:
+    """median, min and max of the values that exist (None when none do)."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return None
+    return {"median": _round(statistics.median(got)), "min": _round(min(got)), "max": _round(max(got))}  # type: ignore[dict-item]
+
+
+def repeated(runs: list[dict[str, Any]], figures: tuple[str, ...]) -> dict[str, Any]:
+    return {"runs": runs, **{f: spread([r.get(f) for r in runs]) for f in figures}}
+
+
+def perf_fields(r: PerfRun) -> dict[str, Any]:
+    return {
+        "concurrency": r.concurrency,
+        "batch": r.batch,
+        "requests_per_s": round(r.requests_per_s, 1),
+        "p50_ms": round(r.p50_ms, 4),
+        "p90_ms": round(r.p90_ms, 4),
+        "p99_ms": round(r.p99_ms, 4),
+        "calls": r.calls,
+        "server_cpu_us_per_call": _round(r.server_cpu_us_per_call, 1),
+        "client_cpu_us_per_call": _round(r.client_cpu_us_per_call, 1),
+        "error": r.error,
+    }
+
+
+def sweep_fields(sweeps: list[Sweep]) -> dict[str, Any]:
+    """Every sweep's max rate; the steps of the median one (for the latency-vs-rate plot)."""
+    ordered = sorted(sweeps, key=lambda s: s.max_rps)
+    middle = ordered[len(ordered) // 2]
+    return {
+        "slo_ms": middle.slo_ms,
+        "max_rps": spread([s.max_rps for s in sweeps]),
+        "max_rps_runs": [round(s.max_rps, 1) for s in sweeps],
+        "steps": [run_fields(step) for step in middle.steps],
     }
 
 
 def entry_json(e: Entry) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": e.name, "kind": e.kind, "description": e.description}
+    out: dict[str, Any] = {
+        "name": e.name,
+        "label": e.label,
+        "kind": e.kind,
+        "section": e.section,
+        "description": e.description,
+        "rows": e.rows,
+        "api": e.api,
+        "client": e.client,
+        **({"params": e.params} if e.params else {}),
+    }
     if e.skipped is not None:
         return {**out, "skipped": e.skipped}
-    if e.run is not None:
-        out.update(run_fields(e.run))
-        out["cdf"] = cdf_points(e.run.latency)
-    if e.sweep is not None:
-        out["slo_ms"] = e.sweep.slo_ms
-        out["max_rps_at_slo"] = round(e.sweep.max_rps, 1)
-        out["sweep"] = [run_fields(step) for step in e.sweep.steps]
+    if e.closed:
+        out["closed"] = {str(c): repeated([run_fields(r) for r in runs], RUN_FIGURES) for c, runs in e.closed.items()}
+    if e.sweeps:
+        out["sweep"] = sweep_fields(e.sweeps)
+    if e.fixed is not None:
+        out["fixed"] = {**run_fields(e.fixed), "cdf": cdf_points(e.fixed.latency)}
+    if e.perf:
+        out["perf"] = {
+            str(c): repeated([perf_fields(r) for r in runs if r.error is None], PERF_FIGURES)
+            | {"errors": [r.error for r in runs if r.error]}
+            for c, runs in e.perf.items()
+        }
+    if e.closed and 1 in e.closed:  # the median c=1 run's latency distribution, for the CDF plot
+        runs = sorted(e.closed[1], key=lambda r: r.latency.get_value_at_percentile(50))
+        out["cdf_c1"] = cdf_points(runs[len(runs) // 2].latency)
     return out
+
+
+def figure(e: dict[str, Any], where: str, key: str, stat: str = "median") -> float | None:
+    """One summarised figure of an entry's JSON, e.g. figure(e, "closed.8", "server_cpu_us_per_call");
+    None when the entry was skipped or lacks it."""
+    node: Any = e
+    for part in where.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    value = node.get(key) if isinstance(node, dict) else None
+    if isinstance(value, dict):
+        value = value.get(stat)
+    return float(value) if isinstance(value, int | float) else None

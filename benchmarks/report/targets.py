@@ -1,92 +1,171 @@
-"""The project's latency targets, checked against one run's results.json entries. Misses are reported."""
+"""Issue 16's targets, checked against one run's results.json entries (default settings, file log on).
+
+CPU per call is the server tree's, from the closed loop at the highest concurrency (8 by default), median of
+the repeats; latency targets use the closed loop at concurrency 1. A target whose entries are missing or
+skipped is "n/a" with what it needs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
-Entries = dict[str, dict[str, Any]]
+from benchmarks.report.results import figure
+
+Entries = list[dict[str, Any]]
+MB = 1024 * 1024
 
 
-def _get(entries: Entries, name: str, key: str) -> float | None:
-    e = entries.get(name)
-    if e is None or "skipped" in e or key not in e:
-        return None
-    value = e[key]
-    return float(value) if isinstance(value, int | float) else None
+def find(entries: Entries, name: str, rows: int, client: str = "python") -> dict[str, Any] | None:
+    for e in entries:
+        if e["name"] == name and e["rows"] == rows and e.get("client", "python") == client and "skipped" not in e:
+            return e
+    return None
 
 
-def _target(name: str, text: str, value: float | None, limit: float | None, unit: str, why_na: str) -> dict[str, Any]:
+def top_concurrency(e: dict[str, Any] | None) -> str:
+    closed = (e or {}).get("closed") or {}
+    return max(closed, key=int) if closed else "8"
+
+
+def cpu(entries: Entries, name: str, rows: int) -> float | None:
+    e = find(entries, name, rows)
+    return figure(e, f"closed.{top_concurrency(e)}", "server_cpu_us_per_call") if e else None
+
+
+def _target(
+    name: str, text: str, value: float | None, limit: float | None, op: str, unit: str, needs: str
+) -> dict[str, Any]:
     if value is None or limit is None:
-        return {"name": name, "text": text, "status": "n/a", "detail": why_na}
-    ok = value <= limit if unit != "x" else value >= limit
-    shown = f"{value:.3g} {unit}".strip() if unit != "x" else f"{value:.3g} rps"
-    bound = f"{'<=' if unit != 'x' else '>='} {limit:.3g} {unit if unit != 'x' else 'rps'}"
+        return {"name": name, "text": text, "status": "n/a", "detail": f"needs {needs}"}
+    ok = value <= limit if op == "<=" else value >= limit
     return {
         "name": name,
         "text": text,
         "status": "met" if ok else "MISSED",
         "value": round(value, 4),
         "limit": round(limit, 4),
-        "detail": f"{shown} {bound}",
+        "detail": f"{value:,.4g} {unit} {op} {limit:,.4g} {unit}",
     }
 
 
-def evaluate(entries: Entries) -> list[dict[str, Any]]:
-    g: Callable[[str, str], float | None] = lambda n, k: _get(entries, n, k)  # noqa: E731
-    echo, inproc = g("limit-grpc-echo", "p50_ms"), g("limit-inprocess", "p50_ms")
-    floor = 1.3 * (echo + inproc) if echo is not None and inproc is not None else None
-    single_max = g("single-row", "max_rps_at_slo")
-    mlserver, triton = g("peer-mlserver", "max_rps_at_slo"), g("peer-triton", "max_rps_at_slo")
-    redis_p99 = g("redis-fill", "p99_ms")
+def _times(x: float | None, k: float) -> float | None:
+    return None if x is None else k * x
+
+
+def _rows_per_cpu_s(rows: int, cpu_us: float | None) -> float | None:
+    return rows / (cpu_us * 1e-6) if cpu_us else None
+
+
+def _log_targets(entries: Entries, rows_list: Iterable[int]) -> list[dict[str, Any]]:
+    out = []
+    for rows in rows_list:
+        for api, with_log in (("native", "sibyl-native"), ("v2", "sibyl-v2"), ("native", "sibyl-native-kafka")):
+            off = f"sibyl-{api}-nolog"
+            sink = "Kafka" if "kafka" in with_log else "file"
+            out.append(
+                _target(
+                    f"log-{sink.lower()}-{api}-{rows}",
+                    f"{sink} log with feature values adds <= 20% server CPU per call over the log off ({api}, {rows} "
+                    "row(s))",
+                    cpu(entries, with_log, rows),
+                    _times(cpu(entries, off, rows), 1.2),
+                    "<=",
+                    "µs",
+                    f"{with_log} and {off} at {rows} row(s)",
+                )
+            )
+    return out
+
+
+def _memory(notes: dict[str, Any]) -> dict[str, Any]:
+    memory = notes.get("memory") or {}
+    procs = memory.get("processes") or []
+    rss = max((p["rss_bytes"] for p in procs), default=None)
+    limit = 1.5 * memory["model_bytes"] + 150 * MB if "model_bytes" in memory else None
+    return _target(
+        "memory",
+        "RSS per worker <= 1.5 x loaded model bytes + 150 MB (sibyl group's server, after its runs)",
+        rss / MB if rss else None,
+        limit / MB if limit else None,
+        "<=",
+        "MB",
+        "the sibyl group run on a local server",
+    )
+
+
+def evaluate(entries: Entries, notes: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    ml1, ml100 = cpu(entries, "mlserver-v2", 1), cpu(entries, "mlserver-v2", 100)
+    echo = find(entries, "echo-native", 1)
+    native = find(entries, "sibyl-native", 1)
+    redis, shadow = find(entries, "redis-fill", 100), find(entries, "shadow-log", 100)
     out = [
         _target(
-            "single-row-p50",
-            "single-row p50 <= 1.3 x (limit-grpc-echo p50 + limit-inprocess p50)",
-            g("single-row", "p50_ms"),
-            floor,
-            "ms",
-            "needs single-row, limit-grpc-echo and limit-inprocess",
+            "cpu-v2-vs-mlserver",
+            "server CPU per single-row call, V2 <= 0.6 x MLServer's",
+            cpu(entries, "sibyl-v2", 1),
+            _times(ml1, 0.6),
+            "<=",
+            "µs",
+            "sibyl-v2 and mlserver-v2 at 1 row",
         ),
-        _target("single-row-p99", "single-row p99 <= 2 ms", g("single-row", "p99_ms"), 2.0, "ms", "needs single-row"),
+        _target(
+            "cpu-native-vs-mlserver",
+            "server CPU per single-row call, native <= 0.6 x MLServer's",
+            cpu(entries, "sibyl-native", 1),
+            _times(ml1, 0.6),
+            "<=",
+            "µs",
+            "sibyl-native and mlserver-v2 at 1 row",
+        ),
+        _target(
+            "native-p50-vs-echo",
+            "native c=1 p50 <= 1.5 x the grpc.aio echo floor's",
+            figure(native, "closed.1", "p50_ms") if native else None,
+            _times(figure(echo, "closed.1", "p50_ms") if echo else None, 1.5),
+            "<=",
+            "ms",
+            "sibyl-native and echo-native at 1 row",
+        ),
+        _target(
+            "rows-per-cpu-s-100",
+            "predictions per CPU-second at 100 rows per call (V2) >= 3 x MLServer's",
+            _rows_per_cpu_s(100, cpu(entries, "sibyl-v2", 100)),
+            _times(_rows_per_cpu_s(100, ml100), 3),
+            ">=",
+            "rows/s",
+            "sibyl-v2 and mlserver-v2 at 100 rows",
+        ),
+        *_log_targets(entries, (1, 100)),
+        _target(
+            "shadow-log-cpu",
+            "shadow-log CPU per call <= 1.2 x redis-fill's",
+            cpu(entries, "shadow-log", 100),
+            _times(cpu(entries, "redis-fill", 100), 1.2),
+            "<=",
+            "µs",
+            "shadow-log and redis-fill",
+        ),
+        _target(
+            "shadow-log-rate",
+            "shadow-log max rate at the SLO >= 0.8 x redis-fill's",
+            figure(shadow, "sweep", "max_rps") if shadow else None,
+            _times(figure(redis, "sweep", "max_rps") if redis else None, 0.8),
+            ">=",
+            "rps",
+            "shadow-log and redis-fill sweeps",
+        ),
         _target(
             "redis-fill-p99",
-            "redis-fill p99 <= 6 ms at half its max sustainable rate",
-            redis_p99,
+            "redis-fill (100 rows, 100 entities from Redis) p99 <= 6 ms at 100 rps",
+            (redis.get("fixed") or {}).get("p99_ms") if redis else None,
             6.0,
+            "<=",
             "ms",
-            "needs redis-fill",
+            "redis-fill's fixed-rate run",
         ),
-        _target(
-            "vs-mlserver",
-            "single-row max rate at p99 <= SLO >= 2 x peer-mlserver",
-            single_max,
-            2 * mlserver if mlserver is not None else None,
-            "x",
-            "needs single-row and peer-mlserver (install the peer: see benchmarks/README.md)",
-        ),
-        _target(
-            "vs-triton",
-            "single-row max rate at p99 <= SLO >= peer-triton",
-            single_max,
-            triton,
-            "x",
-            "needs single-row and peer-triton (install the peer: see benchmarks/README.md)",
-        ),
-        _target(
-            "shadow-log-p99",
-            "shadow-log p99 <= 1.1 x redis-fill p99 at the same rate",
-            g("shadow-log", "p99_ms"),
-            1.1 * redis_p99 if redis_p99 is not None else None,
-            "ms",
-            "needs shadow-log and redis-fill",
-        ),
+        _memory(notes or {}),
     ]
-    for t in out[3:5]:  # 0 >= 2 x 0 says nothing: neither server held the SLO at any swept rate
-        if t["status"] == "met" and t["value"] == 0:
-            t["status"] = "n/a"
-            t["detail"] += " (neither held the SLO at any swept rate: inconclusive)"
-    if g("redis-fill", "max_rps_at_slo") == 0 and redis_p99 is not None:
-        rate = g("redis-fill", "target_rps")
-        out[2]["detail"] += f" (no swept rate held the SLO: measured at {rate:g} rps instead of half the max)"
+    rate = (redis or {}).get("fixed", {}).get("target_rps")
+    if rate is not None and out[-2]["status"] != "n/a" and rate != 100:
+        out[-2]["detail"] += f" (measured at {rate:g} rps)"
     return out

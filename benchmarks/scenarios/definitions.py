@@ -1,14 +1,21 @@
-"""The scenarios: a name, a request shape, the server it needs, and how to check one answer before measuring."""
+"""Request shapes and answer checks: the sibyl scenarios (a name, a request, the server group it needs, how its
+fixed-rate run is chosen), and the checks every entry's first answers must pass before it is measured."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from benchmarks.load import workload as w
+from sibyl.kserve.grpc_predict_v2_pb2 import ModelInferResponse
 from sibyl.v1 import predict_pb2
 
 PREDICT = "/sibyl.v1.PredictionService/Predict"
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+PREDICTOR = "bench"  # the benchmark store's predictor serving gbdt@1 (a V2 model is a sibyl predictor)
+REDIS_FILL_RPS = 100.0  # issue 16: redis-fill p99 <= 6 ms at 100 rps
 
 
 @dataclass(frozen=True)
@@ -19,53 +26,29 @@ class Scenario:
     payload: Callable[[], bytes]
     rows: int
     models: int  # results expected in the response
-    sweep_start_rps: float
-    ref_rps: float  # fixed-run rate when nothing else decides it
     fetches: bool = False  # entity features must come from the store (none defaulted)
+    fixed: str | None = None  # the fixed-rate run: "redis-fill" (REDIS_FILL_RPS), "same-as-redis-fill", None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        "single-row",
-        "1 row, every feature in the request, GBDT (predictor bench: gbdt@1, no shadow)",
-        "plain",
-        lambda: w.request_features("bench", w.PRIMARY, 1),
-        rows=1,
-        models=1,
-        sweep_start_rps=200,
-        ref_rps=200,
-    ),
-    Scenario(
-        "batch-100",
-        "100 rows (map form), features in the request, 2 models: gbdt@1 + extra_models mlp@1",
-        "plain",
-        lambda: w.request_features("bench", w.PRIMARY, 100, (w.SECOND,)),
-        rows=100,
-        models=2,
-        sweep_start_rps=50,
-        ref_rps=50,
-    ),
-    Scenario(
         "mlp-256",
-        "MLP, 256 rows dense input (packed float32)",
+        "MLP (predictor bench-mlp: mlp@1), 256 rows dense input (packed float32), native Predict",
         "plain",
         lambda: w.request_dense("bench-mlp", w.SECOND, 256),
         rows=256,
         models=1,
-        sweep_start_rps=50,
-        ref_rps=50,
     ),
     Scenario(
         "redis-fill",
-        "100 rows, request features only; consumer + 100 store entities fetched from a real redis-server; "
-        "fixed run at half the max sustainable rate",
+        "100 rows, request features only; consumer + 100 store entities fetched from a real redis-server "
+        f"(cache off); native Predict; file log on; fixed run at {REDIS_FILL_RPS:g} rps",
         "redis",
         lambda: w.request_fetch("bench", w.PRIMARY, 100),
         rows=100,
         models=1,
-        sweep_start_rps=50,
-        ref_rps=50,
         fetches=True,
+        fixed="redis-fill",
     ),
     Scenario(
         "shadow-log",
@@ -75,22 +58,42 @@ SCENARIOS: tuple[Scenario, ...] = (
         lambda: w.request_fetch("bench-shadow", w.PRIMARY, 100),
         rows=100,
         models=1,
-        sweep_start_rps=50,
-        ref_rps=50,
         fetches=True,
+        fixed="same-as-redis-fill",
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
-def check_response(scenario: Scenario, raw: bytes) -> str | None:
-    """None when the answer looks right, else what is wrong (the run would measure the wrong thing)."""
+def check_native(raw: bytes, rows: int, models: int, fetches: bool = False) -> str | None:
+    """None when a PredictResponse looks right, else what is wrong (the run would measure the wrong thing)."""
     resp = predict_pb2.PredictResponse.FromString(raw)
-    if resp.num_rows != scenario.rows:
-        return f"answered {resp.num_rows} rows, expected {scenario.rows}"
-    if len(resp.results) != scenario.models:
-        return f"answered {len(resp.results)} model results, expected {scenario.models}"
-    if scenario.fetches and resp.defaulted:
+    if resp.num_rows != rows:
+        return f"answered {resp.num_rows} rows, expected {rows}"
+    if len(resp.results) != models:
+        return f"answered {len(resp.results)} model results, expected {models}"
+    if fetches and resp.defaulted:
         names = sorted(d.feature for d in resp.defaulted)
         return f"features defaulted instead of fetched: {names} (is the feature store loaded?)"
     return None
+
+
+def check_v2(raw: bytes, rows: int) -> str | None:
+    """None when a ModelInferResponse carries one finite score per row in its first output."""
+    resp = ModelInferResponse.FromString(raw)
+    if not resp.outputs:
+        return "answered no output"
+    shape = [int(d) for d in resp.outputs[0].shape]
+    if not shape or shape[0] != rows:
+        return f"first output has shape {shape}, expected {rows} rows"
+    if resp.raw_output_contents:
+        values = np.frombuffer(resp.raw_output_contents[0], dtype="<f4")
+    else:
+        values = np.asarray(resp.outputs[0].contents.fp32_contents, dtype=np.float32)
+    if values.size < rows or not np.all(np.isfinite(values)):
+        return f"{values.size} values for {rows} rows, or non-finite scores"
+    return None
+
+
+def check_response(scenario: Scenario, raw: bytes) -> str | None:
+    return check_native(raw, scenario.rows, scenario.models, scenario.fetches)

@@ -1,80 +1,56 @@
-"""sibyl's entries and the floors, run through a Runner: limit-inprocess, limit-grpc-echo, then each server
-group's scenarios against one sibyl server (local, or the plan's --target)."""
+"""sibyl's own entries run through a Runner: limit-inprocess (the inference floor), then the scenarios, each
+server group against one sibyl server (local, or the plan's --target). Also the pieces the comparison and the
+growth runs share: a started server as (target, pid), and the answer check before measuring."""
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 
 import grpc
 
 from benchmarks.load import workload as w
 from benchmarks.load.measure import Entry, Runner, Settings, say
-from benchmarks.load.sweep import Sweep
-from benchmarks.scenarios.definitions import PREDICT, SCENARIOS, Scenario, check_response
+from benchmarks.scenarios.definitions import PREDICT, REDIS_FILL_RPS, SCENARIOS, Scenario, check_response
 from benchmarks.scenarios.inprocess import run_inprocess
-from benchmarks.scenarios.servers import echo_server, sibyl_server
+from benchmarks.scenarios.servers import sibyl_server
 
-LIMITS = ("limit-inprocess", "limit-grpc-echo")
+LIMITS = ("limit-inprocess",)
 GROUPS = ("plain", "redis", "redis-kafka")  # Scenario.server values, in run order
+Check = Callable[[bytes], str | None]
 
 
-def limit_inprocess(runner: Runner) -> None:
+def limit_inprocess(runner: Runner, rows: tuple[int, ...]) -> None:
     m = w.manifest(w.PRIMARY)
-    say("limit-inprocess: onnxruntime session.run on 1 row, back to back")
-    r = run_inprocess(w.model_path(w.PRIMARY), w.sample_matrix(m.columns, 1), runner.plan.duration_s, 0.5)
-    runner.add(
-        Entry("limit-inprocess", "limit", "onnxruntime called directly: gbdt@1, the single-row input (floor)", r)
-    )
+    for n in rows:
+        entry = Entry(
+            "limit-inprocess",
+            "limit",
+            "onnxruntime called directly on gbdt@1 (sibyl's session options), back to back: the inference floor",
+            section="limits",
+            rows=n,
+        )
+        say(f"{entry.label}: onnxruntime session.run, back to back")
+        entry.fixed = run_inprocess(w.model_path(w.PRIMARY), w.sample_matrix(m.columns, n), runner.plan.duration_s)
+        runner.entries.append(entry)
 
 
-def limit_echo(runner: Runner) -> None:
-    desc = "grpc.aio server under uvloop answering a fixed PredictResponse to the single-row request (transport floor)"
-    single = SCENARIOS[0]
-    with echo_server() as server:
-        run = runner.runs_of(server.target, single.payload(), PREDICT)
-        runner.measure_with("limit-grpc-echo", "limit", desc, run, lambda _: single.ref_rps, single.sweep_start_rps)
-
-
-def run_limits(plan: Settings, runner: Runner, names: Collection[str]) -> None:
+def run_limits(plan: Settings, runner: Runner, names: Collection[str], rows: tuple[int, ...]) -> None:
     if "limit-inprocess" in names:
-        limit_inprocess(runner)
-    if "limit-grpc-echo" in names:
-        if plan.target:
-            runner.skip("limit-grpc-echo", "limit", "transport floor", "runs locally only (no --target)")
-        else:
-            limit_echo(runner)
+        limit_inprocess(runner, rows)
 
 
-def scenario(runner: Runner, s: Scenario, target: str) -> None:
-    payload = s.payload()
-    problem = check(s, target, payload)
-    if problem:
-        runner.skip(s.name, "sibyl", s.description, f"check failed: {problem}")
-        return
-
-    def fixed(sweep: Sweep) -> float:
-        if s.name == "redis-fill" and sweep.max_rps:
-            return sweep.max_rps / 2
-        if s.name == "shadow-log" and "redis-fill" in runner.rates:
-            return runner.rates["redis-fill"]
-        return s.ref_rps
-
-    run = runner.runs_of(target, payload, PREDICT)
-    runner.measure_with(s.name, "sibyl", s.description, run, fixed, sweep_start=s.sweep_start_rps)
-
-
-def check(s: Scenario, target: str, payload: bytes, tries: int = 5) -> str | None:
-    """A few calls first: the very first may still be connecting to Redis and answer with defaults."""
+def first_answers(target: str, method: str, payload: bytes, check: Check, tries: int = 5) -> str | None:
+    """A few calls first: None when one passes `check` (the very first may still be connecting to Redis and
+    answer with defaults), else what was wrong with the last."""
     problem: str | None = "no answer"
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(PREDICT)
+    with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
+        call = channel.unary_unary(method)
         for _ in range(tries):
             try:
-                problem = check_response(s, call(payload, timeout=10.0))
+                problem = check(call(payload, timeout=10.0))
             except grpc.RpcError as exc:
                 problem = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
             if problem is None:
@@ -84,27 +60,47 @@ def check(s: Scenario, target: str, payload: bytes, tries: int = 5) -> str | Non
 
 
 @contextlib.contextmanager
-def _target_for(plan: Settings, group: str, store: Path) -> Iterator[str]:
+def sibyl_target(
+    plan: Settings, group: str, store: Path, workers: int | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, int | None]]:
+    """(target, server pid) of a sibyl for `group`: the plan's --target (no pid: its CPU is not read) or a
+    local `sibyl serve` started for it."""
     if plan.target:
-        yield plan.target
+        yield plan.target, None
         return
-    with sibyl_server(group, store, plan.workers) as server:
-        yield server.target
+    with sibyl_server(group, store, workers or plan.workers, env) as server:
+        yield server.target, server.pid
 
 
-def run_scenarios(plan: Settings, runner: Runner, names: Collection[str]) -> None:
+def scenario(runner: Runner, s: Scenario, target: str, pid: int | None) -> None:
+    entry = Entry(s.name, "scenario", s.description, section="scenarios", rows=s.rows, api="native")
+    payload = s.payload()
+    problem = first_answers(target, PREDICT, payload, lambda raw: check_response(s, raw))
+    if problem:
+        runner.skip(entry, f"check failed: {problem}")
+        return
+
+    def fixed(_: Entry) -> float:
+        if s.fixed == "same-as-redis-fill":
+            done = [e for e in runner.entries if e.name == "redis-fill" and e.fixed is not None]
+            return done[0].fixed.target_rps if done and done[0].fixed else REDIS_FILL_RPS
+        return REDIS_FILL_RPS
+
+    runner.measure(entry, target, PREDICT, payload, pid, sweep=True, fixed_rate=fixed if s.fixed else None)
+
+
+def run_scenarios(plan: Settings, runner: Runner, names: Collection[str], store: Path) -> None:
     """Each server group's scenarios against one server started for the group (a failed start skips them)."""
-    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
-        store = w.make_store(Path(tmp))
-        for group in GROUPS:
-            todo = [s for s in SCENARIOS if s.server == group and s.name in names]
-            if not todo:
-                continue
-            try:
-                with _target_for(plan, group, store) as target:
-                    for s in todo:
-                        scenario(runner, s, target)
-            except RuntimeError as exc:  # a launcher's error, MissingBinaryError included
+    for group in GROUPS:
+        todo = [s for s in SCENARIOS if s.server == group and s.name in names]
+        if not todo:
+            continue
+        try:
+            with sibyl_target(plan, group, store) as (target, pid):
                 for s in todo:
-                    if s.name not in {e.name for e in runner.entries}:
-                        runner.skip(s.name, "sibyl", s.description, f"server did not start: {exc}")
+                    scenario(runner, s, target, pid)
+        except RuntimeError as exc:  # a launcher's error, MissingBinaryError included
+            for s in todo:
+                if s.name not in {e.name for e in runner.entries}:
+                    entry = Entry(s.name, "scenario", s.description, section="scenarios", rows=s.rows)
+                    runner.skip(entry, f"server did not start: {exc}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -11,14 +10,12 @@ import onnxruntime as ort
 
 from benchmarks.load.loadgen import RunResult
 from benchmarks.load.stats import record_us
+from sibyl.models.runtime import session_options
 
 
-def session(model_file: Path, threads: int | None = None) -> ort.InferenceSession:
-    """Same thread count the server uses with one worker (all cores)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+def session(model_file: Path) -> ort.InferenceSession:
+    """The session sibyl runs a small batch on (sibyl.models.runtime: one thread, no spinning)."""
+    return ort.InferenceSession(str(model_file), session_options(1), providers=["CPUExecutionProvider"])
 
 
 def run_inprocess(
@@ -31,7 +28,7 @@ def run_inprocess(
     warm_until = time.perf_counter() + warmup_s
     while time.perf_counter() < warm_until:
         sess.run(None, feed)
-    begin = time.perf_counter()
+    begin, cpu0 = time.perf_counter(), time.process_time()
     stop_at = begin + duration_s
     for _ in range(max_calls):
         start = time.perf_counter()
@@ -42,4 +39,6 @@ def run_inprocess(
         result.ok += 1
     result.sent = result.ok
     result.duration_s = time.perf_counter() - begin
+    result.client_cpu_s, result.cpu_wall_s = time.process_time() - cpu0, result.duration_s
+    result.server_cpu_s = result.client_cpu_s  # no server: the process running the model is this one
     return result

@@ -91,11 +91,18 @@ def measure(models: tuple[str, ...], rows: tuple[int, ...], seconds: float, repe
                 mid = sorted(per, key=lambda p: p[2])[len(per) // 2]
                 cells.append(
                     Cell(
-                        ref, n, name, threads, spin, mid[0],
-                        round(statistics.median(walls), 1), round(statistics.median(cpus), 1),
-                        (round(min(walls), 1), round(max(walls), 1)), (round(min(cpus), 1), round(max(cpus), 1)),
+                        ref,
+                        n,
+                        name,
+                        threads,
+                        spin,
+                        mid[0],
+                        round(statistics.median(walls), 1),
+                        round(statistics.median(cpus), 1),
+                        (round(min(walls), 1), round(max(walls), 1)),
+                        (round(min(cpus), 1), round(max(cpus), 1)),
                     )
-                )  # fmt: skip
+                )
     return cells
 
 

@@ -68,31 +68,40 @@ class ServerProcess(ManagedProcess):
             self.target = f"{serving.host}:{serving.port}"
         return is_serving(self.target)
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process (with `env`, the same pid): the root of the tree whose CPU is read."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self, timeout_s: float = 10.0) -> None:
         super().stop(timeout_s)
 
 
-def echo_server(rows: int = 1) -> ServerProcess:
-    command = [sys.executable, "-m", "benchmarks.scenarios.echo_server", "--rows", str(rows)]
+def echo_server() -> ServerProcess:
+    command = [sys.executable, "-m", "benchmarks.scenarios.echo_server"]
     return ServerProcess(command, name="echo")
 
 
 def sibyl_env(store: Path, workers: int) -> dict[str, str]:
+    """Default settings, as a user gets them (file log on, with feature values; memory feature store), but for
+    the model store, the worker count and free ports. The file log lands in the server's own temp dir."""
     return {
         "SIBYL_MODEL_STORE__URL": f"file://{store}",
         "SIBYL_SERVER__WORKERS": str(workers),
-        "SIBYL_FEATURES__BACKEND": "none",
-        "SIBYL_PREDLOG__SINK": "none",
         "SIBYL_METRICS__PORT": "0",
-        "SIBYL_LOG_LEVEL": "WARNING",
     }
 
 
 @contextlib.contextmanager
-def sibyl_server(group: str, store: Path, workers: int = 1) -> Iterator[ServerProcess]:
-    """`sibyl serve --port 0` for a scenario group: "plain", "redis" or "redis-kafka"."""
+def sibyl_server(
+    group: str, store: Path, workers: int = 1, env: Mapping[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """`sibyl serve --port 0` for a group: "plain", "redis", "kafka" (the log to a real Kafka-protocol broker) or
+    "redis-kafka"; `env` overrides settings
+    (tuned rows, e.g. SIBYL_PREDLOG__SINK=none)."""
     from tests.support.servers import KafkaBroker, RedisServer, create_topic
 
+    overrides = dict(env or {})
     env = sibyl_env(store, workers)
     with contextlib.ExitStack() as stack:
         if group in ("redis", "redis-kafka"):
@@ -101,11 +110,12 @@ def sibyl_server(group: str, store: Path, workers: int = 1) -> Iterator[ServerPr
             env |= {"SIBYL_FEATURES__BACKEND": "redis", "SIBYL_FEATURES__URL": redis.url}
             # The in-process cache would hide Redis after the first call: benchmark the fetch itself.
             env["SIBYL_FEATURES__CACHE_TTL_S"] = "0"
-        if group == "redis-kafka":
+        if group in ("redis-kafka", "kafka"):
             kafka = stack.enter_context(KafkaBroker())
             create_topic(kafka.bootstrap, TOPIC)
             env |= {"SIBYL_PREDLOG__SINK": "kafka", "SIBYL_PREDLOG__KAFKA_BOOTSTRAP": kafka.bootstrap}
             env["SIBYL_PREDLOG__TOPIC"] = TOPIC
+        env |= overrides
         command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
         server = stack.enter_context(ServerProcess(command, env, name=f"sibyl-{group}"))
         yield server

@@ -1,4 +1,4 @@
-"""The benchmark peers score the same model on the same input as sibyl's single-row scenario.
+"""The benchmark peers score the same model on the same input as sibyl's single-row comparison row.
 
 Always (fast, no peer venvs): the peers' V2 request building, readiness polling and score decoding run against
 sibyl's own KServe V2 endpoint (same protocol), and answer what sibyl's Predict answers for the single-row
@@ -20,6 +20,7 @@ import pytest
 from benchmarks.load import workload as w
 from benchmarks.load.client import ClientPool, Job, run_job
 from benchmarks.load.measure import Runner
+from benchmarks.peers import compare
 from benchmarks.peers import entries as peers
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.v2 import (
@@ -31,7 +32,7 @@ from benchmarks.peers.v2 import (
     scores,
     wait_model_ready,
 )
-from benchmarks.scenarios.definitions import BY_NAME, PREDICT
+from benchmarks.scenarios.definitions import PREDICT
 from benchmarks.scenarios.servers import sibyl_server
 from benchmarks.suite import Plan
 from sibyl.kserve.grpc_predict_v2_pb2 import ModelInferResponse
@@ -50,9 +51,9 @@ def sibyl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def sibyl_single_row(sibyl: str) -> np.ndarray:
-    """sibyl's own answer to the single-row scenario's Predict request."""
+    """sibyl's own answer to the single-row native Predict request of the comparison."""
     with grpc.insecure_channel(sibyl) as channel:
-        raw = channel.unary_unary(PREDICT)(BY_NAME["single-row"].payload(), timeout=10)
+        raw = channel.unary_unary(PREDICT)(w.request_features(PREDICTOR, w.PRIMARY, 1), timeout=10)
     resp = predict_pb2.PredictResponse.FromString(raw)
     return np.asarray(resp.results[0].scores, dtype=np.float64)
 
@@ -67,7 +68,7 @@ def test_peer_request_scored_by_sibyl_v2_equals_its_predict_answer(sibyl: str, s
 
 
 def test_peer_input_is_the_single_row_scenarios_row() -> None:
-    request = predict_pb2.PredictRequest.FromString(BY_NAME["single-row"].payload())
+    request = predict_pb2.PredictRequest.FromString(w.request_features(PREDICTOR, w.PRIMARY, 1))
     row = request.rows[0]
     flat = []
     for spec in w.manifest(w.PRIMARY).inputs:
@@ -116,8 +117,9 @@ def test_missing_venv_skips_the_peer_with_the_command_to_create_it(
     monkeypatch.setattr(peers_setup, "VENV_ROOT", tmp_path / "venvs")
     with ClientPool(1) as pool:
         runner = Runner(Plan(out=tmp_path), pool)
-        peers.run_peers(runner.plan, runner, list(peers.PEERS))
-    assert [e.name for e in runner.entries] == list(peers.PEERS)
+        for peer in peers.PEERS.values():
+            compare.run_peer(runner.plan, runner, peer, (1, 100), exe=None)
+    assert [(e.name, e.rows) for e in runner.entries] == [(p.row, n) for p in peers.PEERS.values() for n in (1, 100)]
     for entry in runner.entries:
         assert entry.skipped and "python -m benchmarks.peers.setup" in entry.skipped
     with pytest.raises(ValueError, match="unknown peer"):

@@ -1,0 +1,214 @@
+"""The comparison: every server driven by the same client over the same protocol, one server at a time.
+
+KServe V2 ModelInfer for all (the echo floor, sibyl's V2 endpoint, MLServer, Triton), the request built once
+with stock tritonclient.grpc (the sample's rows as one FP32 [N, 16] tensor); sibyl's native Predict and the
+echo floor's Predict beside it (the same rows in map form). sibyl runs on default settings (file log on, with
+feature values); other settings get rows of their own (kind "variant"). perf_analyzer drives sibyl V2 and
+Triton as a second, C++ client. Each row: closed loops (every concurrency x repeats), and at 1 row the
+open-loop sweep to the p99 SLO (repeated).
+
+Groups (what --only selects): echo, sibyl, sibyl-nolog, sibyl-kafka, peer-mlserver, peer-triton.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.load import workload as w
+from benchmarks.load.cpu import tree_rss
+from benchmarks.load.measure import Entry, Runner, Settings, say
+from benchmarks.peers import setup as peers_setup
+from benchmarks.peers.entries import MODEL_NAME, PEERS, Peer, check_peer, missing_venv_reason
+from benchmarks.peers.v2 import answered_calls
+from benchmarks.scenarios.definitions import MODEL_INFER, PREDICT, PREDICTOR, check_native, check_v2
+from benchmarks.scenarios.entries import first_answers, sibyl_target
+from benchmarks.scenarios.servers import echo_server
+
+GROUPS = ("echo", "sibyl", "sibyl-nolog", "sibyl-kafka", *PEERS)
+NOLOG = {"SIBYL_PREDLOG__SINK": "none"}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kind: str  # "floor", "sibyl", "variant", "peer"
+    api: str  # "v2" or "native"
+    description: str
+    model: str = PREDICTOR  # V2 model name
+
+
+SIBYL_ROWS = {
+    "echo": (
+        Row(
+            "echo-v2",
+            "floor",
+            "v2",
+            "grpc.aio echo server (uvloop): parses the V2 request, answers a fixed "
+            "response of its size: the transport floor",
+        ),
+        Row("echo-native", "floor", "native", "the same echo server answering sibyl's Predict"),
+    ),
+    "sibyl": (
+        Row("sibyl-v2", "sibyl", "v2", "sibyl V2 ModelInfer, default settings (file log on, with feature values)"),
+        Row("sibyl-native", "sibyl", "native", "sibyl native Predict (map-form rows), default settings"),
+    ),
+    "sibyl-nolog": (
+        Row("sibyl-v2-nolog", "variant", "v2", "sibyl V2, prediction log off (SIBYL_PREDLOG__SINK=none)"),
+        Row("sibyl-native-nolog", "variant", "native", "sibyl native Predict, prediction log off"),
+    ),
+    "sibyl-kafka": (
+        Row(
+            "sibyl-native-kafka",
+            "variant",
+            "native",
+            "sibyl native Predict, the log (with feature values) to a "
+            "real Kafka-protocol broker (tansu) instead of the file",
+        ),
+    ),
+}
+SERVER_GROUP = {"sibyl": ("plain", None), "sibyl-nolog": ("plain", NOLOG), "sibyl-kafka": ("kafka", None)}
+
+
+def payload(row: Row, rows: int) -> tuple[str, bytes]:
+    if row.api == "v2":
+        return MODEL_INFER, w.v2_request(row.model, w.PRIMARY, rows)
+    return PREDICT, w.request_features(PREDICTOR, w.PRIMARY, rows)
+
+
+def measure_row(runner: Runner, row: Row, rows: int, target: str, pid: int | None, check: bool = True) -> None:
+    entry = Entry(row.name, row.kind, row.description, section="compare", rows=rows, api=row.api)
+    method, body = payload(row, rows)
+    if check:
+        checker = (lambda raw: check_v2(raw, rows)) if row.api == "v2" else (lambda raw: check_native(raw, rows, 1))
+        problem = first_answers(target, method, body, checker)
+        if problem:
+            runner.skip(entry, f"check failed: {problem}")
+            return
+    sweep = rows == 1 and row.kind != "variant"
+    runner.measure(entry, target, method, body, pid, sweep=sweep)
+
+
+def perf_tensors(per_feature: bool) -> dict[str, list[float]]:
+    """One sample row for perf_analyzer: the whole-row tensor (Triton's config), or one tensor per feature
+    (what sibyl's ModelConfig lists, so the only form perf_analyzer will send it)."""
+    m = w.manifest(w.PRIMARY)
+    row = w.sample_matrix(m.columns, 1)[0]
+    if not per_feature:
+        return {m.input_name: [float(v) for v in row]}
+    out, col = {}, 0
+    for spec in m.inputs:
+        width = len(spec.columns)
+        out[spec.name] = [float(v) for v in row[col : col + width]]
+        col += width
+    return out
+
+
+def perf_rows(
+    runner: Runner,
+    exe: str | None,
+    name: str,
+    kind: str,
+    target: str,
+    pid: int | None,
+    model: str,
+    per_feature: bool,
+    rows: tuple[int, ...],
+) -> None:
+    desc = f"{name} driven by perf_analyzer (C++), " + (
+        "one tensor per feature (sibyl's ModelConfig lists features, not the whole-row tensor)"
+        if per_feature
+        else "the whole-row FP32 tensor"
+    )
+    for n in rows:
+        entry = Entry(name, kind, desc, section="compare", rows=n, api="v2", client="perf_analyzer")
+        if exe is None:
+            runner.skip(entry, "perf_analyzer not found: run `bash scripts/setup_perf_analyzer.sh` (or --with-peers)")
+            continue
+        answered = lambda: answered_calls(target, model)  # noqa: E731
+        runner.perf_analyzer(entry, exe, target, model, perf_tensors(per_feature), pid, answered)
+
+
+def model_bytes() -> int:
+    """What the benchmark predictors load: gbdt@1 and mlp@1's model.onnx."""
+    return sum(w.model_path(ref).stat().st_size for ref in (w.PRIMARY, w.SECOND))
+
+
+def run_sibyl_group(
+    plan: Settings, runner: Runner, group: str, store: Path, rows: tuple[int, ...], exe: str | None
+) -> None:
+    server_group, env = SERVER_GROUP[group]
+    try:
+        with sibyl_target(plan, server_group, store, env=env) as (target, pid):
+            for n in rows:
+                for row in SIBYL_ROWS[group]:
+                    measure_row(runner, row, n, target, pid)
+            if group == "sibyl" and plan.perf_analyzer:
+                perf_rows(runner, exe, "sibyl-v2", "sibyl", target, pid, PREDICTOR, True, rows)
+                if pid is not None:
+                    runner.notes["memory"] = {"model_bytes": model_bytes(), "processes": tree_rss(pid)}
+    except RuntimeError as exc:
+        for n in rows:
+            for row in SIBYL_ROWS[group]:
+                runner.skip(Entry(row.name, row.kind, row.description, rows=n, api=row.api), f"did not start: {exc}")
+
+
+@contextlib.contextmanager
+def peer_server(peer: Peer) -> Iterator[object]:
+    python = peers_setup.venv_python(peer.venv)
+    if python is None:
+        raise LookupError(missing_venv_reason(peer))
+    with peer.server(python, w.model_path(w.PRIMARY)) as server:
+        yield server
+
+
+def run_peer(plan: Settings, runner: Runner, peer: Peer, rows: tuple[int, ...], exe: str | None) -> None:
+    row = Row(peer.row, "peer", "v2", peer.description, model=MODEL_NAME)
+    entries = [Entry(row.name, "peer", peer.description, rows=n, api="v2") for n in rows]
+    if plan.target:
+        for e in entries:
+            runner.skip(e, "peers run locally only (no --target)")
+        return
+    try:
+        with peer_server(peer) as server:
+            target, pid = server.target, server.pid  # type: ignore[attr-defined]
+            for n, entry in zip(rows, entries, strict=True):
+                problem = check_peer(target, n)
+                if problem:
+                    runner.skip(entry, f"check failed: {problem}")
+                    continue
+                measure_row(runner, row, n, target, pid, check=False)
+            if peer.perf_analyzer and plan.perf_analyzer:
+                perf_rows(runner, exe, row.name, "peer", target, pid, MODEL_NAME, False, rows)
+    except LookupError as exc:
+        for e in entries:
+            runner.skip(e, str(exc))
+    except (RuntimeError, OSError) as exc:
+        measured = {(x.name, x.rows) for x in runner.entries if x.client == "python"}
+        for e in entries:
+            if (e.name, e.rows) not in measured:
+                runner.skip(e, f"server did not start: {exc}")
+
+
+def run_compare(plan: Settings, runner: Runner, names: Collection[str], store: Path, exe: str | None) -> None:
+    rows = plan.compare_rows
+    if "echo" in names:
+        if plan.target:
+            for n in rows:
+                for row in SIBYL_ROWS["echo"]:
+                    runner.skip(Entry(row.name, row.kind, row.description, rows=n, api=row.api), "local only")
+        else:
+            with echo_server() as echo:
+                for n in rows:
+                    for row in SIBYL_ROWS["echo"]:
+                        measure_row(runner, row, n, echo.target, echo.pid)
+    for group in ("sibyl", "sibyl-nolog", "sibyl-kafka"):
+        if group in names:
+            say(f"{group}: sibyl server")
+            run_sibyl_group(plan, runner, group, store, rows, exe)
+    for name, peer in PEERS.items():
+        if name in names:
+            say(f"{name}: peer server")
+            run_peer(plan, runner, peer, rows, exe)
