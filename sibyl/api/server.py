@@ -166,7 +166,7 @@ class SibylServer:
 def _metrics_registry(settings: Settings) -> CollectorRegistry:
     registry = CollectorRegistry()
     if settings.metrics.multiprocess_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from sibyl.observability.multiprocess import LiveCollector
 
-        multiprocess.MultiProcessCollector(registry)
+        LiveCollector(registry)  # leaves out series of unloaded versions
     return registry
