@@ -127,7 +127,7 @@ def _check(
     checked: list[_Input] = []
     seen: set[str] = set()
     rows: int | None = None
-    width = 0
+    width = entities = 0  # feature columns; entity id columns (they count in the elements budget too)
     for i, tensor in enumerate(inputs):
         name = limits.name("input", tensor.name)
         if name in seen:
@@ -154,6 +154,8 @@ def _check(
         if tensor.datatype == "BYTES":
             if len(shape) == 2 and shape[1] != 1:
                 raise InvalidArgument(f"entity ids {name!r}: shape {shape}; send one id per row, [N] or [N, 1]")
+            entities += 1
+            limits.elements(n, width + entities, "values and entity ids")
             _check_contents(name, "BYTES", typed, tensor, payload, n, shape)
             checked.append(_Input(tensor, shape, 0, payload, None))
             continue
@@ -165,7 +167,7 @@ def _check(
         if columns is not None and k != len(columns):
             raise InvalidArgument(f"input {name!r}: {k} columns, the model takes {len(columns)}")
         width = limits.columns(width + k)
-        limits.elements(n, width)
+        limits.elements(n, width + entities, "values and entity ids" if entities else "values")
         _check_contents(name, tensor.datatype, typed, tensor, payload, n * k, shape)
         checked.append(_Input(tensor, shape, k, payload, columns))
     assert rows is not None  # inputs is not empty

@@ -114,14 +114,15 @@ def _decode_dense(request: PredictRequest, limits: Limits) -> RowBatch:
     if dup is not None:
         raise InvalidArgument(f"dense.feature_names lists {dup!r} twice")
     values = np.frombuffer(dense.values, dtype="<f4").reshape(n, width) if width else np.empty((n, 0), np.float32)
-    row_entities = _entity_columns(request.row_entities, n, limits)
+    row_entities = _entity_columns(request.row_entities, n, width, limits)
     return RowBatch(n, names, values, dict(request.context), row_entities)
 
 
-def _entity_columns(columns: Iterable[EntityColumn], n: int, limits: Limits) -> dict[str, list[str]]:
+def _entity_columns(columns: Iterable[EntityColumn], n: int, width: int, limits: Limits) -> dict[str, list[str]]:
+    """Entity ids per row; they count as columns of the budget beside the `width` feature columns."""
     columns = list(columns)
     limits.columns(len(columns), "row_entities columns")
-    limits.elements(n, len(columns), "entity ids")
+    limits.elements(n, width + len(columns), "values and entity ids")
     out: dict[str, list[str]] = {}
     for column in columns:
         limits.name("row entity", column.entity)
@@ -209,12 +210,12 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
                 if ids is None:
                     limits.name("row entity", entity)
                     limits.columns(len(row_entities) + 1, "row entities")
-                    limits.elements(n, len(row_entities) + 1, "entity ids")
+                    limits.elements(n, len(index) + len(row_entities) + 1, "values and entity ids")
                     ids = row_entities[entity] = [""] * n
                 if len(entity_id) > limits.max_name_length:
                     limits.text(f"row {r} {entity} id", entity_id)  # raises, naming the row
                 ids[r] = entity_id
-    limits.elements(n, len(index))
+    limits.elements(n, len(index) + len(row_entities), "values and entity ids" if row_entities else "values")
     values = np.full((n, len(index)), np.nan, dtype=np.float32)
     if vals:
         values[np.repeat(np.arange(n), per_row), np.frombuffer(cols, np.int64)] = np.frombuffer(vals, np.float32)

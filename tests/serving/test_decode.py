@@ -123,6 +123,11 @@ def test_vectors_decode_through_numpy_with_widths_that_differ_between_rows() -> 
             rows_request(*[FeatureRow(features={f"f{i % 8}": 1}) for i in range(30)]),
             r"30 rows x 8 columns = 240 values.*server.max_elements",
         ),
+        # Entity ids count as columns of the budget too.
+        (
+            rows_request(*[FeatureRow(features={f"f{j}": 1 for j in range(8)}, entities={"e": "1"})] * 25),
+            r"25 rows x 9 columns = 225 values and entity ids",
+        ),
         # A new entity per row: rows x entities ids.
         (rows_request(*[FeatureRow(entities={f"e{i}": "x"}) for i in range(9)]), "9 row entities"),
         (rows_request(FeatureRow(entities={"e": "x" * 33})), "row 0 e id is 33 characters"),
