@@ -108,6 +108,12 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (for SIGSTOP/SIGCONT); it must be running."""
+        assert self._proc is not None, f"{self.label} not running"
+        return self._proc.pid
+
     def start(self) -> Self:
         if self.running:
             return self
