@@ -14,11 +14,9 @@ neither the spool nor the sink's state. The sender owns the broker state:
 * broker down             -> the producer is closed (its I/O thread stopped: kafka-python's spins on the GIL
                              while reconnecting) and a new one is made after a backoff.
 
-A record the broker refuses for its size or content is trimmed (feature values dropped, `trimmed` set) and
-sent again, or quarantined to a dead-letter file (predlog/poison.py); it never blocks the records behind it.
-A sender that fails with an unexpected error is restarted (counted). close() sends what is queued, waits for
-acks until its deadline, and spools whatever is still unacked; what the thread could not finish in time,
-close() itself spools from the caller's thread, so nothing queued is lost at exit.
+Poison records are trimmed or dead-lettered (predlog/poison.py), never retried ahead of the rest. A sender
+that fails unexpectedly restarts (counted). close() flushes until its deadline, then spools what is unacked;
+what a stuck thread still holds, close() spools itself: nothing queued is lost at exit (docs/predlog.md).
 """
 
 from __future__ import annotations
@@ -26,12 +24,11 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import struct
 import threading
 import time
-from typing import NamedTuple
 
 from sibyl.observability.metrics import Metrics
+from sibyl.predlog.payload import Item, Pending, item, split_payload, spool_payload
 from sibyl.predlog.poison import DeadLetters, trimmed
 from sibyl.predlog.producers import (
     Producer,
@@ -47,30 +44,7 @@ from sibyl.predlog.spool import Spool
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 log = logging.getLogger(__name__)
-
-KEY_LEN = struct.Struct(">H")
-Item = tuple[bytes, bytes]  # key, serialized PredictionLog
-
-
-def spool_payload(key: bytes, value: bytes) -> bytes:
-    """What one spooled record holds: key length (u16) | key | serialized PredictionLog."""
-    return KEY_LEN.pack(len(key)) + key + value
-
-
-def split_payload(payload: bytes) -> Item:
-    (n,) = KEY_LEN.unpack_from(payload)
-    return payload[2 : 2 + n], payload[2 + n :]
-
-
-def item(record: PredictionLog) -> Item:
-    return record.prediction_id.encode(), record.SerializeToString()
-
-
-class Pending(NamedTuple):
-    key: bytes
-    value: bytes
-    sent_at: float
-    replay: bool  # from the spool: a failure leaves it there (not spooled again)
+__all__ = ["KafkaSink", "split_payload", "spool_payload"]  # the spool payload helpers, where callers know them
 
 
 class KafkaSink:
