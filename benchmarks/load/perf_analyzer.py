@@ -93,6 +93,14 @@ def parse_csv(text: str, batch: int) -> dict[str, float]:
     }
 
 
+def _count(answered: Callable[[], int]) -> int | None:
+    """The server's call count, or None when it will not tell (the run still has perf_analyzer's numbers)."""
+    try:
+        return answered()
+    except Exception:  # any RPC error: the statistics API is off or restricted
+        return None
+
+
 def run(
     exe: str,
     target: str,
@@ -137,14 +145,15 @@ def run(
             "-f",
             str(report),
         ]
-        calls0, cpu0 = answered(), tree_cpu_s(server_pid) if server_pid else None
+        calls0, cpu0 = _count(answered), tree_cpu_s(server_pid) if server_pid else None
         usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall0 = time.monotonic()
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         wall = time.monotonic() - wall0
         usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = tree_cpu_s(server_pid) - cpu0 if server_pid and cpu0 is not None else None
-        calls = answered() - calls0
+        calls1 = _count(answered)
+        calls = calls1 - calls0 if calls0 is not None and calls1 is not None else 0  # 0: CPU per call unknown
         client = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
         empty = PerfRun(concurrency, batch, 0.0, 0.0, 0.0, 0.0, calls, cpu, client, wall)
         if done.returncode != 0 or not report.exists():

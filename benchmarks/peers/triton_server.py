@@ -22,6 +22,17 @@ from pytriton.model_config import ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 
+def security() -> dict[str, object]:
+    """PyTriton restricts the statistics API behind a generated token by default; the benchmark counts answered
+    calls through it (as against any stock tritonserver), so open that one and keep the rest restricted."""
+    try:
+        from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, TritonSecurityConfig
+    except ImportError:  # a PyTriton without access tokens restricts nothing
+        return {}
+    endpoints = [e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"]
+    return {"security_config": TritonSecurityConfig(restricted_endpoints=endpoints)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True, help="path of the .onnx file")
@@ -58,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         allow_gpu_metrics=False,
         exit_on_error=True,
     )
-    with Triton(config=config) as triton:
+    with Triton(config=config, **security()) as triton:
         triton.bind(
             model_name=args.name,
             infer_func=infer,
