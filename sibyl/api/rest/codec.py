@@ -120,7 +120,8 @@ def _raw(name: str, datatype: str, shape: list[int], data: Any) -> bytes:
         raise InvalidArgument(f"input {name!r}: datatype {datatype!r} not supported; use FP32, INT64 or BYTES")
     try:
         wide = np.asarray(data, dtype=np.float64 if datatype in FLOAT_TYPES else dtype)
-        values = wide.astype(dtype)
+        with np.errstate(over="ignore"):  # an overflow to inf is reported below, by name
+            values = wide.astype(dtype)
     except (ValueError, TypeError, OverflowError):
         raise InvalidArgument(f"input {name!r}: data is not a list of {datatype} numbers") from None
     if values.size != count:
