@@ -44,10 +44,13 @@ def score(
     *,
     scorer: BatchScorer | None = None,
     concurrency: int | None = None,
+    num_cpus: float = 1.0,
     batch_size: int = 10_000,
     **load: Any,
 ) -> Any:
-    """ds with the score columns, prediction_id and defaulted; `concurrency` actors (default: one per CPU).
+    """ds with the score columns, prediction_id and defaulted; `concurrency` actors (default: one per CPU) of
+    `num_cpus` each. Actors holding every CPU starve upstream tasks that need one (a repartition's shuffle
+    waited forever on 2 CPUs): then give fewer actors, or num_cpus below 1.
 
     Give store_url and target (and BatchScorer.load's keywords), or a loaded scorer.
     """
@@ -61,6 +64,7 @@ def score(
         batch_format="pyarrow",
         batch_size=batch_size,
         concurrency=concurrency or _cpus(),
+        num_cpus=num_cpus,
         zero_copy_batch=True,
     )
 
