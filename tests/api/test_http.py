@@ -306,3 +306,24 @@ async def test_draining_answers_not_ready_and_unavailable(store: Path) -> None:
 async def test_rest_off_when_disabled(store: Path) -> None:
     async with running_server(store, http={"enabled": False}) as server:
         assert server.http_port == 0
+
+
+async def test_perf_analyzer_runs_over_http_with_zero_errors(store: Path) -> None:
+    """Triton's load tool over REST: it reads the config and statistics endpoints, then infers (binary data)."""
+    from tests.api.test_v2 import perf_analyzer
+
+    if perf_analyzer() is None:  # scripts/test.sh installs it; in CI a missing one fails instead of skipping
+        missing(MissingBinaryError("perf_analyzer", "bash scripts/setup_perf_analyzer.sh (sets up .bench-venvs/)"))
+    async with running_server(store, features=features_on(store)) as server:
+        args = [str(perf_analyzer()), "-m", "p", "-x", "1", "-i", "http", "-u", f"127.0.0.1:{server.http_port}"]
+        args += ["--measurement-mode", "count_windows", "--measurement-request-count", "200"]
+        args += ["--concurrency-range", "2", "--max-trials", "10", "--stability-percentage", "500"]
+        done = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output, _ = await asyncio.wait_for(done.communicate(), timeout=60)
+        (stats,) = server.service.statistics("p")
+    text = output.decode(errors="replace")
+    assert done.returncode == 0, text
+    assert "Throughput" in text
+    assert stats.stats.calls > 0 and stats.stats.failed == 0
