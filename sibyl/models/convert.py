@@ -26,6 +26,9 @@ from sibyl.models.manifest import OutputSpec, Source
 Format = Literal["sklearn", "xgboost", "lightgbm"]
 FORMATS: dict[Format, str] = {"sklearn": "source.joblib", "xgboost": "source.xgb.json", "lightgbm": "source.lgb.txt"}
 TOLERANCE = 1e-4
+# skl2onnx stamps the newest opset it knows, which an older onnxruntime (the floor, 1.20: opset 21) refuses;
+# 17 and ML 3 load on every supported onnxruntime. onnxmltools already stays at 15 for trees.
+SKLEARN_OPSETS = {"": 17, "ai.onnx.ml": 3}
 PROBABILITIES, VARIABLE = "probabilities", "variable"
 
 
@@ -73,6 +76,7 @@ def _sklearn(path: Path, input_name: str) -> Converted:
             model,
             initial_types=[(input_name, FloatTensorType([None, width]))],
             options={"zipmap": False} if classifier else None,
+            target_opset=SKLEARN_OPSETS,
         )
     except Exception as exc:  # skl2onnx raises RuntimeError/NameError/... for unsupported estimators
         raise InvalidArgument(f"{path}: skl2onnx cannot convert {type(model).__name__}: {exc}") from None

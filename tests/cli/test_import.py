@@ -89,6 +89,7 @@ def test_import_converts_checks_and_stores_both_files(
     assert hashlib.sha256(catalog.read_file(ref, source.file)).hexdigest() == source.sha256
     assert catalog.read_file(ref, source.file) == (tmp_path / file).read_bytes()
     assert manifest.validation is not None and manifest.validation.producer.split()[0] in ("skl2onnx", "OnnxMLTools")
+    assert manifest.validation.opsets.get("", 0) <= 21  # loads on the onnxruntime floor (1.20)
 
     # What the server loads scores every row (not only the sample) as the original does.
     served = OnnxModel(manifest, catalog.read_model(ref)).run(x)[:, 0]
