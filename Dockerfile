@@ -24,6 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SIBYL_SERVER__PORT=50051 \
     SIBYL_METRICS__HOST=0.0.0.0 \
     SIBYL_METRICS__PORT=9100 \
+    SIBYL_HTTP__PORT=8080 \
     SIBYL_PREDLOG__PATH=/var/lib/sibyl/predictions.jsonl \
     SIBYL_PREDLOG__SPOOL_DIR=/var/lib/sibyl/spool
 # Wheels come in through a bind mount, so they never become a layer of the final image.
@@ -33,7 +34,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && useradd --system --uid 10001 --gid sibyl --home-dir /var/lib/sibyl --create-home --shell /usr/sbin/nologin sibyl
 WORKDIR /var/lib/sibyl
 USER 10001:10001
-EXPOSE 50051 9100
+EXPOSE 50051 9100 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python", "-m", "sibyl.process.healthcheck"]
 STOPSIGNAL SIGTERM
 CMD ["sibyl", "serve"]

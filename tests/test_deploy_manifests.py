@@ -133,7 +133,7 @@ def test_selectors_all_pick_the_server_pods(rendered: list[Doc]) -> None:
 def test_service_is_headless_for_client_side_balancing(rendered: list[Doc]) -> None:
     service = by_kind(rendered, "Service")
     assert service["spec"]["clusterIP"] == "None"
-    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"grpc": 50051, "metrics": 9100}
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"grpc": 50051, "metrics": 9100, "http": 8080}
 
 
 def test_probes_ports_and_metrics_annotations_agree_with_the_config(rendered: list[Doc]) -> None:
@@ -141,7 +141,11 @@ def test_probes_ports_and_metrics_annotations_agree_with_the_config(rendered: li
     config = by_kind(rendered, "ConfigMap")["data"]
     (container,) = containers(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": int(config["SIBYL_SERVER__PORT"]), "metrics": int(config["SIBYL_METRICS__PORT"])}
+    assert ports == {
+        "grpc": int(config["SIBYL_SERVER__PORT"]),
+        "metrics": int(config["SIBYL_METRICS__PORT"]),
+        "http": int(config["SIBYL_HTTP__PORT"]),
+    }
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == ports["grpc"], f"{probe} must use the gRPC health service"
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -368,5 +372,5 @@ def test_runtime_stage_is_slim_non_root_and_health_checked() -> None:
     user = next(line.split()[1] for line in runtime.splitlines() if line.startswith("USER "))
     assert not user.startswith(("0", "root"))
     assert 'CMD ["python", "-m", "sibyl.process.healthcheck"]' in runtime
-    assert "EXPOSE 50051 9100" in runtime
+    assert "EXPOSE 50051 9100 8080" in runtime
     assert runtime.rstrip().endswith('CMD ["sibyl", "serve"]')
