@@ -103,9 +103,10 @@ def _decode_dense(request: PredictRequest, limits: Limits) -> RowBatch:
             f"dense has {n} rows but no feature_names and no row_entities: send at least one column, or use rows"
         )
     expected = n * width * 4
-    if len(dense.values) != expected:
+    data = dense.values  # each read of a bytes field is a copy: one here
+    if len(data) != expected:
         raise InvalidArgument(
-            f"dense.values has {len(dense.values)} bytes; {n} rows x {width} features x 4 (float32) = {expected}"
+            f"dense.values has {len(data)} bytes; {n} rows x {width} features x 4 (float32) = {expected}"
         )
     names = list(dense.feature_names)
     for name in names:
@@ -113,7 +114,7 @@ def _decode_dense(request: PredictRequest, limits: Limits) -> RowBatch:
     dup = first_duplicate(names)
     if dup is not None:
         raise InvalidArgument(f"dense.feature_names lists {dup!r} twice")
-    values = np.frombuffer(dense.values, dtype="<f4").reshape(n, width) if width else np.empty((n, 0), np.float32)
+    values = np.frombuffer(data, dtype="<f4").reshape(n, width) if width else np.empty((n, 0), np.float32)
     row_entities = _entity_columns(request.row_entities, n, width, limits)
     return RowBatch(n, names, values, dict(request.context), row_entities)
 
