@@ -250,19 +250,55 @@ def remote_scorer(client: Client, timeout_s: float | None) -> Scorer:
 
 
 def local_scorer(settings: Settings) -> tuple[Scorer, Callable[[], None]]:
-    from sibyl.embedded import Predictor
+    """sibyl.batch.BatchScorer on each request's rows: the server's decode, feature assembly, defaults and
+    runtime, with no event loop, no thread, no store polling and no prediction log. The target (the predictor,
+    or --model-override) is pinned at its first batch."""
+    from sibyl.app import inference_threads
+    from sibyl.batch import BatchScorer
+    from sibyl.serving.decode import Limits, decode
+    from sibyl.v1.predict_pb2 import ModelScores, PredictResponse, Role
 
-    predictor = Predictor.open(settings)
+    ms = settings.model_store
+    limits = Limits(max_rows=2**31 - 1, max_name_length=settings.server.max_name_length)
+    loaded: dict[str, BatchScorer] = {}
+
+    def scorer_for(target: str) -> BatchScorer:
+        if target not in loaded:
+            loaded[target] = BatchScorer.load(
+                ms.url, target, features=settings.features, intra_op_threads=inference_threads(settings),
+                s3_endpoint_url=ms.s3_endpoint_url, s3_region=ms.s3_region,
+            )  # fmt: skip
+        return loaded[target]
+
+    def answer(request: PredictRequest) -> PredictResponse:
+        batch = decode(request, limits)
+        scorer = scorer_for(request.model_override or request.predictor)
+        unknown = [n for n in batch.names if n not in scorer.inputs]
+        if unknown:  # the server refuses a name no model takes (almost always a typo): so does this
+            raise InvalidArgument(
+                f"unknown feature(s) {unknown[:5]} for {', '.join(scorer.refs)}; expected names like "
+                f"{sorted(scorer.layout.columns)[:8]}"
+            )
+        _, scores = scorer.score_rows(batch)
+        model = scorer.models[0]
+        role = Role.ROLE_OVERRIDE if request.model_override else Role.ROLE_PRIMARY
+        result = ModelScores(model=model.name, version=model.version, role=role, dim=scores[0].shape[1])
+        result.scores.extend(scores[0].ravel().tolist())
+        return PredictResponse(request_id=request.request_id, predictor=request.predictor, results=[result])
 
     def score(pairs: Iterable[tuple[Batch, PredictRequest]]) -> Iterator[tuple[Batch, PredictResponse]]:
         for batch, request in pairs:
             try:
-                yield batch, predictor.predict(request)
+                yield batch, answer(request)
             except SibylError as exc:
                 rows = f"rows {batch.first_row + 1}-{batch.first_row + batch.num_rows}"
                 raise ScoreError(f"{rows}: {exc}") from None
 
-    return score, predictor.close
+    def close() -> None:
+        for scorer in loaded.values():
+            scorer.close()
+
+    return score, close
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
@@ -323,7 +359,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="CSV or Parquet file for the ids and scores (input order)")
     p.add_argument("--predictor", required=True, help="predictor to score with, e.g. example")
     p.add_argument("--target", help="HOST:PORT of a running sibyl (scores over one PredictStream)")
-    p.add_argument("--in-process", action="store_true", help="load the models here instead (embedded mode)")
+    p.add_argument(
+        "--in-process", action="store_true", help="load the models here instead (sibyl.batch: no server, no log)"
+    )
     p.add_argument("--store", help="model store URL for --in-process (default: settings)")
     p.add_argument("--batch-rows", type=int, default=1000, help="rows per request (default 1000)")
     p.add_argument("--entity-columns", help="comma-separated entity id columns (default: names ending in _id)")

@@ -124,3 +124,27 @@ def test_target_or_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--target" in capsys.readouterr().err
     assert score(str(tmp_path / "in.csv"), str(tmp_path / "out.txt"), "--target", "127.0.0.1:1") == 2
     assert "use a .csv or .parquet" in capsys.readouterr().err
+
+
+def test_in_process_is_the_batch_scorer_no_log_no_thread(
+    make_store: Callable[..., Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--in-process runs sibyl.batch: no predictions.jsonl, no background thread; a typo'd column is one line."""
+    import threading
+
+    store = make_store(CONSUMERS)
+    write_input(store / "in.csv")
+    work = store / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("SIBYL_FEATURES__BACKEND", "memory")
+    monkeypatch.setenv("SIBYL_FEATURES__MEMORY_FILE", str(store / "features.jsonl"))
+    threads = threading.active_count()
+    flags = ("--in-process", "--store", f"file://{store / 'store'}", "--id-columns", "order_id,consumer_id")
+    assert score(str(store / "in.csv"), str(work / "out.csv"), *flags) == 0, capsys.readouterr().err
+    assert threading.active_count() == threads
+    assert sorted(p.name for p in work.iterdir()) == ["out.csv"], "no prediction log, no spool"
+    (store / "typo.csv").write_text("consumer_id,amount,ratng\nc1,1,2\n")
+    assert score(str(store / "typo.csv"), str(work / "typo.csv"), *flags[:3]) == 2
+    err = capsys.readouterr().err
+    assert "rows 1-1: unknown feature(s) ['ratng'] for m@1" in err and "Traceback" not in err
