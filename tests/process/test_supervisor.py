@@ -43,6 +43,7 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
         SIBYL_SERVER__GRACE_S="3",
         SIBYL_SERVER__WORKERS="2",
         SIBYL_METRICS__PORT="0",
+        SIBYL_HTTP__PORT="0",  # REST on a free port, not 8080
         SIBYL_LOG_JSON="false",
         SIBYL_LOG_LEVEL="INFO",
     )
