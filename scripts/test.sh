@@ -6,16 +6,22 @@ cd "$(dirname "$0")/.."
 
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
-# Prometheus + promtool (Debian package) for the metrics, alert-rule and dashboard tests.
-if ! command -v promtool >/dev/null 2>&1; then
+# Debian packages the tests need, installed only when their command is missing (needs root + apt-get).
+APT_UPDATED=""
+apt_install() {  # apt_install COMMAND PACKAGE WHAT-SKIPS
+    command -v "$1" >/dev/null 2>&1 && return 0
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        [ -n "$APT_UPDATED" ] || { apt-get update -qq; APT_UPDATED=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
     else
-        echo "warning: promtool not found and cannot apt-get install prometheus (need root + apt-get);" \
-            "Prometheus tests will skip (or fail when CI=true)" >&2
+        echo "warning: $1 not found and cannot apt-get install $2 (need root + apt-get);" \
+            "$3 will skip (or fail when CI=true)" >&2
     fi
-fi
+}
+# Prometheus + promtool for the metrics, alert-rule and dashboard tests.
+apt_install promtool prometheus "Prometheus tests"
+# Java 17 for the local Spark of the batch-scoring tests (tests/batch/test_spark.py).
+apt_install java openjdk-17-jre-headless "Spark tests"
 
 # perf_analyzer (Triton's load tool) in its own venv, for the KServe V2 compatibility test.
 SIBYL_PERF_ANALYZER="$(bash scripts/setup_perf_analyzer.sh)"
