@@ -1,12 +1,16 @@
-"""Scenarios and baselines: sibyl's own entries and the floors they are compared with.
+"""Scenarios and floors: sibyl's own entries and the floors they are compared with.
 
-- definitions.py   the scenarios: name, request shape, server group, rates, and the answer check
-- entries.py       running them through a load.measure.Runner: the limits, then each server group's scenarios
-- servers.py       servers under test as subprocesses: sibyl (with real Redis / Kafka) and the echo baseline
-- echo_server.py   limit-grpc-echo: a grpc.aio server answering a fixed PredictResponse (run as a script)
+- definitions.py   request shapes and answer checks; the scenarios (mlp-256, redis-fill, shadow-log)
+- entries.py       running them through a load.measure.Runner: the in-process floor, each server group's
+                   scenarios; a started sibyl as (target, pid) and the first-answers check, shared
+- growth.py        how cost grows: rows, models and workers per call (sibyl, default settings)
+- servers.py       servers under test as subprocesses: sibyl (with real Redis / Kafka) and the echo floor
+- echo_server.py   the echo floor: a grpc.aio server answering Predict and V2 ModelInfer (run as a script)
 - inprocess.py     limit-inprocess: onnxruntime called directly, back to back
 - redis_fill.py    the example features written into Redis in sibyl's layout
+- ort_threads.py   stand-alone: onnxruntime CPU and wall per call by rows and threads (the thread rule)
 - feature_fetch.py stand-alone: feature-fetch latency against a real redis-server (`python -m` it)
+- hostile.py       stand-alone: server cost of hostile requests (see its docstring)
 
 May import: benchmarks.load, each other, sibyl, tests.support (real-server launchers). Never peers, report,
 suite or cli.

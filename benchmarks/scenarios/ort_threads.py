@@ -107,18 +107,30 @@ def measure(models: tuple[str, ...], rows: tuple[int, ...], seconds: float, repe
 
 
 def markdown(cells: list[Cell]) -> str:
-    """One line per cell; the minimum is the least-disturbed round (the machine may be shared)."""
-    lines = [
-        "| model | rows | config | wall µs/call median (min-max) | CPU µs/call median (min-max) |",
-        "|---|---:|---|---:|---:|",
-    ]
-    for c in cells:
-        (w0, w1), (c0, c1) = c.wall_us_range, c.cpu_us_range
-        lines.append(
-            f"| {c.model} | {c.rows:,} | {c.config} | {c.wall_us:,.1f} ({w0:,.1f}-{w1:,.1f}) "
-            f"| {c.cpu_us:,.1f} ({c0:,.1f}-{c1:,.1f}) |"
-        )
+    """One line per model and rows: wall and CPU µs per call, median (min) over the rounds, per configuration.
+    The minimum is the least-disturbed round (the machine may be shared)."""
+    names = [name for name, _, _ in CONFIGS]
+    head = " | ".join(f"{n} wall | {n} CPU" for n in names)
+    lines = [f"| model | rows | {head} |", "|---|---:|" + "---:|" * (2 * len(names))]
+    by_key = {(c.model, c.rows, c.config): c for c in cells}
+    for model, rows in dict.fromkeys((c.model, c.rows) for c in cells):
+        parts = []
+        for n in names:
+            c = by_key.get((model, rows, n))
+            parts += (
+                ["-", "-"]
+                if c is None
+                else [f"{c.wall_us:,.0f} ({c.wall_us_range[0]:,.0f})", f"{c.cpu_us:,.0f} ({c.cpu_us_range[0]:,.0f})"]
+            )
+        lines.append(f"| {model} | {rows:,} | {' | '.join(parts)} |")
     return "\n".join(lines) + "\n"
+
+
+def _from_json(path: Path) -> list[Cell]:
+    return [
+        Cell(**{**c, "wall_us_range": tuple(c["wall_us_range"]), "cpu_us_range": tuple(c["cpu_us_range"])})
+        for c in json.loads(path.read_text())
+    ]
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -138,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=0.2, help="seconds per round and configuration")
     p.add_argument("--repeats", type=int, default=7, help="rounds per cell (median and range)")
     p.add_argument("--json", type=Path, help="also write the cells as JSON here")
+    p.add_argument("--table", type=Path, help="only print the table of a JSON written by --json")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown(_from_json(args.table)), end="")
+        return 0
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = [m for m in models if not w.model_path(m).exists()]
     if unknown or args.seconds <= 0 or args.repeats < 1:

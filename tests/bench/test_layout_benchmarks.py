@@ -11,7 +11,7 @@ from tests.support.layering import cycles, graph, imports, modules, package, pac
 ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
 
 # Lower rank = lower layer. A module may import its own subpackage and subpackages of a strictly lower rank.
-# peers mirror the single-row scenario (its rates), so they sit above scenarios.
+# peers hold the comparison, which starts the scenarios' servers (sibyl, echo), so they sit above scenarios.
 RANK = {
     "load": 0,
     "report": 1,
