@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import perf_analyzer
+from benchmarks.load import measure, perf_analyzer
 from benchmarks.load import workload as w
 from benchmarks.load.client import ClientPool
 from benchmarks.load.measure import Runner, say
@@ -26,6 +26,7 @@ from benchmarks.report.results import entry_json
 from benchmarks.scenarios.definitions import SCENARIOS
 from benchmarks.scenarios.entries import LIMITS, run_limits, run_scenarios
 from benchmarks.scenarios.growth import DIMENSIONS, run_growth
+from sibyl.cli.progress import Progress
 
 PEERS = tuple(PEER_ENTRIES)
 ALL_NAMES = (*LIMITS, *COMPARE, *(s.name for s in SCENARIOS), *DIMENSIONS)
@@ -118,9 +119,16 @@ def run_suite(plan: Plan) -> dict[str, Any]:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     machine = machine_info()  # before the load: the load average says how busy the machine was
-    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp, ClientPool(plan.clients) as pool:
-        runner = Runner(plan, pool)
-        _run_all(plan, runner, w.make_store(Path(tmp)))
+    measure.PROGRESS = bar = Progress(
+        "bench", unit="entries", every_s=0.0, line=lambda n, _, note: f"[bench] {n} entries done{note}"
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp, ClientPool(plan.clients) as pool:
+            runner = Runner(plan, pool)
+            _run_all(plan, runner, w.make_store(Path(tmp)))
+    finally:
+        bar.close()
+        measure.PROGRESS = None
     entries = [entry_json(e) for e in runner.entries]
     doc = {
         "started_at": started,

@@ -91,8 +91,21 @@ class Entry:
         return f"{self.name}{via} [{self.rows} row{'s' if self.rows != 1 else ''}]"
 
 
+class Bar(Protocol):
+    """The suite's progress (sibyl.cli.progress.Progress): a bar on a terminal, else plain lines."""
+
+    def update(self, step: int = 1, note: str = "") -> None: ...
+    def write(self, text: str) -> None: ...
+
+
+PROGRESS: Bar | None = None  # set by the suite while it runs
+
+
 def say(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
+    if PROGRESS is not None:
+        PROGRESS.write(f"[bench] {text}")  # above the bar, not through it
+    else:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 def median_rps(runs: list[RunResult]) -> float:
@@ -163,7 +176,7 @@ class Runner:
             rate = self.cap(max(fixed_rate(entry), 1.0))
             say(f"{entry.label} fixed run at {rate:g} rps for {p.fixed_s:g} s")
             entry.fixed = self.open_runs(target, method, payload, pid)(rate, p.fixed_s, p.warmup_s)
-        self.entries.append(entry)
+        self.add(entry)
         return entry
 
     def perf_analyzer(
@@ -203,8 +216,14 @@ class Runner:
                         f"server {cpu or 0:,.0f} µs/call, client {r.client_cpu_us_per_call or 0:,.0f} µs/call"
                     )
                 )
-        self.entries.append(entry)
+        self.add(entry)
         return entry
+
+    def add(self, entry: Entry) -> None:
+        """Record a finished (or skipped) entry; the suite's progress moves one step."""
+        self.entries.append(entry)
+        if PROGRESS is not None:
+            PROGRESS.update(1, entry.label)
 
     def sweep_start(self, entry: Entry) -> float:
         """Half the closed-loop throughput at the highest concurrency: the sweep then needs few steps."""
@@ -223,7 +242,7 @@ class Runner:
             reason = f"{lines[0]} ... {lines[-1]}"
         say(f"{entry.label}: skipped: {reason}")
         entry.skipped = reason
-        self.entries.append(entry)
+        self.add(entry)
 
 
 def _line(r: RunResult) -> str:

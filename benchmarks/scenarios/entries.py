@@ -34,7 +34,7 @@ def limit_inprocess(runner: Runner, rows: tuple[int, ...]) -> None:
         )
         say(f"{entry.label}: onnxruntime session.run, back to back")
         entry.fixed = run_inprocess(w.model_path(w.PRIMARY), w.sample_matrix(m.columns, n), runner.plan.duration_s)
-        runner.entries.append(entry)
+        runner.add(entry)
 
 
 def run_limits(plan: Settings, runner: Runner, names: Collection[str], rows: tuple[int, ...]) -> None:

@@ -15,6 +15,8 @@ import termios
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from sibyl.cli.progress import Progress
 from tests.cli.test_score import write_input
 from tests.support.inproc import CONSUMERS
@@ -144,3 +146,20 @@ def test_features_load_shows_a_bar_on_a_terminal_and_lines_otherwise(tmp_path: P
     assert code == 0, shown
     assert not any(mark in shown for mark in ANSI_OR_CR)
     assert shown.splitlines()[-1].startswith("checked 3000 entities in ")
+
+
+def test_the_benchmark_suite_reports_each_entry_through_its_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python -m benchmarks: Runner.add moves the suite's Progress; [bench] messages go through it (above a bar)."""
+    from benchmarks.load import measure
+
+    out = io.StringIO()
+    bar = Progress("bench", unit="entries", out=out, every_s=0.0, line=lambda n, _, note: f"[bench] {n} done{note}")
+    monkeypatch.setattr(measure, "PROGRESS", bar)
+    runner = measure.Runner(plan=None, pool=None)  # type: ignore[arg-type]  # add() reads neither
+    measure.say("starting")
+    runner.add(measure.Entry("sibyl-v2", "sibyl", "V2 ModelInfer"))
+    runner.skip(measure.Entry("peer-triton", "peer", "Triton"), "no tritonserver")
+    assert [e.name for e in runner.entries] == ["sibyl-v2", "peer-triton"]
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[bench] starting" and lines[-1].startswith("[bench] 2 done, ")
+    assert lines[1].startswith("[bench] 1 done, ") and any("skipped: no tritonserver" in line for line in lines)
