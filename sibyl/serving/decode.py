@@ -179,34 +179,46 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     n = limits.rows(len(rows))
     if request.row_entities:
         raise InvalidArgument("row_entities goes with dense; with rows, set each row's entities")
-    # Values on the wire, counted (len() is O(1)) before any per-value work: each is a matrix element.
-    given = sum(len(row.features) for row in rows)
-    given += sum(len(vector.values) for row in rows if row.vectors for vector in row.vectors.values())
-    if given > limits.max_elements:
-        raise InvalidArgument(
-            f"{given} feature values in one call; at most {limits.max_elements} (server.max_elements): split the request"
-        )
     columns = _Columns(limits)
     index = columns.index
+    find, add = index.get, columns.add
     per_row = np.zeros(n, np.intp)  # scalar features per row
-    cols, vals = array("q"), array("f")
-    blocks: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row, columns, values) of each vector
+    cols, vals = array("q"), array("f")  # their columns and values, row after row
+    vectors: dict[tuple[str, int], tuple[np.ndarray, list[int], list[np.ndarray]]] = {}  # by name and width
     row_entities: dict[str, list[str]] = {}
+    given = 0  # values on the wire so far: each is a matrix element, counted before the next row's work
     for r, row in enumerate(rows):
         features = row.features
         if features:
-            per_row[r] = len(features)
-            for name, value in features.items():
-                col = index.get(name)
-                cols.append(columns.add(name) if col is None else col)
-                vals.append(value)
-        if row.vectors:
-            for name, vector in row.vectors.items():
+            names = list(features)
+            found = list(map(find, names))  # in C; a name not seen yet is None
+            if None in found:
+                found = [add(name) if col is None else col for col, name in zip(found, names, strict=True)]
+            cols.extend(found)
+            vals.extend(map(features.__getitem__, names))  # in C; the map's values views are Python loops
+            per_row[r] = len(found)
+            given += len(found)
+        row_vectors = row.vectors
+        if row_vectors:
+            for name in row_vectors:
+                vector = row_vectors[name]
                 width = len(vector.values)
-                if width:
-                    blocks.append((r, columns.vector(name, width), np.asarray(vector.values, np.float32)))
-        if row.entities:
-            for entity, entity_id in row.entities.items():
+                given += width
+                if width and given <= limits.max_elements:
+                    group = vectors.get((name, width))
+                    if group is None:
+                        group = vectors[name, width] = (columns.vector(name, width), [], [])
+                    group[1].append(r)
+                    group[2].append(np.asarray(vector.values, np.float32))
+        if given > limits.max_elements:
+            raise InvalidArgument(
+                f"{given} feature values in the first {r + 1} rows; at most {limits.max_elements} per call "
+                "(server.max_elements): split the request"
+            )
+        entities = row.entities
+        if entities:
+            for entity in entities:
+                entity_id = entities[entity]
                 ids = row_entities.get(entity)
                 if ids is None:
                     limits.name("row entity", entity)
@@ -220,6 +232,6 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     values = np.full((n, len(index)), np.nan, dtype=np.float32)
     if vals:
         values[np.repeat(np.arange(n), per_row), np.frombuffer(cols, np.int64)] = np.frombuffer(vals, np.float32)
-    for r, vector_columns, vector_values in blocks:  # after the scalars: a vector's "emb[0]" wins, as it did
-        values[r, vector_columns] = vector_values
+    for vector_columns, vector_rows, vector_values in vectors.values():  # after the scalars: a vector wins
+        values[np.asarray(vector_rows)[:, None], vector_columns] = np.stack(vector_values)
     return RowBatch(n, list(index), values, dict(request.context), row_entities)
