@@ -12,6 +12,7 @@ from sibyl.features.base import FeatureFetcher
 from sibyl.models.catalog import Catalog
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.store import open_store
+from sibyl.observability import tracing
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog import build_sink
 from sibyl.predlog.base import PredictionSink
@@ -41,6 +42,9 @@ class App:
     async def build(cls, settings: Settings, metrics: Metrics) -> App:
         """Loads every predictor's models before returning; starts the log sink and the shadow workers."""
         s = settings
+        tracer = tracing.build(
+            s.tracing
+        )  # None unless tracing.enabled (free when off); first: a missing extra fails now
         store = open_store(s.model_store.url, s.model_store.s3_endpoint_url, s.model_store.s3_region)
         registry = ModelRegistry(
             Catalog(store),
@@ -79,6 +83,7 @@ class App:
                 drift_sample=s.metrics.drift_sample,
             ),
         )
+        service.tracing = tracer
         shadows.start()
         return cls(registry, fetcher, sink, shadows, service)
 
@@ -88,3 +93,5 @@ class App:
         await self.registry.stop()
         await asyncio.to_thread(self.sink.close, max(timeout_s, 5.0))
         await self.fetcher.close()
+        if self.service.tracing is not None:
+            await asyncio.to_thread(self.service.tracing.close)  # flushes the spans not yet exported

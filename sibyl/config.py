@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sibyl.errors import ConfigError
 from sibyl.features.settings import EXAMPLE_FEATURES, FeatureSettings
 from sibyl.models.settings import EXAMPLE_STORE, ModelStoreSettings
+from sibyl.observability.tracing import TracingSettings
 from sibyl.predlog.settings import PredlogSettings
 from sibyl.serving.settings import ShadowSettings
 
@@ -115,6 +116,7 @@ class Settings(BaseSettings):
     shadows: ShadowSettings = Field(default_factory=ShadowSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="Structured JSON logs.")
@@ -166,5 +168,6 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "ShadowSettings",
+    "TracingSettings",
     "load_settings",
 ]

@@ -15,6 +15,7 @@ import grpc
 
 from sibyl.api import wire
 from sibyl.api.status import to_status
+from sibyl.observability.tracing import carrier
 from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
@@ -59,18 +60,21 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         rows = len(request.rows) or request.dense.num_rows
         self.service.observe_call(request.predictor, code.name, time.perf_counter() - call.start, rows)
 
-    async def _predict(self, data: bytes, call: _Call, time_remaining: float | None) -> PredictResponse:
+    async def _predict(
+        self, data: bytes, call: _Call, context: grpc.aio.ServicerContext, time_remaining: float | None
+    ) -> PredictResponse:
         """Admission first, then parse and decode (in a worker thread when the message is large), then score."""
         service = self.service
         with service.admitted():
             call.request = await service.off_loop(len(data), wire.parse, PredictRequest, data, self.max_fields)
             batch = await service.off_loop(len(data), service.decode, call.request)
-            return await service.score(call.request, batch, time_remaining)
+            trace = carrier(context.invocation_metadata()) if service.tracing is not None else None
+            return await service.score(call.request, batch, time_remaining, trace)
 
     async def Predict(self, data: bytes, context: grpc.aio.ServicerContext) -> PredictResponse:
         call = _Call()
         try:
-            response = await self._predict(data, call, context.time_remaining())
+            response = await self._predict(data, call, context, context.time_remaining())
         except Exception as exc:
             code, message = to_status(exc)
             self._observe(call, code)
@@ -89,7 +93,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         async def score(data: bytes) -> None:
             call = _Call()
             try:
-                response = await self._predict(data, call, context.time_remaining())
+                response = await self._predict(data, call, context, context.time_remaining())
                 self._observe(call, grpc.StatusCode.OK)
                 await done.put(PredictStreamResponse(request_id=call.request.request_id, response=response))
             except Exception as exc:

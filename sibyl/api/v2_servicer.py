@@ -20,6 +20,7 @@ from sibyl.api import v2_convert as convert
 from sibyl.api import wire
 from sibyl.api.status import to_status
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
+from sibyl.observability.tracing import carrier
 from sibyl.serving.decode import RowBatch
 from sibyl.serving.metadata import ModelInfo
 from sibyl.serving.service import PredictionService
@@ -91,7 +92,8 @@ class KServeServicer:
                 convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
                 info = await service.model_info(request.model_name, request.model_version)
                 predict, batch = await service.off_loop(size, self._decode, request, info)
-                response = await service.score(predict, batch, context.time_remaining())
+                trace = carrier(context.invocation_metadata()) if service.tracing is not None else None
+                response = await service.score(predict, batch, context.time_remaining(), trace)
             answer = convert.to_infer_response(response, request)
         except Exception as exc:
             code, message = to_status(exc)

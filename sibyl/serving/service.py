@@ -16,7 +16,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
+from sibyl.observability.tracing import Tracing
 from sibyl.predlog.base import PredictionSink
 from sibyl.serving import assembly, metadata
 from sibyl.serving.decode import Limits, RowBatch, decode
@@ -75,6 +76,7 @@ class PredictionService:
         self.metrics, self.options = metrics, options
         self.in_flight = 0
         self.draining = False  # set on shutdown: new calls get UNAVAILABLE, in-flight ones finish
+        self.tracing: Tracing | None = None  # observability.tracing; None (off) costs one test per call
         self.host = f"{socket.gethostname()}:{os.getpid()}"
         # Labelled metric children bound once: .labels() costs a lock and a dict lookup per call.
         stage = metrics.stage_latency
@@ -164,13 +166,32 @@ class PredictionService:
             return await self.score(request, batch, time_remaining_s)
 
     async def score(
-        self, request: PredictRequest, batch: RowBatch, time_remaining_s: float | None = None
+        self,
+        request: PredictRequest,
+        batch: RowBatch,
+        time_remaining_s: float | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> PredictResponse:
-        """A decoded call, already admitted (servicers admit before parsing, then decode, then call this)."""
+        """A decoded call, already admitted (servicers admit before parsing, then decode, then call this).
+        trace: the caller's W3C trace context (traceparent, tracestate), used when tracing is on."""
         deadline = None if time_remaining_s is None else time.monotonic() + time_remaining_s
-        return await self._predict(request, batch, deadline)
+        if self.tracing is None:
+            return await self._predict(request, batch, deadline)
+        stages: list[tuple[str, float, float]] = []
+        start, error = time.perf_counter(), None
+        try:
+            return await self._predict(request, batch, deadline, stages)
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            attributes = {"sibyl.predictor": request.predictor, "sibyl.rows": batch.num_rows}
+            spans = (self.tracing.record, "sibyl.predict", trace, attributes, stages, start, time.perf_counter(), error)
+            self.shadows.after_response(functools.partial(*spans), records=0)  # ~0.2 ms: off the loop
 
-    async def _predict(self, request: PredictRequest, batch: RowBatch, deadline: float | None) -> PredictResponse:
+    async def _predict(
+        self, request: PredictRequest, batch: RowBatch, deadline: float | None, stages: list[Any] | None = None
+    ) -> PredictResponse:
         # 1. Decode: done before (PredictionService.decode), so a large request can be decoded off the loop.
         t1 = time.perf_counter()
 
@@ -220,7 +241,10 @@ class PredictionService:
             ],
             defaulted=[DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items()],
         )
-        self._t_encode.observe(time.perf_counter() - t4)
+        t5 = time.perf_counter()
+        self._t_encode.observe(t5 - t4)
+        if stages is not None:  # tracing on: the stage spans are written from these readings
+            stages += [("route", t1, t2), ("features", t2, t3), ("infer", t3, t4), ("encode", t4, t5)]
         # Scores, drift, the log record and the shadows: on the shadow runner's threads, not on the event loop.
         self.shadows.after_response(
             functools.partial(self._after_response, request, prediction_id, batch, plan, defaulted, scored, shadows),

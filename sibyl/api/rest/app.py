@@ -33,8 +33,13 @@ from sibyl.api.rest import codec
 from sibyl.api.status import PayloadTooLarge, to_http
 from sibyl.api.v2_servicer import EXTENSIONS
 from sibyl.errors import InvalidArgument, NotFound, SibylError
+from sibyl.kserve.grpc_predict_v2_pb2 import ModelInferRequest
 from sibyl.observability.metrics import Metrics
+from sibyl.observability.tracing import carrier
+from sibyl.serving.decode import RowBatch
+from sibyl.serving.metadata import ModelInfo
 from sibyl.serving.service import PredictionService
+from sibyl.v1.predict_pb2 import PredictRequest
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -185,16 +190,27 @@ class RestApp:
         )
 
     async def _infer(self, name: str, version: str, body: bytes, headers: dict[str, str], start: float) -> Reply:
-        request, binary = codec.parse_infer(body, headers.get(codec.HEADER_LENGTH), name, version)
-        convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
-        info = await self.service.model_info(name, version)
-        predict = convert.to_predict_request(request, info.override, {info.input_name: info.columns})
-        response = await self.service.predict(predict, _timeout_s(request))
-        out, header_length = codec.encode_infer(convert.to_infer_response(response, request), binary)
+        """Admitted (max_in_flight, draining) before the body is parsed, as over gRPC; a large body is parsed,
+        converted and decoded in a worker thread (server.decode_offload_bytes)."""
+        service, size = self.service, len(body)
+        header_length = headers.get(codec.HEADER_LENGTH)
+        with service.admitted():
+            request, binary = await service.off_loop(size, codec.parse_infer, body, header_length, name, version)
+            convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
+            info = await service.model_info(name, version)
+            predict, batch = await service.off_loop(size, self._decode, request, info)
+            trace = carrier(headers.items()) if service.tracing is not None else None
+            response = await service.score(predict, batch, _timeout_s(request), trace)
+        out, length = codec.encode_infer(convert.to_infer_response(response, request), binary)
         self._observe(name, grpc.StatusCode.OK, start, response.num_rows)
-        if header_length is None:
+        if length is None:
             return Reply(200, out)
-        return Reply(200, out, [(b"content-type", OCTETS), (codec.HEADER_LENGTH.encode(), str(header_length).encode())])
+        return Reply(200, out, [(b"content-type", OCTETS), (codec.HEADER_LENGTH.encode(), str(length).encode())])
+
+    def _decode(self, request: ModelInferRequest, info: ModelInfo) -> tuple[PredictRequest, RowBatch]:
+        matrix_inputs = {info.input_name: info.columns}
+        predict = convert.to_predict_request(request, info.override, matrix_inputs, self.service.options.limits)
+        return predict, self.service.decode(predict)
 
     def _observe(self, predictor: str, code: grpc.StatusCode, start: float, rows: int = 0) -> None:
         """The V2 gRPC servicer's accounting: metrics, and the statistics extension's counts."""
