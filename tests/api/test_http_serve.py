@@ -3,10 +3,12 @@ the codec's edge cases that the end-to-end tests do not reach."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +21,7 @@ from sibyl.api.rest import codec
 from sibyl.errors import ConfigError, InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.process.banner import parse_serving_line, serving_line
+from tests.api.test_security import Pki
 from tests.support.inproc import running_server, serve_subprocess_serving
 
 ONE = b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}]}'
@@ -134,3 +137,24 @@ def test_parameters_and_json_views() -> None:
     view = codec.plain(config)
     assert view["input"][0]["dims"] == [4] and view["input"][0]["data_type"] == "TYPE_FP32"  # numbers, enum names
     assert view["max_batch_size"] == 8 and "version_policy" not in view  # unset messages are left out
+
+
+async def test_rest_serves_https_with_the_grpc_certificate(store: Path, tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "pki")
+    async with running_server(store, security={**pki.settings(), "tokens": ["t0k"]}) as server:
+        trusted = ssl.create_default_context(cafile=str(pki.ca_file))
+
+        def call(context: ssl.SSLContext | None, scheme: str = "https") -> int:
+            request = urllib.request.Request(
+                f"{scheme}://localhost:{server.http_port}/v2/models/p/infer",
+                data=INFER,
+                headers={"authorization": "Bearer t0k"},
+            )
+            with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+                return answer.status
+
+        assert await asyncio.to_thread(call, trusted) == 200
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            await asyncio.to_thread(call, ssl.create_default_context())  # the system's roots do not know our CA
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            await asyncio.to_thread(call, None, "http")  # plaintext is refused on the TLS port
