@@ -50,7 +50,12 @@ class ServerSettings(BaseModel):
         "thread, so one large request cannot stall health checks or small calls; smaller ones are decoded inline.",
     )
     max_models: int = Field(16, ge=1, description="Most models (primary + extras) one Predict may score.")
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message accepted.")
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest gRPC message accepted (both services; larger: RESOURCE_EXHAUSTED). gRPC's own receive "
+        "holds the event loop ~2-5 ms per MB, so past ~32 MiB one message delays health checks beyond 100 ms.",
+    )
     max_name_length: int = Field(256, ge=8, description="Longest predictor/model/feature/entity name.")
     max_in_flight: int = Field(512, ge=1, description="Concurrent calls per process before RESOURCE_EXHAUSTED.")
     grace_s: float = Field(10.0, ge=0, description="Seconds in-flight calls get to finish on SIGTERM.")

@@ -1,5 +1,6 @@
 """Hostile input against `sibyl serve` (embedded example store): server cost per request form and size, health
 latency during each request, and a steady single-row load's p99 while another client sends maximal legal requests.
+HOSTILE_SIBYL_PATH=DIR serves DIR's sibyl instead (e.g. an export of the code before a change).
 
     python -m benchmarks.scenarios.hostile --out hostile.json               # every case at 1 KB, 1 MB, 64 MB
     python -m benchmarks.scenarios.hostile --sizes 1k,1m --only map,dense    # a subset
@@ -39,7 +40,7 @@ from sibyl.v1.predict_pb2 import DenseRows, FeatureRow, FloatVector, PredictRequ
 
 PREDICT = "/sibyl.v1.PredictionService/Predict"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-SIZES = {"1k": 1_000, "1m": 1_000_000, "64m": 64_000_000}
+SIZES = {"1k": 1_000, "1m": 1_000_000, "16m": 16_000_000, "32m": 32_000_000, "64m": 64_000_000}
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 PREDICTOR = "example"
 Tensor = v2.ModelInferRequest.InferInputTensor
@@ -245,10 +246,13 @@ class Server:
 @contextlib.contextmanager
 def sibyl_serve(env: dict[str, str] | None = None) -> Iterator[Server]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("SIBYL_")}
-    full.update(SIBYL_PREDLOG__SINK="none", SIBYL_LOG_LEVEL="WARNING", **(env or {}))
+    full.update(SIBYL_PREDLOG__SINK="none", SIBYL_LOG_LEVEL="WARNING", SIBYL_HTTP__PORT="0", **(env or {}))
     command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0"]
+    cwd = None
+    if os.environ.get("HOSTILE_SIBYL_PATH"):  # another checkout's sibyl (e.g. before a change), run from elsewhere
+        full["PYTHONPATH"], cwd = os.environ["HOSTILE_SIBYL_PATH"], "/"
     log = open(os.environ.get("HOSTILE_SERVER_LOG", os.devnull), "a")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(command, env=full, stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = subprocess.Popen(command, env=full, stdout=subprocess.PIPE, stderr=log, text=True, cwd=cwd)
     try:
         assert proc.stdout is not None
         serving = parse_serving_line(proc.stdout.readline())
@@ -428,8 +432,9 @@ def run_p99(env: dict[str, str], heavy: str, rate: float, duration_s: float) -> 
     out: dict[str, object] = {"heavy": heavy, "heavy_bytes": len(heavy_data), "rate": rate, "env": env}
     with sibyl_serve(env) as server:
         out["alone"] = steady_load(server.target, rate, duration_s)
-        queue: multiprocessing.Queue = multiprocessing.Queue()
-        sender = multiprocessing.get_context("spawn").Process(
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        sender = ctx.Process(
             target=_heavy_sender, args=(server.target, heavy_data, method, time.monotonic() + duration_s + 1, queue)
         )
         sender.start()
@@ -443,7 +448,7 @@ def run_p99(env: dict[str, str], heavy: str, rate: float, duration_s: float) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1k,1m,64m", help="comma-separated: 1k, 1m, 64m")
+    parser.add_argument("--sizes", default="1k,1m,64m", help="comma-separated: 1k, 1m, 16m, 32m, 64m")
     parser.add_argument("--only", default="", help="comma-separated case names or forms (map, dense, v2-...)")
     parser.add_argument("--timeout", type=float, default=60.0, help="client deadline per call, seconds")
     parser.add_argument("--p99", action="store_true", help="run the p99-under-heavy-load measurement instead")
@@ -451,9 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p99-offload", type=int, default=0, help="server.decode_offload_bytes; 0 = default")
     parser.add_argument("--p99-rate", type=float, default=100.0)
     parser.add_argument("--p99-seconds", type=float, default=10.0)
+    parser.add_argument("--max-message-mib", type=int, default=0, help="server.max_message_bytes; 0 = default")
     parser.add_argument("--out", default="", help="also write the results here as JSON")
     args = parser.parse_args(argv)
     env = {"SIBYL_SERVER__DECODE_OFFLOAD_BYTES": str(args.p99_offload)} if args.p99_offload else {}
+    if args.max_message_mib:
+        env["SIBYL_SERVER__MAX_MESSAGE_BYTES"] = str(args.max_message_mib * 2**20)
     if args.p99:
         document: object = run_p99(env, args.p99_heavy, args.p99_rate, args.p99_seconds)
     else:
