@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.jsonl import to_json_line
+from sibyl.predlog.jsonl import to_json_bytes
 from sibyl.predlog.queue import RecordQueue
 from sibyl.v1.predlog_pb2 import PredictionLog
 
@@ -112,7 +112,7 @@ class FileSink:
         try:
             if self._reopen or self._moved():
                 self._open_again()
-            self._file.write("".join(to_json_line(r) + "\n" for r in batch).encode())
+            self._file.write(b"\n".join([to_json_bytes(r) for r in batch]) + b"\n")
             self._file.flush()
             if self.max_bytes and self._file.tell() >= self.max_bytes:
                 self._rotate()

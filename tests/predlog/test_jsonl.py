@@ -44,3 +44,31 @@ def test_same_fields_and_values_as_json_format() -> None:
 def test_defaults_are_left_out() -> None:
     assert to_json_line(PredictionLog()) == "{}"
     assert json.loads(to_json_line(PredictionLog(prediction_id="x"))) == {"prediction_id": "x"}
+
+
+def test_float32_values_are_short_and_exact() -> None:
+    """Feature values and scores are printed as the shortest text of the float32, not the widened double."""
+    values = np.random.default_rng(1).normal(size=10_000).astype(np.float32)
+    record = PredictionLog(feature_values=values.tolist(), scores=values[:10].tolist())
+    line = to_json_line(record)
+    assert from_json_line(line) == record
+    shortest = [float(str(v)) for v in values[:100]]  # numpy's str of a float32 is its shortest round-trip text
+    assert json.loads(line)["feature_values"][:100] == shortest
+    assert len(line) < 14 * values.size  # the double form takes about 20 characters a value
+
+
+def test_non_finite_values_are_proto3_strings_and_read_back() -> None:
+    nan, inf = float("nan"), float("inf")
+    record = PredictionLog(prediction_id="x", feature_values=[1.5, nan, inf, -inf], scores=[nan], latency_ms=inf)
+    data = json.loads(to_json_line(record))
+    assert data["feature_values"] == [1.5, "NaN", "Infinity", "-Infinity"]
+    assert data["scores"] == ["NaN"] and data["latency_ms"] == "Infinity"
+    back = from_json_line(to_json_line(record))
+    assert back.feature_values[0] == 1.5 and np.isnan(back.feature_values[1]) and back.feature_values[3] == -inf
+    assert back.latency_ms == inf
+
+
+def test_trimmed_is_written() -> None:
+    record = PredictionLog(prediction_id="x", scores=[0.5], trimmed=True)
+    assert json.loads(to_json_line(record))["trimmed"] is True
+    assert from_json_line(to_json_line(record)) == record
