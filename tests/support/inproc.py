@@ -29,6 +29,9 @@ CONSUMERS = [{"entity": "consumer_id", "id": "c1", "features": {"age": 40.0, "em
 STORES = [{"entity": "store_id", "id": "s1", "features": {"rating": 4.5}}]
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def publish_models(root: Path) -> Catalog:
     """Models m@1 (primary) and s@1 (shadow at sample 1.0) behind predictor 'p'."""
     catalog = Catalog(FileStore(root))
@@ -96,6 +99,8 @@ def serve_subprocess_serving(
         SIBYL_HTTP__PORT="0",
         SIBYL_LOG_LEVEL="WARNING",
     )
+    # The server runs this checkout's code, whatever copy of sibyl the interpreter has installed.
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     full_env.update(env)
     command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", *flags]
     stderr = log_to.open("ab") if log_to is not None else subprocess.DEVNULL
