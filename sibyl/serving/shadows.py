@@ -3,8 +3,11 @@
 Two bounded lanes, each a queue served by its own threads:
 
 * shadows (`concurrency` threads): shed, and counted as shed, when the queue is full or the server is busy;
-* records (one thread): what follows every answered call (scores, drift, building the log record, handing it to
-  the sink, sampling shadows). Not shed for load; only a full queue drops, counted as dropped log records.
+* records (one thread, `BatchLane`): what follows every answered call (scores, drift, building the log record,
+  handing it to the sink, sampling shadows). Not shed for load; only a full queue drops, counted as dropped log
+  records. The request path appends to a deque (no lock) and wakes the thread only when it sleeps; the thread
+  then lingers `linger_s` so the calls of a busy server are handled in batches, not with one wake-up (a
+  condition variable, a GIL hand-off) each.
 
 Small shadow batches used to run inline on the loop and `build_record`'s `tolist()` held it for a 10,000-row
 record: other calls waited behind both. onnxruntime releases the GIL while it runs, and the record thread
@@ -17,6 +20,8 @@ import asyncio
 import logging
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 from sibyl.observability.metrics import Metrics
@@ -88,6 +93,81 @@ class Lane:
         return left
 
 
+class BatchLane:
+    """One thread running jobs from a bounded deque, oldest first; woken only when it sleeps, then it lingers
+    `linger_s` and runs everything queued, so under load one wake-up serves many jobs."""
+
+    def __init__(self, name: str, size: int, linger_s: float = 0.002) -> None:
+        self.name, self.size, self.linger_s = name, size, linger_s
+        self._jobs: deque[Job] = deque()
+        self._wake = threading.Event()
+        self._idle = False  # the thread waits on _wake (set by the request path only then)
+        self._closing = False  # stop(): run what is queued, then end
+        self._abandon = False  # stop() timed out: end after the current job
+        self._running = 0  # jobs taken but not finished (for pending())
+        self.wakeups = 0  # times the thread was woken from sleep (tests; a busy server's batching)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._closing = self._abandon = False
+        self._thread = threading.Thread(target=self._work, name=f"{self.name}-0", daemon=True)
+        self._thread.start()
+
+    def offer(self, job: Job) -> bool:
+        """Queue a job; never waits. False when the queue is full."""
+        if len(self._jobs) >= self.size:
+            return False
+        self._jobs.append(job)
+        if self._idle:  # read after the append: the thread re-checks the deque after it sets _idle
+            self._idle = False
+            self._wake.set()
+        return True
+
+    def pending(self) -> int:
+        return len(self._jobs) + self._running
+
+    def _work(self) -> None:
+        jobs = self._jobs
+        while not self._abandon:
+            if not jobs:
+                if self._closing:
+                    return
+                self._idle = True
+                if not jobs and not self._closing:  # an offer between the check and _idle woke nobody
+                    self._wake.wait()
+                self._idle = False
+                self._wake.clear()
+                self.wakeups += 1
+                if self.linger_s and not self._closing:
+                    time.sleep(self.linger_s)  # let a busy server's calls gather: one wake-up for all of them
+                continue
+            job = jobs.popleft()
+            self._running = 1
+            try:
+                job()
+            except Exception:  # a job counts its own failures; this only keeps the thread alive
+                log.exception("%s: job failed", self.name)
+            finally:
+                self._running = 0
+
+    def stop(self, timeout_s: float) -> list[Job]:
+        """Run what is queued within timeout_s, then end the thread; returns the jobs left unrun."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return []
+        self._closing = True
+        self._wake.set()
+        thread.join(timeout_s)
+        if thread.is_alive():
+            self._abandon = True
+            thread.join(0.1)
+        left = list(self._jobs)
+        self._jobs.clear()
+        return left
+
+
 class ShadowRunner:
     def __init__(
         self,
@@ -99,7 +179,7 @@ class ShadowRunner:
     ) -> None:
         self.metrics = metrics
         self._shadows = Lane("sibyl-shadow", queue_size, concurrency)
-        self._records = Lane("sibyl-records", record_queue_size, 1)
+        self._records = BatchLane("sibyl-records", record_queue_size)
         self._is_busy = is_busy
         self._dropped = metrics.predlog_records.labels("dropped")
 
