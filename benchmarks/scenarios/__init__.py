@@ -10,6 +10,7 @@
 - redis_fill.py    the example features written into Redis in sibyl's layout
 - ort_threads.py   stand-alone: onnxruntime CPU and wall per call by rows and threads (the thread rule)
 - feature_fetch.py stand-alone: feature-fetch latency against a real redis-server (`python -m` it)
+- batch.py         stand-alone: batch-scoring rows/s (floor, BatchScorer, sibyl score, Spark, Ray)
 - hostile.py       stand-alone: server cost of hostile requests (see its docstring)
 
 May import: benchmarks.load, each other, sibyl, tests.support (real-server launchers). Never peers, report,

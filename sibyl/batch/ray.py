@@ -29,12 +29,17 @@ class ScoreActor:
         return self.scorer.score(batch)
 
 
-def _cpus() -> int:
+def _pool(concurrency: int | tuple[int, int] | None) -> Any:
+    """An actor pool: `concurrency` actors, or (min, max); default (1, CPUs), which grows as CPUs free up."""
     try:
         import ray
+        from ray.data import ActorPoolStrategy
     except ImportError:
         raise MissingDependency("ray", "ray", "scoring Ray Datasets") from None
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if isinstance(concurrency, int):
+        return ActorPoolStrategy(size=concurrency)
+    low, high = concurrency or (1, max(1, int(ray.cluster_resources().get("CPU", 1))))
+    return ActorPoolStrategy(min_size=low, max_size=high)
 
 
 def score(
@@ -43,14 +48,15 @@ def score(
     target: str | None = None,
     *,
     scorer: BatchScorer | None = None,
-    concurrency: int | None = None,
+    concurrency: int | tuple[int, int] | None = None,
     num_cpus: float = 1.0,
     batch_size: int = 10_000,
     **load: Any,
 ) -> Any:
-    """ds with the score columns, prediction_id and defaulted; `concurrency` actors (default: one per CPU) of
-    `num_cpus` each. Actors holding every CPU starve upstream tasks that need one (a repartition's shuffle
-    waited forever on 2 CPUs): then give fewer actors, or num_cpus below 1.
+    """ds with the score columns, prediction_id and defaulted, by an actor pool of `concurrency` actors (or a
+    (min, max) range; default (1, CPUs)) of `num_cpus` each. A fixed pool that holds every CPU starves the tasks
+    that feed it (a read or a shuffle then waits forever: seen on 2 CPUs); the default range starts with one
+    actor and grows while CPUs are free.
 
     Give store_url and target (and BatchScorer.load's keywords), or a loaded scorer.
     """
@@ -63,7 +69,7 @@ def score(
         fn_constructor_kwargs={"bundle": scorer.bundle},
         batch_format="pyarrow",
         batch_size=batch_size,
-        concurrency=concurrency or _cpus(),
+        compute=_pool(concurrency),
         num_cpus=num_cpus,
         zero_copy_batch=True,
     )
