@@ -82,30 +82,28 @@ def to_infer_response(response: PredictResponse, request: ModelInferRequest) -> 
 
 # ---- metadata, config and the repository index
 def model_metadata(info: ModelInfo, versions: Sequence[str]) -> ModelMetadataResponse:
+    """One input, as Triton lists an ONNX model: the model's whole-row tensor (its ONNX input, FP32
+    [-1, columns] in manifest column order). Clients that send every listed input (perf_analyzer, generated
+    clients) then send one tensor per call. Per-feature tensors and BYTES entity ids are still accepted
+    (docs/protocols.md) but not listed: such a client would send them all, beside the whole row."""
     meta = ModelMetadataResponse.TensorMetadata
-    inputs = [meta(name=name, datatype="FP32", shape=[-1, dim]) for name, dim in info.features]
-    inputs += [meta(name=e, datatype="BYTES", shape=[-1, 1]) for e in info.entities]
     return ModelMetadataResponse(
         name=info.predictor,
         versions=list(versions),
         platform=PLATFORM,
-        inputs=inputs,
+        inputs=[meta(name=info.input_name, datatype="FP32", shape=[-1, len(info.columns)])],
         outputs=[meta(name=OUTPUT, datatype="FP32", shape=[-1, info.dim])],
     )
 
 
 def model_config(info: ModelInfo, max_rows: int) -> ModelConfig:
-    """Triton's view: a batching model (dims without the batch dimension); every input optional."""
-    inputs = [
-        ModelInput(name=name, data_type=DataType.TYPE_FP32, dims=[dim], optional=True) for name, dim in info.features
-    ]
-    inputs += [ModelInput(name=e, data_type=DataType.TYPE_STRING, dims=[1], optional=True) for e in info.entities]
+    """Triton's view: a batching model (dims without the batch dimension) with the one whole-row input."""
     return ModelConfig(
         name=info.predictor,
         platform=PLATFORM,
         backend="sibyl",
         max_batch_size=min(max_rows, INT32_MAX),
-        input=inputs,
+        input=[ModelInput(name=info.input_name, data_type=DataType.TYPE_FP32, dims=[len(info.columns)])],
         output=[ModelOutput(name=OUTPUT, data_type=DataType.TYPE_FP32, dims=[info.dim])],
     )
 

@@ -119,7 +119,7 @@ async def test_stock_tritonclient_http_gets_the_scores_of_grpc_predict(store: Pa
     assert [(m["name"], m["state"]) for m in out["index"]] == [("p", "READY")]
     meta = out["metadata"]
     assert meta["versions"] == ["1"] and meta["outputs"] == [{"name": "score", "datatype": "FP32", "shape": [-1, 1]}]
-    assert {i["name"]: (i["datatype"], i["shape"]) for i in meta["inputs"]}["emb"] == ("FP32", [-1, 2])
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 5]}]  # the whole row only
     assert out["config"]["max_batch_size"] > 0 and out["config"]["output"][0]["dims"] == [1]
     # Binary data in and out (tritonclient's default), JSON tensors, a pinned version, another model: gRPC's scores.
     for key in ("binary", "json", "version"):
