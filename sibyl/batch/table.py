@@ -9,8 +9,9 @@ Out: one score column per model, a prediction id and the defaulted features of e
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,14 +33,16 @@ def arrow() -> Any:
 
 
 def _floats(pa: Any, column: Any, name: str) -> np.ndarray:
-    """A numeric column as float32 (null -> NaN); anything else is the caller's mistake."""
+    """A numeric column as numpy (float64 with NaN for nulls, or ints): the caller's float32 assignment casts it,
+    rounding as numpy's astype does. Anything but numbers is the caller's mistake."""
     import pyarrow.compute as pc
 
     kind, t = column.type, pa.types
     if not (t.is_integer(kind) or t.is_floating(kind) or t.is_boolean(kind) or t.is_decimal(kind)):
         raise InvalidArgument(f"column {name!r} is {kind}; a feature column holds numbers (null = not given)")
-    values = pc.fill_null(pc.cast(column, pa.float32()), float("nan"))
-    return np.asarray(values.to_numpy(zero_copy_only=False), np.float32)
+    if t.is_boolean(kind) or t.is_decimal(kind):  # numpy would make objects of these
+        column = pc.fill_null(pc.cast(column, pa.float64()), float("nan"))
+    return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
 def _vector(pa: Any, column: Any, spec: FeatureSpec) -> np.ndarray:
@@ -66,8 +69,7 @@ def _vector(pa: Any, column: Any, spec: FeatureSpec) -> np.ndarray:
         raise InvalidArgument(
             f"column {spec.name!r} holds lists of {given.type.list_size}; the feature has dim {spec.dim}"
         )
-    flat = _floats(pa, given.flatten(), spec.name)
-    out[present] = flat.reshape(-1, spec.dim)
+    out[present] = _floats(pa, given.flatten(), spec.name).reshape(-1, spec.dim)
     return out
 
 
@@ -79,7 +81,7 @@ def _ids(pa: Any, column: Any, entity: str) -> CodedIds:
         raise InvalidArgument(f"entity column {entity!r} is {kind}; ids are strings or integers")
     column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(pc.cast(column, pa.string()))
+        column = pc.dictionary_encode(column)  # integers hash as integers; only the distinct ones become text
     values = [str(v) for v in column.dictionary.to_pylist()]
     codes = column.indices
     if codes.null_count:
@@ -88,34 +90,71 @@ def _ids(pa: Any, column: Any, entity: str) -> CodedIds:
     return CodedIds(values, np.asarray(codes.to_numpy(zero_copy_only=False), np.intp))
 
 
+class _Ids(Mapping[str, CodedIds]):
+    """The table's entity columns, each coded on first use: a chunk that needs no feature store codes none."""
+
+    def __init__(self, pa: Any, table: Any, entities: list[str]) -> None:
+        self.pa, self.table, self.entities = pa, table, entities
+        self.coded: dict[str, CodedIds] = {}
+
+    def __getitem__(self, entity: str) -> CodedIds:
+        if entity not in self.entities:
+            raise KeyError(entity)
+        if entity not in self.coded:
+            self.coded[entity] = _ids(self.pa, self.table.column(entity), entity)
+        return self.coded[entity]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entities)
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+
 def to_rows(table: Any, layout: Layout, context: Mapping[str, str], first_row: int = 0) -> RowBatch:
-    """The table's feature and entity columns as one RowBatch (what decode makes of a request)."""
+    """The table's feature and entity columns as one RowBatch (what decode makes of a request): one float32
+    matrix in column order, each column written once, contiguously."""
     pa = arrow()
     present = set(table.column_names)
     names: list[str] = []
-    blocks: list[np.ndarray] = []
+    sources: list[tuple[Any, FeatureSpec | None]] = []  # (column, the vector's spec) in matrix order
     for spec in layout.specs:
         if spec.dtype != "float" and spec.name in present:
-            blocks.append(_vector(pa, table.column(spec.name), spec))
+            sources.append((table.column(spec.name), spec))
             names.extend(spec.columns)
             continue
         for column in spec.columns:
             if column in present:
-                blocks.append(_floats(pa, table.column(column), column).reshape(-1, 1))
+                sources.append((table.column(column), None))
                 names.append(column)
     n = table.num_rows
-    values = np.concatenate(blocks, axis=1) if blocks else np.empty((n, 0), np.float32)
+    values = np.empty((n, len(names)), np.float32, order="F")
+    at = 0
+    for column, vector in sources:
+        if vector is None:
+            values[:, at] = _floats(pa, column, names[at])
+            at += 1
+        else:
+            values[:, at : at + vector.dim] = _vector(pa, column, vector)
+            at += vector.dim
     if np.isinf(values).any():
         row, col = np.argwhere(np.isinf(values))[0]
         raise InvalidArgument(
             f"feature {names[col]!r} in row {first_row + row} is infinite; give a finite value or null"
         )
-    coded = {
-        group.entity: _ids(pa, table.column(group.entity), group.entity)
-        for group in layout.entity_groups
-        if group.entity in present
-    }
-    return RowBatch(n, names, values, dict(context), coded_entities=coded)
+    entities = [g.entity for g in layout.entity_groups if g.entity in present]
+    return RowBatch(n, names, values, dict(context), coded_entities=_Ids(pa, table, entities))
+
+
+@functools.lru_cache(maxsize=8)
+def _positions(n: int) -> np.ndarray:
+    """Rows 0..n-1 as 8 hex digits each (ASCII, [n, 8]); chunks of one size share it."""
+    rows = np.arange(n, dtype=np.uint32)
+    out = np.empty((n, 8), np.uint8)
+    for k in range(8):
+        out[:, 7 - k] = _HEX[(rows >> np.uint32(4 * k)) & np.uint32(15)]
+    out.flags.writeable = False
+    return out
 
 
 def prediction_ids(n: int) -> Any:
@@ -124,9 +163,7 @@ def prediction_ids(n: int) -> Any:
     pa = arrow()
     chars = np.empty((n, 32), np.uint8)
     chars[:, :24] = np.frombuffer(os.urandom(12).hex().encode(), np.uint8)
-    rows = np.arange(n, dtype=np.uint32)
-    for k in range(8):
-        chars[:, 31 - k] = _HEX[(rows >> np.uint32(4 * k)) & np.uint32(15)]
+    chars[:, 24:] = _positions(n)
     offsets = np.arange(0, 32 * n + 1, 32, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars))
 
@@ -144,6 +181,8 @@ def score_array(scores: np.ndarray) -> Any:
 def defaulted_array(specs: Sequence[FeatureSpec], missing: np.ndarray) -> Any:
     """Per row, the names of the features that took their default (list<string>), in manifest order."""
     pa = arrow()
+    if not missing.any():  # every feature given or found: one empty list per row
+        return pa.ListArray.from_arrays(pa.array(np.zeros(missing.shape[0] + 1, np.int32)), pa.array([], pa.string()))
     names = list(dict.fromkeys(s.name for s in specs))
     where = {name: i for i, name in enumerate(names)}
     by_name = np.zeros((missing.shape[0], len(names)), bool)

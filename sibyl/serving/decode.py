@@ -11,7 +11,7 @@ feature is then filled from the feature store or its default. +-inf is refused.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +49,7 @@ class RowBatch:
     values: np.ndarray  # float32 [num_rows, len(names)]; NaN = not given
     shared_entities: dict[str, str]  # entity -> id for every row (request context)
     row_entities: dict[str, list[str]] = field(default_factory=dict)  # entity -> id per row ("" = none)
-    coded_entities: dict[str, CodedIds] = field(default_factory=dict)  # the same, already coded (batch tables)
+    coded_entities: Mapping[str, CodedIds] = field(default_factory=dict)  # the same, already coded (batch tables)
 
     def __post_init__(self) -> None:
         self.index = {name: i for i, name in enumerate(self.names)}
