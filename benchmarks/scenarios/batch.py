@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.case:
         print(json.dumps(run_case(args.case, Path(args.data))), flush=True)
         return 0
+    # Every process of every case (Spark's Python workers, Ray's actors, sibyl score) imports this checkout.
+    root = str(Path(__file__).resolve().parents[2])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     out = Path(args.out or tempfile.mkdtemp(prefix="sibyl-batch-"))
     out.mkdir(parents=True, exist_ok=True)
     data = out / f"example-{args.rows}.parquet"

@@ -259,7 +259,8 @@ def local_scorer(settings: Settings) -> tuple[Scorer, Callable[[], None]]:
     from sibyl.v1.predict_pb2 import ModelScores, PredictResponse, Role
 
     ms = settings.model_store
-    limits = Limits(max_rows=2**31 - 1, max_name_length=settings.server.max_name_length)
+    # No request to bound here: the file is read in --batch-rows batches, each scored as one request.
+    limits = Limits(max_rows=2**62, max_elements=2**62, max_name_length=settings.server.max_name_length)
     loaded: dict[str, BatchScorer] = {}
 
     def scorer_for(target: str) -> BatchScorer:

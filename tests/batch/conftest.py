@@ -5,8 +5,12 @@ answers through gRPC Predict on a real in-process server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import os
 import shutil
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +52,24 @@ def requires_java() -> None:
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def worker_env() -> Iterator[None]:
+    """Engine workers (Spark's Python workers, Ray's actors) import this checkout, not whatever copy of sibyl the
+    environment's editable install points at, and run this interpreter."""
+    root = str(Path(__file__).resolve().parents[2])
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYSPARK_PYTHON")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, saved["PYTHONPATH"]) if p)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @dataclass

@@ -14,7 +14,7 @@ import redis
 from sibyl.batch import ray as sibyl_ray
 from sibyl.cli.main import main
 from sibyl.config import EXAMPLE_FEATURES
-from tests.batch.conftest import STORE_URL, load_example_features, make_case, requires, server_scores
+from tests.batch.conftest import STORE_URL, load_example_features, make_case, requires, server_scores, worker_env
 from tests.features.test_bulk import dump, example_records
 from tests.support.redis_servers import RedisServer
 
@@ -25,19 +25,24 @@ ROWS = 20_000
 def ray_data() -> Iterator[Any]:
     ray = requires("ray", "pip install 'sibyl[ray]'")
     data = requires("ray.data", "pip install 'sibyl[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield data
-    finally:
-        ray.shutdown()
+    with worker_env():
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        data.DataContext.get_current().enable_progress_bars = False
+        try:
+            yield data
+        finally:
+            ray.shutdown()
 
 
 def test_ray_scores_equal_the_servers_bit_for_bit(ray_data: Any, tmp_path: Path, fresh_redis: RedisServer) -> None:
     """20k rows in 4 blocks through 2 scoring actors, features from Redis: the same float32 scores and defaulted
     features per row as gRPC Predict on a real server."""
     import pyarrow as pa
+    import ray
 
+    root = str(Path(__file__).resolve().parents[2])
+    where = ray.get(ray.remote(lambda: __import__("sibyl").__file__).remote())
+    assert where.startswith(root), f"Ray's workers import {where}, not this checkout"
     features = load_example_features(fresh_redis)
     case = make_case(ROWS, seed=13)
     expected, expected_defaulted = server_scores(tmp_path, case, features, ["mlp@1"])
@@ -45,8 +50,6 @@ def test_ray_scores_equal_the_servers_bit_for_bit(ray_data: Any, tmp_path: Path,
     # Four blocks made here: a repartition (shuffle tasks) waits forever for CPUs the two actors hold on 2 CPUs.
     ds = ray_data.from_arrow([table.slice(start, ROWS // 4) for start in range(0, ROWS, ROWS // 4)])
     scored = sibyl_ray.score(ds, STORE_URL, "example", extra_models=["mlp@1"], features=features, concurrency=2)
-    import ray
-
     refs = scored.select_columns(["row", "score_gbdt", "score_mlp", "defaulted"]).to_arrow_refs()
     out = pa.concat_tables(ray.get(refs))
     out = out.sort_by("row")

@@ -3,8 +3,7 @@ feature snapshot written from Spark partitions equals `sibyl features load`'s. O
 
 from __future__ import annotations
 
-import os
-import sys
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,15 @@ import redis
 from sibyl.batch import spark as sibyl_spark
 from sibyl.cli.main import main
 from sibyl.config import EXAMPLE_FEATURES
-from tests.batch.conftest import STORE_URL, load_example_features, make_case, requires, requires_java, server_scores
+from tests.batch.conftest import (
+    STORE_URL,
+    load_example_features,
+    make_case,
+    requires,
+    requires_java,
+    server_scores,
+    worker_env,
+)
 from tests.features.test_bulk import dump, example_records
 from tests.support.redis_servers import RedisServer
 
@@ -29,8 +36,8 @@ def spark() -> Iterator[Any]:
     requires("pyspark", "pip install 'sibyl[spark]'")
     from pyspark.sql import SparkSession
 
-    before = os.environ.get("PYSPARK_PYTHON")
-    os.environ["PYSPARK_PYTHON"] = sys.executable  # workers must run this venv's Python (pyarrow, sibyl)
+    stack = contextlib.ExitStack()
+    stack.enter_context(worker_env())
     session = (
         SparkSession.builder.master("local[2]")
         .appName("sibyl-batch-test")
@@ -46,15 +53,15 @@ def spark() -> Iterator[Any]:
         yield session
     finally:
         session.stop()
-        if before is None:
-            os.environ.pop("PYSPARK_PYTHON", None)
-        else:
-            os.environ["PYSPARK_PYTHON"] = before
+        stack.close()
 
 
 def test_spark_scores_equal_the_servers_bit_for_bit(spark: Any, tmp_path: Path, fresh_redis: RedisServer) -> None:
     """40k rows in 4 partitions through mapInArrow, features from Redis: the same float32 scores as gRPC Predict
     on a real server, for the primary and an extra model, and the same defaulted features per row."""
+    root = str(Path(__file__).resolve().parents[2])
+    where = spark.sparkContext.parallelize([0], 1).map(lambda _: __import__("sibyl").__file__).collect()[0]
+    assert where.startswith(root), f"Spark's workers import {where}, not this checkout"
     features = load_example_features(fresh_redis)
     case = make_case(ROWS, seed=11)
     expected, expected_defaulted = server_scores(tmp_path, case, features, ["mlp@1"])
