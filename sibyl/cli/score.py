@@ -13,7 +13,7 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +40,20 @@ class ScoreError(SibylError):
 class Batch:
     index: int
     first_row: int
-    columns: dict[str, list[str]]  # every input column as text, for ids and entities
+    columns: dict[str, list[str]]  # input columns as text (CSV: all of them)
+    numbers: dict[str, Any] = field(default_factory=dict)  # Parquet's numeric columns, as Arrow arrays
 
     @property
     def num_rows(self) -> int:
+        if self.numbers:
+            return len(next(iter(self.numbers.values())))
         return len(next(iter(self.columns.values()), []))
+
+    def text(self, name: str) -> list[str]:
+        """A column as text ("" = null), as ids and entities are sent and written."""
+        if name in self.columns:
+            return self.columns[name]
+        return ["" if v is None else str(v) for v in self.numbers[name].to_pylist()]
 
 
 @dataclass(frozen=True)
@@ -96,14 +105,19 @@ def _parquet_batches(path: Path, batch_rows: int) -> tuple[list[str], Iterator[B
     except Exception as exc:  # pyarrow raises its own error types for a bad file
         raise InvalidArgument(f"{path} is not a Parquet file: {exc}") from None
     header = list(file.schema_arrow.names)
+    import pyarrow as pa
 
     def batches() -> Iterator[Batch]:
         first = 0
         for index, record_batch in enumerate(file.iter_batches(batch_size=batch_rows)):
-            columns = {
-                name: ["" if v is None else str(v) for v in record_batch.column(name).to_pylist()] for name in header
-            }
-            yield Batch(index, first, columns)
+            columns, numbers = {}, {}
+            for name in header:  # numbers stay numbers (no text round trip); text only where text is needed
+                array = record_batch.column(name)
+                if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+                    numbers[name] = array
+                else:
+                    columns[name] = ["" if v is None else str(v) for v in array.to_pylist()]
+            yield Batch(index, first, columns, numbers)
             first += record_batch.num_rows
 
     return header, batches()
@@ -133,6 +147,9 @@ def to_request(batch: Batch, lay: Layout, predictor: str, context: dict[str, str
     n = batch.num_rows
     matrix = np.empty((n, len(lay.features)), dtype="<f4")
     for j, name in enumerate(lay.features):
+        if name in batch.numbers:  # float64 with NaN for nulls, or ints: cast by the assignment
+            matrix[:, j] = batch.numbers[name].to_numpy(zero_copy_only=False)
+            continue
         cells = batch.columns[name]
         try:
             matrix[:, j] = np.array([c if c != "" else "nan" for c in cells], dtype=np.float32)
@@ -147,7 +164,7 @@ def to_request(batch: Batch, lay: Layout, predictor: str, context: dict[str, str
         predictor=predictor,
         context=context,
         dense=DenseRows(feature_names=lay.features, values=matrix.tobytes(), num_rows=n),
-        row_entities=[EntityColumn(entity=e, ids=batch.columns[e]) for e in lay.entities],
+        row_entities=[EntityColumn(entity=e, ids=batch.text(e)) for e in lay.entities],
         model_override=override,
     )
 
@@ -182,7 +199,7 @@ class Writer:
         if self.parquet:
             import pyarrow as pa
 
-            data = {c: batch.columns[c] for c in self.ids} | {n: scores[:, i] for i, n in enumerate(names)}
+            data = {c: batch.text(c) for c in self.ids} | {n: scores[:, i] for i, n in enumerate(names)}
             data["model"] = [model] * batch.num_rows
             table = pa.table(data)
             if self._file is None:
@@ -193,7 +210,7 @@ class Writer:
                 self._file = self.path.open("w", newline="")
                 self._csv = csv.writer(self._file)
                 self._csv.writerow([*self.ids, *names, "model"])
-            id_columns = [batch.columns[c] for c in self.ids]
+            id_columns = [batch.text(c) for c in self.ids]
             for r in range(batch.num_rows):
                 self._csv.writerow([*(col[r] for col in id_columns), *(repr(float(v)) for v in scores[r]), model])
         self.rows += batch.num_rows
