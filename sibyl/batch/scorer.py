@@ -24,7 +24,7 @@ import numpy as np
 
 from sibyl.batch import table as tables
 from sibyl.batch.log import BatchLog
-from sibyl.errors import InvalidArgument
+from sibyl.errors import InvalidArgument, ModelStoreError, NotFound
 from sibyl.features.bulk import FeatureReader, open_reader
 from sibyl.features.settings import FeatureSettings
 from sibyl.models.catalog import Catalog
@@ -66,9 +66,7 @@ def _pin(catalog: Catalog, target: str) -> ModelRef:
         return ModelRef.parse(target)
     try:
         return ModelRef.parse(catalog.read_predictor(target).primary)
-    except InvalidArgument:
-        raise
-    except Exception as exc:  # NotFound, ModelStoreError: the message names the store
+    except (NotFound, ModelStoreError) as exc:  # the message names the store
         raise type(exc)(f"{exc}; give a predictor name or model@version") from None
 
 

@@ -179,3 +179,19 @@ def test_sink_log_sends_the_servers_records_to_kafka(tmp_path: Path, kafka_broke
     assert np.array_equal(scores, out.column("score_gbdt").to_numpy())
     assert records[0].model == "gbdt" and records[0].feature_names[0] == "consumer_orders_30d"
     assert list(records[0].row_entities[0].ids[:2]) == [str(x) for x in out.column("consumer_id").to_pylist()[:2]]
+
+
+def test_an_empty_table_gets_empty_columns() -> None:
+    """Spark and Ray hand over empty batches: the output has every column, typed, and no rows."""
+    scorer = BatchScorer.load(STORE_URL, "example", extra_models=["mlp@1"])
+    empty = pa.table({"distance_km": pa.array([], pa.float64())})
+    out = scorer.score(empty)
+    assert out.num_rows == 0 and out.schema.names == [
+        "distance_km",
+        "score_gbdt",
+        "score_mlp",
+        "prediction_id",
+        "defaulted",
+    ]
+    assert out.schema.field("defaulted").type == pa.list_(pa.string())
+    assert scorer.score(pa.RecordBatch.from_pylist([], schema=empty.schema)).num_rows == 0
