@@ -95,3 +95,29 @@ def test_feature_snapshot_from_spark_partitions(spark: Any, fresh_redis: RedisSe
         assert snapshot == dump(client, "cli:v2") and len(snapshot) == 300
     finally:
         client.close()
+
+
+def test_the_example_job_snapshots_then_scores_with_it(spark: Any, fresh_redis: RedisServer, tmp_path: Path) -> None:
+    """examples/spark_job.py: the snapshot it writes serves its scoring; the same orders scored in one process
+    from a `sibyl features load` of the same file give the same scores."""
+    import importlib.util
+
+    import pyarrow.parquet as pq
+
+    from sibyl.batch import BatchScorer
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "spark_job.py"
+    spec = importlib.util.spec_from_file_location("spark_job", path)
+    assert spec is not None and spec.loader is not None
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    job.run(spark, fresh_redis.url, prefix="job:v2", out=str(tmp_path / "scored"))
+    scored = pq.read_table(tmp_path / "scored").sort_by("order_id")
+    assert scored.num_rows == 500
+    assert scored.column("defaulted").to_pylist()[200] == ["consumer_orders_30d", "consumer_avg_basket_usd",
+        "consumer_days_since_order", "consumer_app_opens_7d", "consumer_emb"]  # fmt: skip
+    features = load_example_features(fresh_redis, prefix="cli:v1")
+    local = BatchScorer.load(STORE_URL, "example", features=features)
+    inputs = scored.drop_columns(["score_gbdt", "score_mlp", "prediction_id", "defaulted"])
+    expected = local.score(inputs)
+    assert np.array_equal(scored.column("score_gbdt").to_numpy(), expected.column("score_gbdt").to_numpy())
