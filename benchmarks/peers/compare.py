@@ -91,19 +91,12 @@ def measure_row(runner: Runner, row: Row, rows: int, target: str, pid: int | Non
     runner.measure(entry, target, method, body, pid, sweep=sweep)
 
 
-def perf_tensors(per_feature: bool) -> dict[str, list[float]]:
-    """One sample row for perf_analyzer: the whole-row tensor (Triton's config), or one tensor per feature
-    (what sibyl's ModelConfig lists, so the only form perf_analyzer will send it)."""
+def perf_tensors() -> dict[str, list[float]]:
+    """One sample row for perf_analyzer as the whole-row FP32 tensor: what sibyl's and Triton's ModelConfig list,
+    so both get the same one-tensor request."""
     m = w.manifest(w.PRIMARY)
     row = w.sample_matrix(m.columns, 1)[0]
-    if not per_feature:
-        return {m.input_name: [float(v) for v in row]}
-    out, col = {}, 0
-    for spec in m.inputs:
-        width = len(spec.columns)
-        out[spec.name] = [float(v) for v in row[col : col + width]]
-        col += width
-    return out
+    return {m.input_name: [float(v) for v in row]}
 
 
 def perf_rows(
@@ -114,21 +107,16 @@ def perf_rows(
     target: str,
     pid: int | None,
     model: str,
-    per_feature: bool,
     rows: tuple[int, ...],
 ) -> None:
-    desc = f"{name} driven by perf_analyzer (C++), " + (
-        "one tensor per feature (sibyl's ModelConfig lists features, not the whole-row tensor)"
-        if per_feature
-        else "the whole-row FP32 tensor"
-    )
+    desc = f"{name} driven by perf_analyzer (C++), the whole-row FP32 tensor"
     for n in rows:
         entry = Entry(name, kind, desc, section="compare", rows=n, api="v2", client="perf_analyzer")
         if exe is None:
             runner.skip(entry, "perf_analyzer not found: run `bash scripts/setup_perf_analyzer.sh` (or --with-peers)")
             continue
         answered = lambda: answered_calls(target, model)  # noqa: E731
-        runner.perf_analyzer(entry, exe, target, model, perf_tensors(per_feature), pid, answered)
+        runner.perf_analyzer(entry, exe, target, model, perf_tensors(), pid, answered)
 
 
 def model_bytes() -> int:
@@ -146,7 +134,7 @@ def run_sibyl_group(
                 for row in SIBYL_ROWS[group]:
                     measure_row(runner, row, n, target, pid)
             if group == "sibyl" and plan.perf_analyzer:
-                perf_rows(runner, exe, "sibyl-v2", "sibyl", target, pid, PREDICTOR, True, rows)
+                perf_rows(runner, exe, "sibyl-v2", "sibyl", target, pid, PREDICTOR, rows)
                 if pid is not None:
                     runner.notes["memory"] = {"model_bytes": model_bytes(), "processes": tree_rss(pid)}
     except RuntimeError as exc:
@@ -181,7 +169,7 @@ def run_peer(plan: Settings, runner: Runner, peer: Peer, rows: tuple[int, ...], 
                     continue
                 measure_row(runner, row, n, target, pid, check=False)
             if peer.perf_analyzer and plan.perf_analyzer:
-                perf_rows(runner, exe, row.name, "peer", target, pid, MODEL_NAME, False, rows)
+                perf_rows(runner, exe, row.name, "peer", target, pid, MODEL_NAME, rows)
     except LookupError as exc:
         for e in entries:
             runner.skip(e, str(exc))
