@@ -12,14 +12,14 @@ Errors are grpc.RpcError (code() and details()), raised after the channel's retr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import grpc
 
 from sibyl.client import channel as ch
-from sibyl.client.frames import Prediction, Rows, build_request, to_prediction
+from sibyl.client.frames import Prediction, RequestOptions, Rows, build_request, to_prediction
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
@@ -94,27 +94,12 @@ class Client(_Base):
         predictor: str,
         rows: Rows,
         *,
-        feature_names: Sequence[str] | None = None,
-        entity_columns: Sequence[str] | None = None,
-        entities: Mapping[str, Sequence[Any]] | None = None,
-        context: Mapping[str, Any] | None = None,
-        extra_models: Iterable[str] = (),
-        model_override: str = "",
-        request_id: str = "",
         timeout_s: float | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Prediction:
-        """Score rows (DataFrame, 2-D array + feature_names, column mapping or row dicts); see frames.build_request."""
-        request = build_request(
-            predictor,
-            rows,
-            feature_names=feature_names,
-            entity_columns=entity_columns,
-            entities=entities,
-            context=context,
-            extra_models=extra_models,
-            model_override=model_override,
-            request_id=request_id,
-        )
+        """Score rows (DataFrame, 2-D array + feature_names, column mapping or row dicts); the keyword arguments
+        but timeout_s are build_request's (frames.RequestOptions)."""
+        request = build_request(predictor, rows, **options)
         return to_prediction(self.predict_request(request, timeout_s))
 
     def predict_request(self, request: PredictRequest, timeout_s: float | None = None) -> PredictResponse:
@@ -178,26 +163,10 @@ class AsyncClient(_Base):
         predictor: str,
         rows: Rows,
         *,
-        feature_names: Sequence[str] | None = None,
-        entity_columns: Sequence[str] | None = None,
-        entities: Mapping[str, Sequence[Any]] | None = None,
-        context: Mapping[str, Any] | None = None,
-        extra_models: Iterable[str] = (),
-        model_override: str = "",
-        request_id: str = "",
         timeout_s: float | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Prediction:
-        request = build_request(
-            predictor,
-            rows,
-            feature_names=feature_names,
-            entity_columns=entity_columns,
-            entities=entities,
-            context=context,
-            extra_models=extra_models,
-            model_override=model_override,
-            request_id=request_id,
-        )
+        request = build_request(predictor, rows, **options)
         return to_prediction(await self.predict_request(request, timeout_s))
 
     async def predict_request(self, request: PredictRequest, timeout_s: float | None = None) -> PredictResponse:

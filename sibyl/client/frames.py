@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 import numpy as np
 
@@ -22,6 +22,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Rows = Union["pd.DataFrame", np.ndarray, Mapping[str, Any], Sequence[Mapping[str, Any]]]
+
+
+class RequestOptions(TypedDict, total=False):
+    """build_request's keyword arguments (defaults there), which Client.predict and AsyncClient.predict pass on."""
+
+    feature_names: Sequence[str] | None
+    entity_columns: Sequence[str] | None
+    entities: Mapping[str, Sequence[Any]] | None
+    context: Mapping[str, Any] | None
+    extra_models: Iterable[str]
+    model_override: str
+    request_id: str
 
 
 def build_request(
