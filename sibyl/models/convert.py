@@ -100,32 +100,21 @@ def _sklearn(path: Path, input_name: str) -> Converted:
 def _xgboost(path: Path, input_name: str) -> Converted:
     xgb = _need("xgboost", "xgboost", "importing an XGBoost model")
     onnxmltools = _need("onnxmltools", "onnxmltools", "converting an XGBoost model")
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
     booster = xgb.Booster()
     try:
         booster.load_model(str(path))
     except Exception as exc:  # xgboost.core.XGBoostError
         raise InvalidArgument(f"{path}: not an XGBoost model file: {str(exc).splitlines()[0]}") from None
-    width = booster.num_features()
     objective = _xgb_objective(booster)
-    try:
-        proto = onnxmltools.convert_xgboost(booster, initial_types=[(input_name, FloatTensorType([None, width]))])
-    except Exception as exc:
-        raise InvalidArgument(f"{path}: onnxmltools cannot convert this XGBoost model ({objective}): {exc}") from None
-    classifier = objective.startswith(("binary:", "multi:"))
-
-    def original(x: np.ndarray) -> np.ndarray:
-        out = booster.predict(xgb.DMatrix(x))
-        return _as_probabilities(out) if classifier else np.asarray(out, np.float64).reshape(len(x), -1)
-
-    return Converted(
-        proto.SerializeToString(),
-        OutputSpec(name=PROBABILITIES, column=1) if classifier else OutputSpec(name=VARIABLE),
-        width,
-        original,
-        f"xgboost {xgb.__version__}",
-        f"onnxmltools {onnxmltools.__version__}",
+    return _trees(
+        path,
+        input_name,
+        booster.num_features(),
+        objective,
+        objective.startswith(("binary:", "multi:")),
+        lambda types: onnxmltools.convert_xgboost(booster, initial_types=types),
+        lambda x: booster.predict(xgb.DMatrix(x)),
+        ("XGBoost", f"xgboost {xgb.__version__}", f"onnxmltools {onnxmltools.__version__}"),
     )
 
 
@@ -141,24 +130,45 @@ def _xgb_objective(booster: Any) -> str:
 def _lightgbm(path: Path, input_name: str) -> Converted:
     lgb = _need("lightgbm", "lightgbm", "importing a LightGBM model")
     onnxmltools = _need("onnxmltools", "onnxmltools", "converting a LightGBM model")
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
     try:
         booster = lgb.Booster(model_file=str(path))
     except Exception as exc:  # lightgbm.basic.LightGBMError
         raise InvalidArgument(f"{path}: not a LightGBM model file: {str(exc).splitlines()[0]}") from None
-    width = booster.num_feature()
     objective = str(booster.dump_model(num_iteration=0).get("objective", "")).split(" ")[0]
-    classifier = objective in ("binary", "multiclass", "multiclassova", "cross_entropy")
+    return _trees(
+        path,
+        input_name,
+        booster.num_feature(),
+        objective,
+        objective in ("binary", "multiclass", "multiclassova", "cross_entropy"),
+        lambda types: onnxmltools.convert_lightgbm(booster, initial_types=types, zipmap=False),
+        booster.predict,
+        ("LightGBM", f"lightgbm {lgb.__version__}", f"onnxmltools {onnxmltools.__version__}"),
+    )
+
+
+def _trees(
+    path: Path,
+    input_name: str,
+    width: int,
+    objective: str,
+    classifier: bool,
+    to_onnx: Callable[[list[tuple[str, Any]]], Any],
+    predict: Callable[[np.ndarray], Any],
+    names: tuple[str, str, str],
+) -> Converted:
+    """A loaded XGBoost or LightGBM booster converted by onnxmltools (to_onnx, given the initial types);
+    predict: the booster's own scores. names: the kind of model for errors, then library and converter."""
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    kind, library, converter = names
     try:
-        proto = onnxmltools.convert_lightgbm(
-            booster, initial_types=[(input_name, FloatTensorType([None, width]))], zipmap=False
-        )
+        proto = to_onnx([(input_name, FloatTensorType([None, width]))])
     except Exception as exc:
-        raise InvalidArgument(f"{path}: onnxmltools cannot convert this LightGBM model ({objective}): {exc}") from None
+        raise InvalidArgument(f"{path}: onnxmltools cannot convert this {kind} model ({objective}): {exc}") from None
 
     def original(x: np.ndarray) -> np.ndarray:
-        out = booster.predict(x)
+        out = predict(x)
         return _as_probabilities(out) if classifier else np.asarray(out, np.float64).reshape(len(x), -1)
 
     return Converted(
@@ -166,8 +176,8 @@ def _lightgbm(path: Path, input_name: str) -> Converted:
         OutputSpec(name=PROBABILITIES, column=1) if classifier else OutputSpec(name=VARIABLE),
         width,
         original,
-        f"lightgbm {lgb.__version__}",
-        f"onnxmltools {onnxmltools.__version__}",
+        library,
+        converter,
     )
 
 
