@@ -80,13 +80,19 @@ async def test_predictor_that_never_loaded_says_why(tmp_path: Path) -> None:
         reg.predictor("p")
 
 
-async def test_unversioned_extra_follows_newest(catalog: Catalog) -> None:
+async def x2_published_after_x1_was_used(catalog: Catalog) -> ModelRegistry:
+    """A started registry that served unversioned x as x@1, then polled (refresh) after x@2 was published."""
     reg, _ = registry(catalog)
     await reg.start(poll=False)
     publish_logistic(catalog, "x", "1")
     assert (await reg.model(ModelRef("x"))).version == "1"
     publish_logistic(catalog, "x", "2")
     await reg.refresh()
+    return reg
+
+
+async def test_unversioned_extra_follows_newest(catalog: Catalog) -> None:
+    reg = await x2_published_after_x1_was_used(catalog)
     assert (await reg.model(ModelRef("x"))).version == "2"
 
 
@@ -129,12 +135,7 @@ async def test_unknown_model_is_not_looked_up_again_within_a_poll_interval(catal
 
 async def test_newest_version_preloaded_by_a_poll_stays_loaded(catalog: Catalog) -> None:
     """The poll that finds x@2 loads it; the request after it must not load it again on the request path."""
-    reg, _ = registry(catalog)
-    await reg.start(poll=False)
-    publish_logistic(catalog, "x", "1")
-    assert (await reg.model(ModelRef("x"))).version == "1"
-    publish_logistic(catalog, "x", "2")
-    await reg.refresh()
+    reg = await x2_published_after_x1_was_used(catalog)
     assert ("x", "2") in reg.snapshot.models, "the poll preloaded x@2 and then dropped it"
     loads: list[ModelRef] = []
     load = reg._load
