@@ -31,8 +31,27 @@ class Outcome:
     worker: str = ""  # pid of the worker process that answered (trailing metadata), when tracked
 
 
+class _Clock:
+    """What Load and OpenLoad share: the time since __aenter__ set _start, named marks on it, and closing the
+    _channels __aenter__ opened."""
+
+    _start: float
+    _channels: list[grpc.aio.Channel]
+    marks: dict[str, float]
+
+    def now(self) -> float:
+        return time.monotonic() - self._start
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = self.now()
+
+    async def _close_channels(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
 @dataclass
-class Load:
+class Load(_Clock):
     """`concurrency` clients, each sending the next request as soon as the last one is answered."""
 
     target: str
@@ -73,14 +92,7 @@ class Load:
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
         await asyncio.gather(*self._tasks)
-        for channel in self._channels:
-            await channel.close()
-
-    def now(self) -> float:
-        return time.monotonic() - self._start
-
-    def mark(self, name: str) -> None:
-        self.marks[name] = self.now()
+        await self._close_channels()
 
     async def wait_for(self, healthy: Callable[[Outcome], bool], run: int = 20, timeout_s: float = 30.0) -> float:
         """Seconds from now until `run` consecutive outcomes are healthy; fails the test after timeout_s."""
@@ -168,7 +180,7 @@ class Shot:
 
 
 @dataclass
-class OpenLoad:
+class OpenLoad(_Clock):
     """Open loop: one call every 1/rate s, whether or not earlier ones were answered (a stall shows up as
     failed or slow calls, not as fewer calls). Each call has its own `deadline_s`; stops at `max_calls`.
     channels > 1: calls go round-robin over that many connections (SO_REUSEPORT spreads connections, not
@@ -221,14 +233,7 @@ class OpenLoad:
         await self._pacer
         if self._calls:
             await asyncio.wait(set(self._calls), timeout=self.deadline_s + 5)
-        for channel in self._channels:
-            await channel.close()
-
-    def now(self) -> float:
-        return time.monotonic() - self._start
-
-    def mark(self, name: str) -> None:
-        self.marks[name] = self.now()
+        await self._close_channels()
 
     # ---- figures
     def between(self, start: str, end: str | None = None) -> list[Shot]:
