@@ -28,17 +28,19 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class _Base:
+    """The constructor Client and AsyncClient share; each opens its own kind of channel (_open)."""
+
     def __init__(
         self,
-        target: str,
+        target: str = "127.0.0.1:50051",
         *,
-        timeout_s: float | None,
-        token: str | None,
-        tls: ch.Tls | None,
-        retries: int,
-        keepalive_s: float,
-        max_message_bytes: int,
-        options: Sequence[tuple[str, Any]],
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        token: str | None = None,
+        tls: ch.Tls | None = None,
+        retries: int = 3,
+        keepalive_s: float = 20.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         ch.check(timeout_s, retries, keepalive_s)
         self.target = ch.normalize_target(target)
@@ -47,6 +49,11 @@ class _Base:
         self._credentials = tls.credentials() if tls is not None else None
         server_name = tls.server_name if tls is not None else None
         self._options = [*ch.channel_options(retries, keepalive_s, max_message_bytes, server_name), *options]
+        self.channel = self._open()
+        self._stub = PredictionServiceStub(self.channel)
+
+    def _open(self) -> Any:
+        raise NotImplementedError
 
     def _timeout(self, timeout_s: float | None) -> float | None:
         return self.timeout_s if timeout_s is None else timeout_s
@@ -61,33 +68,10 @@ class Client(_Base):
     keepalive_s: ping interval on idle connections; options: extra gRPC channel options.
     """
 
-    def __init__(
-        self,
-        target: str = "127.0.0.1:50051",
-        *,
-        timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        token: str | None = None,
-        tls: ch.Tls | None = None,
-        retries: int = 3,
-        keepalive_s: float = 20.0,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-        options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        super().__init__(
-            target,
-            timeout_s=timeout_s,
-            token=token,
-            tls=tls,
-            retries=retries,
-            keepalive_s=keepalive_s,
-            max_message_bytes=max_message_bytes,
-            options=options,
-        )
+    def _open(self) -> grpc.Channel:
         if self._credentials is None:
-            self.channel = grpc.insecure_channel(self.target, options=self._options)
-        else:
-            self.channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
-        self._stub = PredictionServiceStub(self.channel)
+            return grpc.insecure_channel(self.target, options=self._options)
+        return grpc.secure_channel(self.target, self._credentials, options=self._options)
 
     def predict(
         self,
@@ -130,33 +114,10 @@ class AsyncClient(_Base):
     """The same calls for asyncio (grpc.aio); create it inside the running loop and share it across tasks.
     Arguments as Client's."""
 
-    def __init__(
-        self,
-        target: str = "127.0.0.1:50051",
-        *,
-        timeout_s: float | None = DEFAULT_TIMEOUT_S,
-        token: str | None = None,
-        tls: ch.Tls | None = None,
-        retries: int = 3,
-        keepalive_s: float = 20.0,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-        options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        super().__init__(
-            target,
-            timeout_s=timeout_s,
-            token=token,
-            tls=tls,
-            retries=retries,
-            keepalive_s=keepalive_s,
-            max_message_bytes=max_message_bytes,
-            options=options,
-        )
+    def _open(self) -> grpc.aio.Channel:
         if self._credentials is None:
-            self.channel = grpc.aio.insecure_channel(self.target, options=self._options)
-        else:
-            self.channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
-        self._stub = PredictionServiceStub(self.channel)
+            return grpc.aio.insecure_channel(self.target, options=self._options)
+        return grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
 
     async def predict(
         self,
