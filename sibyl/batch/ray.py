@@ -14,9 +14,7 @@ from typing import Any
 
 from sibyl.batch.scorer import BatchScorer, Bundle
 from sibyl.errors import MissingDependency
-from sibyl.features.bulk import write_partition
-from sibyl.features.specs import specs_from_store
-from sibyl.models.settings import ModelStoreSettings
+from sibyl.features.bulk import partition_options, write_partition
 
 
 class ScoreActor:
@@ -94,8 +92,8 @@ def write_features(
 ) -> int:
     """Every row of ds into Redis under `prefix`, one pipelined SnapshotWriter per block; returns the entities
     written (see sibyl.batch.spark.write_features)."""
-    specs = specs_from_store(ModelStoreSettings(url=store_url)) if store_url else None
-    options = {"entity": entity, "id_column": id_column, "url": url, "prefix": prefix, "ttl_s": ttl_s}
-    options |= {"specs": specs, **writer}
+    options = partition_options(
+        entity=entity, url=url, prefix=prefix, id_column=id_column, ttl_s=ttl_s, store_url=store_url, **writer
+    )
     written = ds.map_batches(functools.partial(_write_batch, options), batch_format="pyarrow", batch_size=None)
     return int(written.sum("written") or 0)

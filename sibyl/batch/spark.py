@@ -17,9 +17,7 @@ from typing import Any
 
 from sibyl.batch.scorer import BatchScorer, Bundle
 from sibyl.errors import MissingDependency
-from sibyl.features.bulk import write_partition
-from sibyl.features.specs import specs_from_store
-from sibyl.models.settings import ModelStoreSettings
+from sibyl.features.bulk import partition_options, write_partition
 
 
 def _types() -> Any:
@@ -90,7 +88,7 @@ def write_features(
     """Every row of df into Redis under `prefix` (a new snapshot: switch features.prefix to it once written), one
     pipelined SnapshotWriter per partition; returns the entities written. Dtypes come from the manifests in
     store_url (as `sibyl features load` takes them from the model store), else from the values."""
-    specs = specs_from_store(ModelStoreSettings(url=store_url)) if store_url else None
-    options = {"entity": entity, "id_column": id_column, "url": url, "prefix": prefix, "ttl_s": ttl_s}
-    options |= {"specs": specs, **writer}
+    options = partition_options(
+        entity=entity, url=url, prefix=prefix, id_column=id_column, ttl_s=ttl_s, store_url=store_url, **writer
+    )
     return int(df.rdd.mapPartitions(functools.partial(_written, options)).sum())

@@ -27,7 +27,9 @@ from sibyl.features.memory import MemoryFeatureStore
 from sibyl.features.redis import Row, decode_replies, encode_rows, field_lists, pack_hmgets, queue_writes
 from sibyl.features.settings import FeatureSettings
 from sibyl.features.sources import BadInput, _parquet_value, _values
+from sibyl.features.specs import specs_from_store
 from sibyl.models.manifest import FeatureSpec
+from sibyl.models.settings import ModelStoreSettings
 
 Found = dict[EntityKey, dict[str, FeatureValue]]
 
@@ -229,3 +231,20 @@ def write_partition(records: Iterable[Any], *, entity: str, id_column: str | Non
     entity="consumer_id"))`. writer: SnapshotWriter's arguments. Returns the entities written."""
     with SnapshotWriter(**writer) as out:
         return out.write(rows_of(records, entity, id_column or entity))
+
+
+def partition_options(
+    *,
+    entity: str,
+    url: str,
+    prefix: str,
+    id_column: str | None = None,
+    ttl_s: float | None = None,
+    store_url: str | None = None,
+    **writer: Any,
+) -> dict[str, Any]:
+    """write_partition's keyword arguments for an engine's write_features (Spark, Ray): dtypes come from the
+    manifests in store_url (as `sibyl features load` takes them from the model store), else from the values."""
+    specs = specs_from_store(ModelStoreSettings(url=store_url)) if store_url else None
+    options = {"entity": entity, "id_column": id_column, "url": url, "prefix": prefix, "ttl_s": ttl_s}
+    return options | {"specs": specs, **writer}
