@@ -18,7 +18,7 @@ from sibyl.predlog.kafka import spool_payload
 from sibyl.predlog.spool import Spool
 from sibyl.process.spools import worker_dir
 from sibyl.v1.predlog_pb2 import PredictionLog
-from tests.support.inproc import publish_models, serve_subprocess
+from tests.support.inproc import publish_models, serve_subprocess, server_env
 from tests.support.kafkaread import ids_in_topic
 from tests.support.servers import KafkaBroker, create_topic
 from tests.support.workers import alive, answering, kill_all, worker_pids
@@ -34,21 +34,8 @@ def wait(condition: object, timeout_s: float, what: str) -> None:
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
-    env.update(
-        SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}",
-        SIBYL_FEATURES__BACKEND="none",
-        SIBYL_PREDLOG__PATH=str(tmp_path / "predictions.jsonl"),
-        SIBYL_PREDLOG__SPOOL_DIR=str(tmp_path / "spool"),
-        SIBYL_SERVER__GRACE_S="3",
-        SIBYL_SERVER__WORKERS="2",
-        SIBYL_METRICS__PORT="0",
-        SIBYL_HTTP__PORT="0",  # REST on a free port, not 8080
-        SIBYL_LOG_JSON="false",
-        SIBYL_LOG_LEVEL="INFO",
-    )
-    env.update(extra)
-    return env
+    settings = {"SIBYL_SERVER__WORKERS": "2", "SIBYL_METRICS__PORT": "0", "SIBYL_LOG_JSON": "false"}
+    return server_env(tmp_path, **{**settings, "SIBYL_LOG_LEVEL": "INFO", **extra})
 
 
 def test_a_sigkilled_supervisor_takes_its_workers_off_the_port(tmp_path: Path) -> None:

@@ -84,13 +84,11 @@ def serve_subprocess(
     return proc, serving.port, serving.metrics_port
 
 
-def serve_subprocess_serving(
-    tmp_path: Path, *flags: str, log_to: Path | None = None, **env: str
-) -> tuple[subprocess.Popen[str], Serving]:
-    """serve_subprocess, returning every port of the serving line (REST on a free port unless env sets one)."""
-    publish_models(tmp_path / "store")
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
-    full_env.update(
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test `sibyl serve` over tmp_path/"store": no features, log and spool in tmp_path, REST on
+    a free port, this checkout's code; extra: more SIBYL_* settings (they win)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIBYL_", "PROMETHEUS_"))}
+    env.update(
         SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}",
         SIBYL_FEATURES__BACKEND="none",
         SIBYL_PREDLOG__PATH=str(tmp_path / "predictions.jsonl"),
@@ -100,8 +98,17 @@ def serve_subprocess_serving(
         SIBYL_LOG_LEVEL="WARNING",
     )
     # The server runs this checkout's code, whatever copy of sibyl the interpreter has installed.
-    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    full_env.update(env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def serve_subprocess_serving(
+    tmp_path: Path, *flags: str, log_to: Path | None = None, **env: str
+) -> tuple[subprocess.Popen[str], Serving]:
+    """serve_subprocess, returning every port of the serving line (REST on a free port unless env sets one)."""
+    publish_models(tmp_path / "store")
+    full_env = server_env(tmp_path, **env)
     command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", *flags]
     stderr = log_to.open("ab") if log_to is not None else subprocess.DEVNULL
     try:
