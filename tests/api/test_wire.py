@@ -13,6 +13,7 @@ from sibyl.api.wire import parse
 from sibyl.errors import InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, FeatureRow, FloatVector, PredictRequest
+from tests.api.hostile import delimited
 
 MANY = 10**9
 text = st.text(max_size=12)
@@ -77,18 +78,6 @@ def test_infer_requests_parse_the_same_in_any_pieces(message: v2.ModelInferReque
 
 def key(number: int, wire: int) -> bytes:
     return bytes([number << 3 | wire])
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    return bytes([*out, value])
-
-
-def delimited(number: int, payload: bytes) -> bytes:
-    return key(number, 2) + varint(len(payload)) + payload
 
 
 def test_wire_quirks_parse_the_same() -> None:
