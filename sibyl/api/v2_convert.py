@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from sibyl.api.v2_inputs import NUMPY_TYPES as NUMPY_TYPES  # re-exported: the REST codec's dtypes
 from sibyl.api.v2_inputs import to_predict_request as to_predict_request  # the request side, re-exported
+from sibyl.api.v2_inputs import to_rows as to_rows
 from sibyl.errors import InvalidArgument
 from sibyl.kserve.grpc_predict_v2_pb2 import (
     DataType,
@@ -34,10 +33,9 @@ from sibyl.kserve.grpc_predict_v2_pb2 import (
     RepositoryIndexResponse,
     StatisticDuration,
 )
-from sibyl.models.predictor import ModelRef
 from sibyl.serving.metadata import ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.routing import ROLE_NAMES
-from sibyl.v1.predict_pb2 import PredictResponse
+from sibyl.serving.service import Answer
 
 OUTPUT = "score"
 PLATFORM = "onnxruntime_onnx"
@@ -51,21 +49,21 @@ def check_outputs(request: ModelInferRequest) -> None:
             raise InvalidArgument(f"output {wanted.name!r} unknown; sibyl answers one output {OUTPUT!r}")
 
 
-def to_infer_response(response: PredictResponse, request: ModelInferRequest) -> ModelInferResponse:
+def to_infer_response(answer: Answer, request: ModelInferRequest) -> ModelInferResponse:
     """Raw output contents when the request sent raw inputs, typed contents otherwise."""
-    result = response.results[0]  # the model that answered (primary, arm or override)
-    scores = np.asarray(result.scores, dtype="<f4")
-    model = str(ModelRef(result.model, result.version))
+    result = answer.scored[0]  # the model that answered (primary, arm or override)
+    model = result.model.ref
     parameters = {
-        "prediction_id": InferParameter(string_param=response.prediction_id),
+        "prediction_id": InferParameter(string_param=answer.prediction_id),
         "model": InferParameter(string_param=model),
         "role": InferParameter(string_param=ROLE_NAMES[result.role]),
     }
     if result.arm:
         parameters["arm"] = InferParameter(string_param=result.arm)
-    if response.defaulted:
-        parameters["defaulted"] = InferParameter(string_param=",".join(d.feature for d in response.defaulted))
-    output = ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype="FP32", shape=[response.num_rows, result.dim])
+    if answer.defaulted:
+        parameters["defaulted"] = InferParameter(string_param=",".join(answer.defaulted))
+    scores = result.scores
+    output = ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype="FP32", shape=scores.shape)
     out = ModelInferResponse(
         model_name=request.model_name,
         model_version=model,
@@ -74,9 +72,9 @@ def to_infer_response(response: PredictResponse, request: ModelInferRequest) -> 
         outputs=[output],
     )
     if request.raw_input_contents:
-        out.raw_output_contents.append(scores.tobytes())
+        out.raw_output_contents.append(scores.astype("<f4", copy=False).tobytes())
     else:
-        out.outputs[0].contents.fp32_contents.extend(result.scores)
+        out.outputs[0].contents.fp32_contents.extend(scores.ravel().tolist())
     return out
 
 

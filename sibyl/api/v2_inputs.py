@@ -23,6 +23,7 @@ import numpy as np
 
 from sibyl.errors import InvalidArgument
 from sibyl.kserve.grpc_predict_v2_pb2 import InferParameter, ModelInferRequest
+from sibyl.serving.decode import RowBatch, from_arrays
 from sibyl.serving.limits import Limits
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
 
@@ -72,16 +73,51 @@ class _Input:
     columns: Sequence[str] | None  # the model's columns when this is its ONNX input
 
 
+def to_rows(
+    request: ModelInferRequest,
+    model_override: str = "",
+    matrix_inputs: Mapping[str, Sequence[str]] | None = None,
+    limits: Limits | None = None,
+) -> tuple[PredictRequest, RowBatch]:
+    """The request (its header: predictor, id, context, override; no rows) and its decoded rows, as
+    serving.decode.decode would give them, without packing the matrix into a PredictRequest and out again.
+    model_override: what the request's model_version implies (serving.metadata.override);
+    matrix_inputs: tensor name -> the columns it carries as [N, len(columns)] (the model's ONNX input);
+    limits: the server's (default: Limits())."""
+    limits = limits or Limits()
+    names, matrix, entities = _tensors(request, matrix_inputs or {}, limits)
+    header = PredictRequest(
+        request_id=request.id,
+        predictor=request.model_name,
+        context=_context(request.parameters),
+        model_override=model_override,
+    )
+    return header, from_arrays(header, names, matrix, entities, limits)
+
+
 def to_predict_request(
     request: ModelInferRequest,
     model_override: str = "",
     matrix_inputs: Mapping[str, Sequence[str]] | None = None,
     limits: Limits | None = None,
 ) -> PredictRequest:
-    """model_override: what the request's model_version implies (serving.metadata.override);
-    matrix_inputs: tensor name -> the columns it carries as [N, len(columns)] (the model's ONNX input);
-    limits: the server's (default: Limits())."""
+    """The same as one PredictRequest (dense rows): what a V2 call means in sibyl's own API."""
     limits = limits or Limits()
+    names, matrix, entities = _tensors(request, matrix_inputs or {}, limits)
+    return PredictRequest(
+        request_id=request.id,
+        predictor=request.model_name,
+        context=_context(request.parameters),
+        dense=DenseRows(feature_names=names, values=matrix.tobytes(), num_rows=matrix.shape[0]),
+        row_entities=[EntityColumn(entity=e, ids=ids) for e, ids in entities.items()],
+        model_override=model_override,
+    )
+
+
+def _tensors(
+    request: ModelInferRequest, matrix_inputs: Mapping[str, Sequence[str]], limits: Limits
+) -> tuple[list[str], np.ndarray, dict[str, list[str]]]:
+    """Every input tensor checked, then (feature column names, float32 [N, columns], entity -> ids per row)."""
     inputs = request.inputs
     if not inputs:
         raise InvalidArgument(
@@ -92,15 +128,21 @@ def to_predict_request(
     if len(raw) and len(raw) != len(inputs):
         raise InvalidArgument(f"{len(raw)} raw_input_contents for {len(inputs)} inputs; give one per input")
     limits.columns(len(request.parameters), "request parameters")
-    checked, rows, width = _check(inputs, raw, matrix_inputs or {}, limits)
+    checked, rows, width = _check(inputs, raw, matrix_inputs, limits)
+    if len(checked) == 1 and checked[0].columns is not None:  # the model's whole row: one tensor, no copy
+        return list(checked[0].columns), _numbers(checked[0]).reshape(rows, width), {}
     names: list[str] = []
     matrix = np.empty((rows, width), np.float32)
-    entities: list[EntityColumn] = []
+    entities: dict[str, list[str]] = {}
     col = 0
     for given in checked:
         tensor = given.tensor
         if not given.width:
-            entities.append(EntityColumn(entity=tensor.name, ids=_strings(given, rows)))
+            ids = entities[tensor.name] = _strings(given, rows)
+            if ids and max(map(len, ids)) > limits.max_name_length:
+                raise InvalidArgument(
+                    f"entity ids {tensor.name!r}: an id is longer than {limits.max_name_length} characters"
+                )
             continue
         matrix[:, col : col + given.width] = _numbers(given).reshape(rows, given.width)
         col += given.width
@@ -110,14 +152,7 @@ def to_predict_request(
             names.append(tensor.name)
         else:
             names.extend(f"{tensor.name}[{j}]" for j in range(given.width))  # width within max_columns
-    return PredictRequest(
-        request_id=request.id,
-        predictor=request.model_name,
-        context=_context(request.parameters),
-        dense=DenseRows(feature_names=names, values=matrix.tobytes(), num_rows=rows),
-        row_entities=entities,
-        model_override=model_override,
-    )
+    return names, matrix, entities
 
 
 def _check(

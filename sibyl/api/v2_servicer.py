@@ -7,6 +7,7 @@ of sibyl's own Predict.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -93,19 +94,18 @@ class KServeServicer:
                 info = await service.model_info(request.model_name, request.model_version)
                 predict, batch = await service.off_loop(size, self._decode, request, info)
                 trace = carrier(context.invocation_metadata()) if service.tracing is not None else None
-                response = await service.score(predict, batch, context.time_remaining(), trace)
-            answer = convert.to_infer_response(response, request)
+                respond = functools.partial(convert.to_infer_response, request=request)
+                response = await service.score(predict, batch, context.time_remaining(), trace, respond)
         except Exception as exc:
             code, message = to_status(exc)
             self.observe(name, code, start)
             await context.abort(code, message)
-        self.observe(request.model_name, grpc.StatusCode.OK, start, response.num_rows)
-        return answer
+        self.observe(request.model_name, grpc.StatusCode.OK, start, batch.num_rows)
+        return response
 
     def _decode(self, request: v2.ModelInferRequest, info: ModelInfo) -> tuple[PredictRequest, RowBatch]:
         matrix_inputs = {info.input_name: info.columns}
-        predict = convert.to_predict_request(request, info.override, matrix_inputs, self.service.options.limits)
-        return predict, self.service.decode(predict)
+        return self.service.timed_decode(convert.to_rows, request, info.override, matrix_inputs)
 
     def observe(self, predictor: str, code: grpc.StatusCode, start: float, rows: int = 0) -> None:
         """Metrics, and the statistics extension's counts: V2 statistics count ModelInfer calls only."""

@@ -20,7 +20,7 @@ from sibyl.errors import InvalidArgument
 from sibyl.serving.limits import Limits, first_duplicate
 from sibyl.v1.predict_pb2 import EntityColumn, PredictRequest
 
-__all__ = ["CodedIds", "Limits", "RowBatch", "decode"]
+__all__ = ["CodedIds", "Limits", "RowBatch", "decode", "from_arrays"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,37 @@ class RowBatch:
 
 
 def decode(request: PredictRequest, limits: Limits) -> RowBatch:
+    check_header(request, limits)
+    has_dense = request.HasField("dense")
+    if has_dense and len(request.rows):
+        raise InvalidArgument("give rows either as dense or as rows, not both")
+    batch = _decode_dense(request, limits) if has_dense else _decode_rows(request, limits)
+    return _checked(batch)
+
+
+def from_arrays(
+    request: PredictRequest, names: list[str], values: np.ndarray, row_entities: dict[str, list[str]], limits: Limits
+) -> RowBatch:
+    """Rows a protocol adapter already turned into one float32 matrix (KServe V2 tensors, checked against the
+    budget there): the request's other fields and the rows get decode()'s checks, without a bytes round trip."""
+    check_header(request, limits)
+    dup = first_duplicate(names)
+    if dup is not None:
+        raise InvalidArgument(f"feature {dup!r} is given twice; send each feature once")
+    return _checked(RowBatch(values.shape[0], names, values, dict(request.context), row_entities))
+
+
+def _checked(batch: RowBatch) -> RowBatch:
+    if batch.num_rows == 0:
+        raise InvalidArgument("request has no rows: set rows (one per prediction) or dense.num_rows")
+    if np.isinf(batch.values).any():
+        row, col = np.argwhere(np.isinf(batch.values))[0]
+        raise InvalidArgument(f"feature {batch.names[col]!r} in row {row} is infinite; send a finite value or NaN")
+    return batch
+
+
+def check_header(request: PredictRequest, limits: Limits) -> None:
+    """Everything but the rows: predictor, request id, models asked for, context entities."""
     if not request.predictor:
         raise InvalidArgument("predictor is required")
     limits.name("predictor", request.predictor)
@@ -81,16 +112,6 @@ def decode(request: PredictRequest, limits: Limits) -> RowBatch:
     for key, value in request.context.items():
         limits.name("context entity", key)
         limits.text(f"context {key} id", value)
-    has_dense = request.HasField("dense")
-    if has_dense and len(request.rows):
-        raise InvalidArgument("give rows either as dense or as rows, not both")
-    batch = _decode_dense(request, limits) if has_dense else _decode_rows(request, limits)
-    if batch.num_rows == 0:
-        raise InvalidArgument("request has no rows: set rows (one per prediction) or dense.num_rows")
-    if np.isinf(batch.values).any():
-        row, col = np.argwhere(np.isinf(batch.values))[0]
-        raise InvalidArgument(f"feature {batch.names[col]!r} in row {row} is infinite; send a finite value or NaN")
-    return batch
 
 
 def _decode_dense(request: PredictRequest, limits: Limits) -> RowBatch:

@@ -40,6 +40,7 @@ from sibyl.serving.shadows import ShadowRunner
 from sibyl.v1.predict_pb2 import DefaultedFeature, ModelScores, PredictRequest, PredictResponse, Role
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,39 @@ class Scored:
     matrix: np.ndarray
     scores: np.ndarray
     latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A scored call, before any protocol's message: servicers turn it into theirs (`score(respond=...)`)."""
+
+    prediction_id: str
+    request_id: str
+    predictor: str
+    num_rows: int
+    scored: list[Scored]  # the answering model first, then extra models
+    defaulted: dict[str, np.ndarray]  # feature -> rows that took its default
+
+    def response(self) -> PredictResponse:
+        """sibyl.v1's PredictResponse."""
+        return PredictResponse(
+            prediction_id=self.prediction_id,
+            request_id=self.request_id,
+            predictor=self.predictor,
+            num_rows=self.num_rows,
+            results=[
+                ModelScores(
+                    model=s.model.name,
+                    version=s.model.version,
+                    role=s.role,  # type: ignore[arg-type]
+                    arm=s.arm,
+                    dim=s.scores.shape[1],
+                    scores=s.scores.ravel().tolist(),
+                )
+                for s in self.scored
+            ],
+            defaulted=[DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in self.defaulted.items()],
+        )
 
 
 class PredictionService:
@@ -159,6 +193,15 @@ class PredictionService:
         self._t_decode.observe(time.perf_counter() - start)
         return batch
 
+    def timed_decode(
+        self, fn: Callable[..., tuple[PredictRequest, RowBatch]], *args: Any
+    ) -> tuple[PredictRequest, RowBatch]:
+        """fn(*args, limits): a protocol adapter's own decode (KServe V2 tensors), timed as the decode stage."""
+        start = time.perf_counter()
+        out = fn(*args, self.options.limits)
+        self._t_decode.observe(time.perf_counter() - start)
+        return out
+
     async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
         """Admit, decode (in a worker thread when large) and score: the call of the embedded API."""
         with self.admitted():
@@ -171,16 +214,18 @@ class PredictionService:
         batch: RowBatch,
         time_remaining_s: float | None = None,
         trace: Mapping[str, str] | None = None,
-    ) -> PredictResponse:
+        respond: Callable[[Answer], R] = Answer.response,  # type: ignore[assignment]
+    ) -> R:
         """A decoded call, already admitted (servicers admit before parsing, then decode, then call this).
-        trace: the caller's W3C trace context (traceparent, tracestate), used when tracing is on."""
+        trace: the caller's W3C trace context (traceparent, tracestate), used when tracing is on;
+        respond: the Answer -> the protocol's response (timed as the encode stage); default sibyl.v1's."""
         deadline = None if time_remaining_s is None else time.monotonic() + time_remaining_s
         if self.tracing is None:
-            return await self._predict(request, batch, deadline)
+            return await self._predict(request, batch, deadline, respond)
         stages: list[tuple[str, float, float]] = []
         start, error = time.perf_counter(), None
         try:
-            return await self._predict(request, batch, deadline, stages)
+            return await self._predict(request, batch, deadline, respond, stages)
         except Exception as exc:
             error = exc
             raise
@@ -190,8 +235,13 @@ class PredictionService:
             self.shadows.after_response(functools.partial(*spans), records=0)  # ~0.2 ms: off the loop
 
     async def _predict(
-        self, request: PredictRequest, batch: RowBatch, deadline: float | None, stages: list[Any] | None = None
-    ) -> PredictResponse:
+        self,
+        request: PredictRequest,
+        batch: RowBatch,
+        deadline: float | None,
+        respond: Callable[[Answer], R],
+        stages: list[Any] | None = None,
+    ) -> R:
         # 1. Decode: done before (PredictionService.decode), so a large request can be decoded off the loop.
         t1 = time.perf_counter()
 
@@ -223,24 +273,8 @@ class PredictionService:
 
         # 5. Respond; logging and shadows run after the response is on its way.
         prediction_id = os.urandom(16).hex()  # 128 random bits, like uuid4, at a quarter of the cost
-        response = PredictResponse(
-            prediction_id=prediction_id,
-            request_id=request.request_id,
-            predictor=request.predictor,
-            num_rows=batch.num_rows,
-            results=[
-                ModelScores(
-                    model=s.model.name,
-                    version=s.model.version,
-                    role=s.role,  # type: ignore[arg-type]
-                    arm=s.arm,
-                    dim=s.scores.shape[1],
-                    scores=s.scores.ravel().tolist(),
-                )
-                for s in scored
-            ],
-            defaulted=[DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items()],
-        )
+        answer = Answer(prediction_id, request.request_id, request.predictor, batch.num_rows, scored, defaulted)
+        response = respond(answer)
         t5 = time.perf_counter()
         self._t_encode.observe(t5 - t4)
         if stages is not None:  # tracing on: the stage spans are written from these readings

@@ -18,6 +18,7 @@ size limit and the metrics are the gRPC port's.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -200,17 +201,17 @@ class RestApp:
             info = await service.model_info(name, version)
             predict, batch = await service.off_loop(size, self._decode, request, info)
             trace = carrier(headers.items()) if service.tracing is not None else None
-            response = await service.score(predict, batch, _timeout_s(request), trace)
-        out, length = codec.encode_infer(convert.to_infer_response(response, request), binary)
-        self._observe(name, grpc.StatusCode.OK, start, response.num_rows)
+            respond = functools.partial(convert.to_infer_response, request=request)
+            response = await service.score(predict, batch, _timeout_s(request), trace, respond)
+        out, length = codec.encode_infer(response, binary)
+        self._observe(name, grpc.StatusCode.OK, start, batch.num_rows)
         if length is None:
             return Reply(200, out)
         return Reply(200, out, [(b"content-type", OCTETS), (codec.HEADER_LENGTH.encode(), str(length).encode())])
 
     def _decode(self, request: ModelInferRequest, info: ModelInfo) -> tuple[PredictRequest, RowBatch]:
         matrix_inputs = {info.input_name: info.columns}
-        predict = convert.to_predict_request(request, info.override, matrix_inputs, self.service.options.limits)
-        return predict, self.service.decode(predict)
+        return self.service.timed_decode(convert.to_rows, request, info.override, matrix_inputs)
 
     def _observe(self, predictor: str, code: grpc.StatusCode, start: float, rows: int = 0) -> None:
         """The V2 gRPC servicer's accounting: metrics, and the statistics extension's counts."""
