@@ -33,9 +33,9 @@ from sibyl.kserve.grpc_predict_v2_pb2 import (
     RepositoryIndexResponse,
     StatisticDuration,
 )
+from sibyl.serving.answer import Answer
 from sibyl.serving.metadata import ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.routing import ROLE_NAMES
-from sibyl.serving.service import Answer
 
 OUTPUT = "score"
 PLATFORM = "onnxruntime_onnx"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sibyl.observability.deferred import Deferred
+
 LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -41,6 +43,8 @@ ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
+        # First in the registry: a scrape applies the request path's queued updates before it collects.
+        self.deferred = Deferred(r)
 
         # Requests
         self.requests = Counter(

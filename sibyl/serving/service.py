@@ -32,12 +32,13 @@ from sibyl.observability.metrics import Metrics
 from sibyl.observability.tracing import Tracing
 from sibyl.predlog.base import PredictionSink
 from sibyl.serving import assembly, metadata
+from sibyl.serving.answer import Answer, Scored
 from sibyl.serving.decode import Limits, RowBatch, decode
 from sibyl.serving.metadata import CallStats, ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.records import build_record
 from sibyl.serving.routing import ROLE_NAMES, choose
 from sibyl.serving.shadows import ShadowRunner
-from sibyl.v1.predict_pb2 import DefaultedFeature, ModelScores, PredictRequest, PredictResponse, Role
+from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, Role
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,49 +52,6 @@ class ServiceOptions:
     max_in_flight: int = 512
     log_features: bool = True
     drift_sample: float = 0.1  # share of calls whose inputs and scores feed the drift histograms
-
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    model: OnnxModel
-    role: int
-    arm: str
-    matrix: np.ndarray
-    scores: np.ndarray
-    latency_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A scored call, before any protocol's message: servicers turn it into theirs (`score(respond=...)`)."""
-
-    prediction_id: str
-    request_id: str
-    predictor: str
-    num_rows: int
-    scored: list[Scored]  # the answering model first, then extra models
-    defaulted: dict[str, np.ndarray]  # feature -> rows that took its default
-
-    def response(self) -> PredictResponse:
-        """sibyl.v1's PredictResponse."""
-        return PredictResponse(
-            prediction_id=self.prediction_id,
-            request_id=self.request_id,
-            predictor=self.predictor,
-            num_rows=self.num_rows,
-            results=[
-                ModelScores(
-                    model=s.model.name,
-                    version=s.model.version,
-                    role=s.role,  # type: ignore[arg-type]
-                    arm=s.arm,
-                    dim=s.scores.shape[1],
-                    scores=s.scores.ravel().tolist(),
-                )
-                for s in self.scored
-            ],
-            defaulted=[DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in self.defaulted.items()],
-        )
 
 
 class PredictionService:
@@ -121,6 +79,8 @@ class PredictionService:
             metrics.feature_lookups.labels(s) for s in ("request", "store", "default")
         )
         self._timers: dict[tuple[str, str, int], Histogram] = {}
+        self._defer = metrics.deferred.observe  # per-call updates, applied in bulk off the request path
+        self._call_metrics: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._stats: dict[str, CallStats] = {}  # per predictor, the calls a servicer asked to count
 
     def busy(self, fraction: float) -> bool:
@@ -132,10 +92,17 @@ class PredictionService:
         known = predictor in self.registry.snapshot.predictors
         label = predictor if known else "unknown"  # hostile names must not grow the metrics without bound
         ok = code == "OK"
-        self.metrics.requests.labels(label, code).inc()
-        self.metrics.request_latency.labels(label).observe(elapsed_s)
+        children = self._call_metrics.get((label, code))
+        if children is None:  # bound once per (predictor, code): .labels() takes a lock and builds a key
+            m = self.metrics
+            children = (m.requests.labels(label, code), m.request_latency.labels(label), m.batch_rows.labels(label))
+            if len(self._call_metrics) < 10_000:
+                self._call_metrics[(label, code)] = children
+        defer = self._defer
+        defer(children[0], 1)
+        defer(children[1], elapsed_s)
         if ok:
-            self.metrics.batch_rows.labels(label).observe(rows)
+            defer(children[2], rows)
         if counted and known:
             self._stats.setdefault(predictor, CallStats()).record(ok, elapsed_s, rows)
 
@@ -190,7 +157,7 @@ class PredictionService:
         """Rows into one float32 matrix, NaN where a feature was not given (serving.decode); thread-safe."""
         start = time.perf_counter()
         batch = decode(request, self.options.limits)
-        self._t_decode.observe(time.perf_counter() - start)
+        self._defer(self._t_decode, time.perf_counter() - start)
         return batch
 
     def timed_decode(
@@ -199,7 +166,7 @@ class PredictionService:
         """fn(*args, limits): a protocol adapter's own decode (KServe V2 tensors), timed as the decode stage."""
         start = time.perf_counter()
         out = fn(*args, self.options.limits)
-        self._t_decode.observe(time.perf_counter() - start)
+        self._defer(self._t_decode, time.perf_counter() - start)
         return out
 
     async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
@@ -254,7 +221,7 @@ class PredictionService:
         shadows = self._sample_shadows(config, {m.key for m, _, _ in answer})
         self._check_feature_names(batch, config, [m for m, _, _ in answer])
         t2 = time.perf_counter()
-        self._t_route.observe(t2 - t1)
+        self._defer(self._t_route, t2 - t1)
 
         # 3. Features: what the request lacks, for every model, in one fetch; then defaults.
         plan = assembly.plan(batch, [m for m, _, _ in answer] + shadows)
@@ -263,20 +230,20 @@ class PredictionService:
         defaulted = assembly.defaulted(plan)
         self._count_features(plan, from_store, defaulted)
         t3 = time.perf_counter()
-        self._t_features.observe(t3 - t2)
+        self._defer(self._t_features, t3 - t2)
 
         # 4. Infer: one matrix and one session.run per model.
         _check_deadline(deadline, "before inference")
         scored = [await self._score(model, role, arm, plan) for model, role, arm in answer]
         t4 = time.perf_counter()
-        self._t_infer.observe(t4 - t3)
+        self._defer(self._t_infer, t4 - t3)
 
         # 5. Respond; logging and shadows run after the response is on its way.
         prediction_id = os.urandom(16).hex()  # 128 random bits, like uuid4, at a quarter of the cost
         answer = Answer(prediction_id, request.request_id, request.predictor, batch.num_rows, scored, defaulted)
         response = respond(answer)
         t5 = time.perf_counter()
-        self._t_encode.observe(t5 - t4)
+        self._defer(self._t_encode, t5 - t4)
         if stages is not None:  # tracing on: the stage spans are written from these readings
             stages += [("route", t1, t2), ("features", t2, t3), ("infer", t3, t4), ("encode", t4, t5)]
         # Scores, drift, the log record and the shadows: on the shadow runner's threads, not on the event loop.
@@ -325,7 +292,7 @@ class PredictionService:
         return await self.fetcher.fetch(plan.wanted, budget)  # the fetcher times itself, per backend
 
     def _count_features(self, plan: assembly.Plan, from_store: int, defaulted: dict[str, np.ndarray]) -> None:
-        self._from_request.inc(plan.from_request)
+        self._defer(self._from_request, plan.from_request)
         if from_store:
             self._from_store.inc(from_store)
         for feature, rows in defaulted.items():
@@ -343,7 +310,7 @@ class PredictionService:
         start = time.perf_counter()
         scores = model.run(matrix)
         elapsed = time.perf_counter() - start
-        self._inference_timer(model, role).observe(elapsed)
+        self._defer(self._inference_timer(model, role), elapsed)
         return Scored(model, role, arm, matrix, scores, elapsed * 1000)
 
     def _after_response(
@@ -388,8 +355,8 @@ class PredictionService:
         return timer
 
     def _observe_scores(self, s: Scored) -> None:
-        if s.scores.shape[0]:  # one row per call samples the distribution; observe() costs ~3 us each
-            self.metrics.scores.labels(s.model.name, ROLE_NAMES[s.role]).observe(float(s.scores[0, 0]))
+        if s.scores.shape[0]:  # one row per call samples the distribution
+            self._defer(self.metrics.scores.labels(s.model.name, ROLE_NAMES[s.role]), float(s.scores[0, 0]))
 
     def _log(
         self,

@@ -97,8 +97,13 @@ class BatchLane:
     """One thread running jobs from a bounded deque, oldest first; woken only when it sleeps, then it lingers
     `linger_s` and runs everything queued, so under load one wake-up serves many jobs."""
 
-    def __init__(self, name: str, size: int, linger_s: float = 0.002) -> None:
+    FLUSH_EVERY = 256  # jobs between after_batch calls when the deque never empties
+
+    def __init__(
+        self, name: str, size: int, linger_s: float = 0.002, after_batch: Callable[[], object] | None = None
+    ) -> None:
         self.name, self.size, self.linger_s = name, size, linger_s
+        self._after_batch = after_batch  # run when the deque is empty (and every FLUSH_EVERY jobs)
         self._jobs: deque[Job] = deque()
         self._wake = threading.Event()
         self._idle = False  # the thread waits on _wake (set by the request path only then)
@@ -130,7 +135,11 @@ class BatchLane:
 
     def _work(self) -> None:
         jobs = self._jobs
+        done = 0
         while not self._abandon:
+            if not jobs or done >= self.FLUSH_EVERY:
+                done = 0
+                self._batch_done()
             if not jobs:
                 if self._closing:
                     return
@@ -145,12 +154,20 @@ class BatchLane:
                 continue
             job = jobs.popleft()
             self._running = 1
+            done += 1
             try:
                 job()
             except Exception:  # a job counts its own failures; this only keeps the thread alive
                 log.exception("%s: job failed", self.name)
             finally:
                 self._running = 0
+
+    def _batch_done(self) -> None:
+        if self._after_batch is not None:
+            try:
+                self._after_batch()
+            except Exception:
+                log.exception("%s: after-batch hook failed", self.name)
 
     def stop(self, timeout_s: float) -> list[Job]:
         """Run what is queued within timeout_s, then end the thread; returns the jobs left unrun."""
@@ -179,7 +196,8 @@ class ShadowRunner:
     ) -> None:
         self.metrics = metrics
         self._shadows = Lane("sibyl-shadow", queue_size, concurrency)
-        self._records = BatchLane("sibyl-records", record_queue_size)
+        # After each batch of answered calls, their queued metric updates (observability.deferred) are applied.
+        self._records = BatchLane("sibyl-records", record_queue_size, after_batch=metrics.deferred.flush)
         self._is_busy = is_busy
         self._dropped = metrics.predlog_records.labels("dropped")
 

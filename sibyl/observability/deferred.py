@@ -1,0 +1,82 @@
+"""Per-call metric updates, queued on the request path and applied in bulk off it.
+
+A prometheus_client `Histogram.observe` walks the buckets in Python and takes two locks; a request made ten
+such updates (stage and request latencies, rows, counters): ~6% of a 1-row call's CPU here. The request path
+now appends (metric, value) to a deque (no lock) and `flush()` applies what is queued: one numpy
+`searchsorted` + `bincount` per histogram child and one `inc` per non-empty bucket, however many calls
+came in. Flushed by the records lane after each batch of answered calls (serving.shadows), before every
+scrape (a collector registered first in the registry), and inline when nothing has flushed for `limit`
+updates, so the queue stays bounded. The values are prometheus_client's own, so multiprocess mode works as
+before; a scrape lags the calls by at most one records batch (~ms).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.registry import Collector, CollectorRegistry
+
+Metric = Histogram | Counter | Gauge  # a labelled child (or an unlabelled metric): observe() or inc()
+
+
+class Deferred(Collector):
+    def __init__(self, registry: CollectorRegistry | None = None, limit: int = 65_536) -> None:
+        self._items: deque[tuple[Metric, float]] = deque()
+        self.limit = limit
+        if registry is not None:
+            registry.register(self)  # first in the registry: flushed before any metric is collected
+
+    def observe(self, metric: Metric, value: float) -> None:
+        """Histogram.observe(value) or Counter.inc(value), later. Thread-safe (deque.append)."""
+        self._items.append((metric, value))
+        if len(self._items) > self.limit:
+            self.flush()
+
+    def flush(self) -> int:
+        """Apply everything queued so far; returns how many updates. Any thread; safe to run concurrently."""
+        items, groups = self._items, {}
+        count = len(items)
+        for _ in range(count):
+            try:
+                metric, value = items.popleft()
+            except IndexError:  # another flush took the rest
+                break
+            group = groups.get(metric)
+            if group is None:
+                groups[metric] = [value]
+            else:
+                group.append(value)
+        for metric, values in groups.items():
+            if isinstance(metric, Histogram):
+                _observe_all(metric, values)
+            else:
+                metric.inc(sum(values))
+        return count
+
+    # Collector: nothing of its own to export; collecting flushes.
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        self.flush()
+        return []
+
+
+def _observe_all(histogram: Histogram, values: list[float]) -> None:
+    """observe() for every value: the same bucket (the first upper bound >= value) and sum, in bulk."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # a prometheus_client without these internals
+        for value in values:
+            histogram.observe(value)
+        return
+    array = np.asarray(values, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(bounds, array, side="left"), minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(array.sum()))
