@@ -138,11 +138,7 @@ def _tensors(
     for given in checked:
         tensor = given.tensor
         if not given.width:
-            ids = entities[tensor.name] = _strings(given, rows)
-            if ids and max(map(len, ids)) > limits.max_name_length:
-                raise InvalidArgument(
-                    f"entity ids {tensor.name!r}: an id is longer than {limits.max_name_length} characters"
-                )
+            entities[tensor.name] = _strings(given, rows)  # their lengths: serving.decode checks them
             continue
         matrix[:, col : col + given.width] = _numbers(given).reshape(rows, given.width)
         col += given.width

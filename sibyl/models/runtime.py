@@ -56,7 +56,6 @@ class OnnxModel:
         self._session = self._load(model_bytes, 1)
         self._check_schema()
         self._many = self._load(model_bytes, self.threads) if self.threads > 1 else self._session
-        self._run_one, self._run_many = _runner(self._session), _runner(self._many)
         self._output = [manifest.output.name]
         self.default_row = np.array(
             [v for spec in manifest.inputs for v in spec.default_values], dtype=np.float32
@@ -105,8 +104,7 @@ class OnnxModel:
 
     def run(self, matrix: np.ndarray) -> np.ndarray:
         """float32 [N, columns] → float32 [N, dim]."""
-        run = self._run_many if matrix.shape[0] >= MANY_ROWS else self._run_one
-        out = run(self._output, {self.manifest.input_name: matrix}, None)[0]
+        out = _runner(self.session_for(matrix.shape[0]))(self._output, {self.manifest.input_name: matrix}, None)[0]
         out = np.asarray(out, dtype=np.float32)
         if out.ndim == 1:
             out = out.reshape(-1, 1)

@@ -42,12 +42,13 @@ class Deferred(Collector):
     def flush(self) -> int:
         """Apply everything queued so far; returns how many updates. Any thread; safe to run concurrently."""
         items, groups = self._items, {}
-        count = len(items)
-        for _ in range(count):
+        count = 0
+        for _ in range(len(items)):
             try:
                 metric, value = items.popleft()
             except IndexError:  # another flush took the rest
                 break
+            count += 1
             group = groups.get(metric)
             if group is None:
                 groups[metric] = [value]

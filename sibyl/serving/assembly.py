@@ -49,8 +49,7 @@ class Layout:
 
     manifests: tuple[object, ...]  # held so the id()s in the cache key stay unique while cached
     specs: tuple[FeatureSpec, ...]
-    columns: tuple[str, ...]  # every column, in plan order
-    column_list: list[str]  # the same as a list: a request whose names equal it needs no gather
+    columns: list[str]  # every column, in plan order (a list: a request whose names equal it needs no gather)
     starts: np.ndarray  # first column of each feature
     entity_groups: tuple[EntityGroup, ...]  # features that live in the feature store, by entity
     model_columns: tuple[np.ndarray, ...]  # per model: its columns in the plan, in manifest order
@@ -86,8 +85,7 @@ def layout(models: list[OnnxModel]) -> Layout:
     built = Layout(
         manifests=tuple(m.manifest for m in models),
         specs=tuple(specs),
-        columns=tuple(c for spec in specs for c in spec.columns),
-        column_list=[c for spec in specs for c in spec.columns],
+        columns=[c for spec in specs for c in spec.columns],
         starts=starts,
         entity_groups=_entity_groups(specs, starts),
         model_columns=model_columns,
@@ -144,7 +142,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     models = list(models)
     lay = layout(models)
     n, absent = batch.num_rows, len(batch.names)
-    if batch.names == lay.column_list and not np.isnan(batch.values).any():
+    if batch.names == lay.columns and not np.isnan(batch.values).any():
         # The common call: every column, in this order, none missing (a V2 whole-row tensor, a full dense
         # request). The request's matrix is the plan's (read-only: nothing will be filled in).
         p = Plan(lay, models, batch.values, np.zeros((n, len(lay.specs)), bool), complete=True)

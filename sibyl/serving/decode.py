@@ -83,10 +83,18 @@ def from_arrays(
     """Rows a protocol adapter already turned into one float32 matrix (KServe V2 tensors, checked against the
     budget there): the request's other fields and the rows get decode()'s checks, without a bytes round trip."""
     check_header(request, limits)
+    for entity, ids in row_entities.items():
+        _check_ids(f"entity ids {entity!r}", ids, limits)
     dup = first_duplicate(names)
     if dup is not None:
         raise InvalidArgument(f"feature {dup!r} is given twice; send each feature once")
     return _checked(RowBatch(values.shape[0], names, values, dict(request.context), row_entities))
+
+
+def _check_ids(what: str, ids: list[str], limits: Limits) -> list[str]:
+    if ids and max(map(len, ids)) > limits.max_name_length:
+        raise InvalidArgument(f"{what}: an id is longer than {limits.max_name_length} characters")
+    return ids
 
 
 def _checked(batch: RowBatch) -> RowBatch:
@@ -152,12 +160,7 @@ def _entity_columns(columns: Iterable[EntityColumn], n: int, width: int, limits:
             raise InvalidArgument(f"row_entities lists {column.entity!r} twice")
         if len(column.ids) != n:
             raise InvalidArgument(f"row_entities {column.entity!r} has {len(column.ids)} ids for {n} rows")
-        ids = list(column.ids)
-        if ids and max(map(len, ids)) > limits.max_name_length:
-            raise InvalidArgument(
-                f"row_entities {column.entity!r}: an id is longer than {limits.max_name_length} characters"
-            )
-        out[column.entity] = ids
+        out[column.entity] = _check_ids(f"row_entities {column.entity!r}", list(column.ids), limits)
     return out
 
 

@@ -155,15 +155,11 @@ class PredictionService:
 
     def decode(self, request: PredictRequest) -> RowBatch:
         """Rows into one float32 matrix, NaN where a feature was not given (serving.decode); thread-safe."""
-        start = time.perf_counter()
-        batch = decode(request, self.options.limits)
-        self._defer(self._t_decode, time.perf_counter() - start)
-        return batch
+        return self.timed_decode(decode, request)
 
-    def timed_decode(
-        self, fn: Callable[..., tuple[PredictRequest, RowBatch]], *args: Any
-    ) -> tuple[PredictRequest, RowBatch]:
-        """fn(*args, limits): a protocol adapter's own decode (KServe V2 tensors), timed as the decode stage."""
+    def timed_decode(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args, limits) timed as the decode stage: serving.decode's, or a protocol adapter's own (KServe V2
+        tensors straight to rows)."""
         start = time.perf_counter()
         out = fn(*args, self.options.limits)
         self._defer(self._t_decode, time.perf_counter() - start)
