@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sibyl.api.v2_inputs import NUMPY_TYPES, TYPED_FIELDS, to_predict_request
+from sibyl.api.v2_inputs import NUMPY_TYPES, TYPED_FIELDS, to_predict_request, to_rows
 from sibyl.errors import InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.serving.decode import decode
@@ -29,7 +29,11 @@ def typed(name: str, datatype: str, shape: list[int], values: list[Any]) -> Tens
 
 
 def matrix(request: v2.ModelInferRequest, **kw: Any) -> tuple[list[str], np.ndarray]:
+    """The rows by both routes: to_rows (the servers') and decode(to_predict_request) agree."""
     batch = decode(to_predict_request(request, limits=LIMITS, **kw), LIMITS)
+    _, direct = to_rows(request, limits=LIMITS, **kw)
+    assert direct.names == batch.names and direct.row_entities == batch.row_entities
+    np.testing.assert_array_equal(direct.values, batch.values)
     return batch.names, batch.values
 
 
@@ -111,6 +115,7 @@ CASES = {
     "bytes typed count": (infer(typed("e", "BYTES", [2], [b"a"])), "1 values in contents.bytes_contents"),
     "bytes not text": (infer(typed("e", "BYTES", [1], [b"\xff"])), "not UTF-8"),
     "bytes wide": (infer(Tensor(name="e", datatype="BYTES", shape=[1, 2])), "one id per row"),
+    "long entity id": (infer(typed("e", "BYTES", [1], [b"x" * 33])), "an id is longer than 32"),
     "long name": (infer(typed("x" * 33, "FP32", [1], [1])), "input name must be 1-32"),
     "parameters": (
         infer(typed("x", "FP32", [1], [1]), parameters={f"p{i}": v2.InferParameter() for i in range(9)}),
@@ -123,11 +128,16 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_budget_and_contents_refusals_say_what_to_fix(case: str) -> None:
     request, message = CASES[case]
-    if message is None:
-        to_predict_request(request, limits=LIMITS)
-        return
-    with pytest.raises(InvalidArgument, match=message):
-        to_predict_request(request, limits=LIMITS)
+    routes = (  # the servers' route, and the PredictRequest it means decoded as sibyl's own API would
+        lambda: to_rows(request, limits=LIMITS),
+        lambda: decode(to_predict_request(request, limits=LIMITS), LIMITS),
+    )
+    for route in routes:
+        if message is None:
+            route()
+            continue
+        with pytest.raises(InvalidArgument, match=message):
+            route()
 
 
 def test_the_model_input_must_have_the_model_width() -> None:
