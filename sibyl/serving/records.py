@@ -11,7 +11,9 @@ from sibyl.serving.decode import RowBatch
 from sibyl.v1.predict_pb2 import DefaultedFeature, EntityColumn
 from sibyl.v1.predlog_pb2 import PredictionLog
 
-SLICE = 16_384  # feature values converted per GIL-holding step: ~0.3-0.6 ms here, 13 ms for all of 10,000 x 50
+# Wire tags of PredictionLog's packed float fields (length-delimited: field << 3 | 2); see _packed.
+_FEATURE_VALUES = bytes([11 << 3 | 2])
+_SCORES = bytes([14 << 3 | 2])
 
 
 def build_record(
@@ -50,11 +52,25 @@ def build_record(
     record.row_entities.extend(EntityColumn(entity=e, ids=ids) for e, ids in batch.row_entities.items())
     if matrix is not None:
         record.feature_names.extend(columns)
-        values = matrix.ravel()
-        # In slices: each tolist()/extend holds the GIL throughout, so one call over a 10,000 x 50 record would
-        # keep the event loop waiting for milliseconds; between slices it gets the GIL back.
-        for start in range(0, values.size, SLICE):
-            record.feature_values.extend(values[start : start + SLICE].tolist())
+        _packed(record, _FEATURE_VALUES, matrix)
     record.defaulted.extend(DefaultedFeature(feature=f, rows=rows.tolist()) for f, rows in defaulted.items())
-    record.scores.extend(scores.ravel().tolist())
+    _packed(record, _SCORES, scores)
     return record
+
+
+def _packed(record: PredictionLog, tag: bytes, values: np.ndarray) -> None:
+    """A float32 matrix into a packed repeated float field, as its wire bytes (tag, length, little-endian floats):
+    upb parses them with a copy, where extend(values.tolist()) made a Python float per value (~50 us for 1,600;
+    a 10,000 x 50 record held the GIL for 13 ms)."""
+    if values.size:
+        data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+        record.MergeFromString(tag + _varint(len(data)) + data)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

@@ -129,15 +129,37 @@ async def test_a_full_record_queue_drops_and_counts() -> None:
     assert metrics.registry.get_sample_value("sibyl_predlog_records_total", {"outcome": "dropped"}) == 3
 
 
-def test_large_record_features_are_built_exactly() -> None:
-    """build_record converts features in slices; the record holds every value, in order."""
-    from sibyl.serving.records import SLICE, build_record
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.arange(3 * 16_384 + 5, dtype=np.float32).reshape(-1, 1),  # a length varint of three bytes
+        np.array([[1.5, np.nan, -0.0, 3.4e38]], np.float32),
+        np.arange(40, dtype=np.float32).reshape(8, 5)[:, ::2],  # a strided view: copied row-major
+        np.arange(12, dtype=">f4").reshape(3, 4),  # big-endian input: written little-endian
+        np.empty((2, 0), np.float32),  # no feature columns: the field stays empty
+    ],
+)
+def test_record_float_fields_hold_every_value_in_order(matrix: np.ndarray) -> None:
+    """build_record writes the matrix and the scores as packed wire bytes: the record reads back exactly what
+    extend(values.tolist()) would have put there, NaN and -0.0 included, and serializes the same."""
+    from sibyl.serving.records import build_record
+    from sibyl.v1.predlog_pb2 import PredictionLog
 
-    matrix = np.arange(3 * SLICE + 5, dtype=np.float32).reshape(-1, 1)
+    scores = (matrix[:, :1] * 2 if matrix.shape[1] else np.ones((matrix.shape[0], 1))).astype(np.float32)
     batch = type("B", (), {"num_rows": matrix.shape[0], "shared_entities": {}, "row_entities": {}})()
+    columns = [f"c{i}" for i in range(matrix.shape[1])]
     record = build_record(
         prediction_id="x", request_id="", predictor="p", model="m", version="1", role=1, arm="", sent_at_ns=0,
-        batch=batch, columns=["a"], matrix=matrix, defaulted={}, scores=np.zeros((1, 1), np.float32),
-        latency_ms=0.0, host="h",
+        batch=batch, columns=columns, matrix=matrix, defaulted={}, scores=scores, latency_ms=0.0, host="h",
     )  # fmt: skip
-    assert list(record.feature_values) == matrix.ravel().tolist()
+    expected = PredictionLog()
+    expected.CopyFrom(record)
+    expected.ClearField("feature_values")
+    expected.ClearField("scores")
+    expected.feature_values.extend(matrix.astype(np.float32).ravel().tolist())
+    expected.scores.extend(scores.ravel().tolist())
+    got = np.asarray(record.feature_values, np.float32)
+    np.testing.assert_array_equal(got, matrix.astype(np.float32).ravel())
+    assert np.signbit(got).tolist() == np.signbit(matrix.astype(np.float32).ravel()).tolist()
+    assert record.SerializeToString() == expected.SerializeToString()
+    assert PredictionLog.FromString(record.SerializeToString()).scores == expected.scores
