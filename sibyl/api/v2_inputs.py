@@ -249,6 +249,8 @@ def _numbers(given: _Input) -> np.ndarray:
             if low < info.min or high > info.max:
                 bad = low if low < info.min else high
                 raise InvalidArgument(f"input {tensor.name!r}: value {bad} is out of range for {datatype}")
+    if values.dtype == np.float32:  # nothing to narrow; serving.decode refuses +-inf in the matrix
+        return values.astype(np.float32)  # a writable copy of the message's bytes
     with np.errstate(over="ignore"):
         out = values.astype(np.float32)
     if np.isinf(out).any() and not np.isinf(values).any():

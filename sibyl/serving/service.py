@@ -139,12 +139,13 @@ class PredictionService:
             self.metrics.rejected.labels("overload").inc()
             raise ResourceExhausted(f"server busy: {self.in_flight} calls in flight; retry with backoff")
         self.in_flight += 1
-        self.metrics.in_flight.inc()
+        gauge = self.metrics.in_flight
+        self._defer(gauge, 1)  # the gauge as deferred increments: a scrape flushes them first
         try:
             yield
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
+            self._defer(gauge, -1)
 
     async def off_loop(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) in a worker thread when the request is over decode_offload_bytes (one large legal request

@@ -85,3 +85,27 @@ def test_nothing_fetched_means_all_defaults() -> None:
     assembly.fill(p, batch, {})
     np.testing.assert_allclose(assembly.matrix(p, B)[:, 1:], [[0.1, 0.2]] * 3, rtol=1e-6)
     assert assembly.defaulted(p)["emb"].tolist() == [0, 1, 2]
+
+
+def dense(names: list[str], values: np.ndarray) -> PredictRequest:
+    dense_rows = DenseRows(feature_names=names, values=values.astype("<f4").tobytes(), num_rows=values.shape[0])
+    return PredictRequest(predictor="p", context={"consumer_id": "c1"}, dense=dense_rows)
+
+
+def test_every_column_in_another_order_is_complete_and_gathered_into_layout_order() -> None:
+    """Map rows give their columns in the map's order: the plan gathers them into the models' layout and, with
+    nothing missing, fetches nothing and defaults nothing; one NaN takes the general path."""
+    order = ["emb[1]", "rating", "extra", "age", "emb[0]", "amount"]  # "extra": a column no model takes
+    values = np.arange(12, dtype=np.float32).reshape(2, 6)
+    p = assembly.plan(decode(dense(order, values), Limits()), [A, B])
+    expected = values[:, [order.index(c) for c in p.layout.columns]]
+    assert p.complete and not p.wanted and not p.missing.any()
+    assert p.from_request == 2 * len(p.layout.specs)
+    np.testing.assert_array_equal(p.values, expected)
+    assert assembly.defaulted(p) == {}
+
+    values[1, order.index("age")] = np.nan
+    p = assembly.plan(decode(dense(order, values), Limits()), [A, B])
+    assert not p.complete
+    assert p.wanted == {("consumer_id", "c1"): [A.manifest.inputs[1]]}
+    assert p.from_request == 2 * len(p.layout.specs) - 1
