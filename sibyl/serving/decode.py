@@ -208,7 +208,8 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     find, add = index.get, columns.add
     per_row = np.zeros(n, np.intp)  # scalar features per row
     cols, vals = array("q"), array("f")  # their columns and values, row after row
-    vectors: dict[tuple[str, int], tuple[np.ndarray, list[int], list[np.ndarray]]] = {}  # by name and width
+    # By name and width: the vector's columns, the rows that give it, their values one row after another.
+    vectors: dict[tuple[str, int], tuple[np.ndarray, list[int], array[float]]] = {}
     row_entities: dict[str, list[str]] = {}
     given = 0  # values on the wire so far: each is a matrix element, counted before the next row's work
     for r, row in enumerate(rows):
@@ -231,9 +232,9 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
                 if width and given <= limits.max_elements:
                     group = vectors.get((name, width))
                     if group is None:
-                        group = vectors[name, width] = (columns.vector(name, width), [], [])
+                        group = vectors[name, width] = (columns.vector(name, width), [], array("f"))
                     group[1].append(r)
-                    group[2].append(np.asarray(vector.values, np.float32))
+                    group[2].extend(vector.values)  # in C; np.asarray per row cost twice as much
         if given > limits.max_elements:
             raise InvalidArgument(
                 f"{given} feature values in the first {r + 1} rows; at most {limits.max_elements} per call "
@@ -257,5 +258,6 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     if vals:
         values[np.repeat(np.arange(n), per_row), np.frombuffer(cols, np.int64)] = np.frombuffer(vals, np.float32)
     for vector_columns, vector_rows, vector_values in vectors.values():  # after the scalars: a vector wins
-        values[np.asarray(vector_rows)[:, None], vector_columns] = np.stack(vector_values)
+        block = np.frombuffer(vector_values, np.float32).reshape(len(vector_rows), len(vector_columns))
+        values[np.asarray(vector_rows)[:, None], vector_columns] = block
     return RowBatch(n, list(index), values, dict(request.context), row_entities)
