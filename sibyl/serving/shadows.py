@@ -153,8 +153,8 @@ class BatchLane:
                 if self.linger_s and not self._closing:
                     time.sleep(self.linger_s)  # let a busy server's calls gather: one wake-up for all of them
                 continue
+            self._running = 1  # before the pop: pending() never reads 0 while a job is taken but not run
             job = jobs.popleft()
-            self._running = 1
             done += 1
             try:
                 job()
@@ -225,6 +225,10 @@ class ShadowRunner:
             return True
         self._dropped.inc(records)
         return False
+
+    def records_pending(self) -> int:
+        """Answered calls whose scores, drift, log record and shadow sampling have not run yet."""
+        return self._records.pending()
 
     def _run(self, predictor: str, job: Job) -> None:
         try:

@@ -3,6 +3,7 @@ features.jsonl, and drift gauges appear once traffic flows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -81,6 +82,11 @@ async def test_example_request_scores_equal_onnxruntime_and_feed_drift(tmp_path:
                     row_entities=[EntityColumn(entity="store_id", ids=[str(i % 100 + 1) for i in range(300)])],
                 )
                 await stub.Predict(batch, timeout=10)
+            # Drift is observed on the records lane after the response (up to its 20 ms linger later).
+            for _ in range(200):
+                if server.app.shadows.records_pending() == 0:
+                    break
+                await asyncio.sleep(0.05)
         psi = server.metrics.registry.get_sample_value(
             "sibyl_drift_psi", {"model": "gbdt", "version": "1", "feature": "__prediction__"}
         )

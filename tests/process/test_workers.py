@@ -46,6 +46,11 @@ def test_two_workers_share_the_port_merge_metrics_and_restart(tmp_path: Path) ->
         assert all(code == grpc.StatusCode.OK for code, _ in results)
         pids = {pid for _, pid in results}
         assert len(pids) == 2, f"one worker answered everything: {pids}"
+        # Each worker applies its queued metric updates after its records batch (<= 20 ms after a call,
+        # observability.deferred); a scrape answered by one worker reads the other's shared file as it is.
+        deadline = time.monotonic() + 10
+        while requests_total(metrics_port) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert requests_total(metrics_port) == 40
 
         victim = int(next(iter(pids)))
