@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError, Message
 from sibyl.api.status import parse as parse_whole
 from sibyl.errors import InvalidArgument
 from sibyl.serving.limits import Limits
+from sibyl.serving.protowire import varint
 
 M = TypeVar("M", bound=Message)
 PIECE_BYTES = 64 * 1024  # upb's worst case is ~0.15 us per byte: a piece holds the GIL for ~10 ms at most
@@ -137,7 +138,7 @@ class _Splitter:
                 back = next((i for i in range(cut - 1, max(pos, cut - 10) - 1, -1) if self.data[i] < 0x80), None)
                 cut = end if back is None else back + 1
             cut = min(cut, end)
-            chunk = key + _varint_bytes(cut - pos) + bytes(self.data[pos:cut])
+            chunk = key + varint(cut - pos) + bytes(self.data[pos:cut])
             try:
                 message.MergeFromString(chunk)
             except DecodeError as exc:
@@ -205,12 +206,3 @@ class _Splitter:
         value.Clear()  # the last entry of a key wins, as in a whole parse; its value fields merge
         for value_start, value_end in values:
             self.merge(value, value_start, value_end)
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
