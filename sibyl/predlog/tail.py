@@ -69,7 +69,14 @@ def read_kafka(
     from kafka.errors import KafkaError
 
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, bootstrap_timeout_ms=5_000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=5_000,
+            # kafka-python 3.0.0 refuses a response frame over 1 MB while it fetches up to 50 MB: lz4 batches of
+            # large records failed to read there. Later releases default to this.
+            receive_message_max_bytes=100_000_000,
+        )
     except KafkaError as exc:
         raise Unavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     try:

@@ -19,6 +19,7 @@ def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.
         enable_auto_commit=False,
         consumer_timeout_ms=500,
         max_poll_records=100_000,  # tansu answers nothing to a fetch that starts mid-batch: take whole batches
+        receive_message_max_bytes=100_000_000,  # kafka-python 3.0.0's 1 MB frame cap (predlog/tail.py)
     )
     try:
         tp = TopicPartition(topic, 0)
@@ -58,7 +59,12 @@ def ids_in_topic(bootstrap: str, topic: str, role: int | None = None, limit_s: f
     only those of `role` if given (e.g. Role.ROLE_PRIMARY)."""
     # A poll that returns part of a fetched batch leaves the next fetch mid-batch, where tansu answers nothing:
     # take whole batches (max_poll_records far above any batch).
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=1_000_000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_poll_records=1_000_000,
+        receive_message_max_bytes=100_000_000,
+    )
     ids: set[str] = set()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]

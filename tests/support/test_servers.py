@@ -103,7 +103,12 @@ def test_redis_cluster_restarts_on_same_ports(redis_cluster: RedisCluster) -> No
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=5000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        consumer_timeout_ms=5000,
+        enable_auto_commit=False,
+        receive_message_max_bytes=100_000_000,
+    )
     try:
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
