@@ -1,9 +1,8 @@
 """`python -m benchmarks.scenarios.cost`: server CPU per call of sibyl alone, quickly, for before/after a cut.
 
 One `sibyl serve` per variant (defaults; `nolog`: SIBYL_PREDLOG__SINK=none; `nofeatures`: the log without
-feature values; `kafka`: the log to a real tansu broker; `confluent`: the
-same through confluent-kafka), a closed loop at c=8 of V2 ModelInfer (stock
-tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows, `--repeats` runs of `--duration` s;
+feature values; `kafka`: the log to a real tansu broker; `confluent`: the same through confluent-kafka), a
+closed loop at c=8 of V2 ModelInfer (stock tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows, `--repeats` runs of `--duration` s;
 prints the median (min-max) server-tree CPU µs per call (/proc, benchmarks.load.cpu) and the client's.
 `--profile DIR` also runs `py-spy record --native` on the server during the first repeat of each cell
 (collapsed stacks, `-f raw`: feed them to flamegraph.pl, or sum them with `--summary`).

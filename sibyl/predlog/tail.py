@@ -61,6 +61,11 @@ def read_spool(directory: Path) -> Iterator[PredictionLog]:
             yield PredictionLog.FromString(split_payload(payload)[1])
 
 
+# kafka-python 3.0.0 refuses a response frame over 1 MB while it fetches up to 50 MB: lz4 batches of large records
+# failed to read there. Later releases default to this. Every kafka-python reader of the log passes it.
+MAX_FRAME_BYTES = 100_000_000
+
+
 def read_kafka(
     bootstrap: str, topic: str, last: int | None, follow: bool, max_seconds: float | None
 ) -> Iterator[PredictionLog | None]:
@@ -73,9 +78,7 @@ def read_kafka(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
             bootstrap_timeout_ms=5_000,
-            # kafka-python 3.0.0 refuses a response frame over 1 MB while it fetches up to 50 MB: lz4 batches of
-            # large records failed to read there. Later releases default to this.
-            receive_message_max_bytes=100_000_000,
+            receive_message_max_bytes=MAX_FRAME_BYTES,
         )
     except KafkaError as exc:
         raise Unavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None

@@ -145,9 +145,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     if batch.names == lay.columns and not np.isnan(batch.values).any():
         # The common call: every column, in this order, none missing (a V2 whole-row tensor, a full dense
         # request). The request's matrix is the plan's (read-only: nothing will be filled in).
-        p = Plan(lay, models, batch.values, np.zeros((n, len(lay.specs)), bool), complete=True)
-        p.from_request = p.missing.size
-        return p
+        return _complete(lay, models, batch.values)
     index = batch.index
     columns = [index.get(c, absent) for c in lay.columns]
     if absent in columns:  # a column the request lacks reads the NaN column padded on
@@ -155,9 +153,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     else:
         source = batch.values
         if not np.isnan(source).any():  # every column, in another order (map rows): one gather, nothing missing
-            p = Plan(lay, models, np.take(source, columns, axis=1), np.zeros((n, len(lay.specs)), bool))
-            p.complete, p.from_request = True, p.missing.size
-            return p
+            return _complete(lay, models, np.take(source, columns, axis=1))
     p = Plan(lay, models, np.take(source, columns, axis=1))  # one gather, C order; the request stays untouched
     p.refresh_missing()
     p.from_request = p.missing.size - int(p.missing.sum())
@@ -174,6 +170,12 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
                 if ids.values[code]:
                     p.wanted[(group.entity, ids.values[code])] = needed
     return p
+
+
+def _complete(lay: Layout, models: list[OnnxModel], values: np.ndarray) -> Plan:
+    """A plan with every feature of every row given: nothing to fetch, nothing to default."""
+    missing = np.zeros((values.shape[0], len(lay.specs)), bool)
+    return Plan(lay, models, values, missing, from_request=missing.size, complete=True)
 
 
 def _used(ids: CodedIds, codes: np.ndarray) -> np.ndarray:

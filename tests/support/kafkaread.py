@@ -9,6 +9,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from sibyl.observability.metrics import Metrics
+from sibyl.predlog.tail import MAX_FRAME_BYTES
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 
@@ -19,7 +20,7 @@ def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.
         enable_auto_commit=False,
         consumer_timeout_ms=500,
         max_poll_records=100_000,  # tansu answers nothing to a fetch that starts mid-batch: take whole batches
-        receive_message_max_bytes=100_000_000,  # kafka-python 3.0.0's 1 MB frame cap (predlog/tail.py)
+        receive_message_max_bytes=MAX_FRAME_BYTES,
     )
     try:
         tp = TopicPartition(topic, 0)
@@ -63,7 +64,7 @@ def ids_in_topic(bootstrap: str, topic: str, role: int | None = None, limit_s: f
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         max_poll_records=1_000_000,
-        receive_message_max_bytes=100_000_000,
+        receive_message_max_bytes=MAX_FRAME_BYTES,
     )
     ids: set[str] = set()
     try:

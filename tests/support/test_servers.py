@@ -8,6 +8,7 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from sibyl.predlog.tail import MAX_FRAME_BYTES
 from tests.support.needs import missing
 from tests.support.s3_server import s3_client
 from tests.support.servers import (
@@ -107,7 +108,7 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
         bootstrap_servers=bootstrap,
         consumer_timeout_ms=5000,
         enable_auto_commit=False,
-        receive_message_max_bytes=100_000_000,
+        receive_message_max_bytes=MAX_FRAME_BYTES,
     )
     try:
         partition = TopicPartition(topic, 0)
