@@ -91,6 +91,17 @@ class Entry:
         return f"{self.name}{via} [{self.rows} row{'s' if self.rows != 1 else ''}]"
 
 
+@dataclass(frozen=True)
+class Lane:
+    """An entry ready to measure: where its calls go and what they send."""
+
+    entry: Entry
+    target: str
+    method: str
+    payload: bytes
+    pid: int | None  # the server's process (its tree's CPU is read); None: not read
+
+
 class Bar(Protocol):
     """The suite's progress (sibyl.cli.progress.Progress): a bar on a terminal, else plain lines."""
 
@@ -137,6 +148,21 @@ class Runner:
 
         return run
 
+    def closed_rounds(self, lanes: list[Lane]) -> None:
+        """The closed loops of several entries, interleaved: at each concurrency, repeat i runs every lane once
+        (starting one lane further each round), so a machine whose speed drifts over minutes skews every entry
+        alike and the ratios between them stay fair. Each lane's server must be up for the whole of it."""
+        p = self.plan
+        for c in p.concurrency:
+            for lane in lanes:
+                lane.entry.closed[c] = []
+            for i in range(p.repeats):
+                k = i % len(lanes) if lanes else 0
+                for lane in lanes[k:] + lanes[:k]:
+                    r = self.closed_run(lane.target, lane.method, lane.payload, c, lane.pid)
+                    lane.entry.closed[c].append(r)
+                    say(f"{lane.entry.label} closed c={c} #{i + 1}: {_line(r)}")
+
     def measure(
         self,
         entry: Entry,
@@ -146,15 +172,13 @@ class Runner:
         pid: int | None,
         sweep: bool = True,
         fixed_rate: Callable[[Entry], float] | None = None,
+        closed: bool = True,
     ) -> Entry:
-        """Closed loops (every concurrency x repeats), then the sweeps, then the fixed-rate run; appended."""
+        """Closed loops (every concurrency x repeats; closed=False: already run, by closed_rounds), then the
+        sweeps, then the fixed-rate run; appended."""
         p = self.plan
-        for c in p.concurrency:
-            entry.closed[c] = []
-            for i in range(p.repeats):
-                r = self.closed_run(target, method, payload, c, pid)
-                entry.closed[c].append(r)
-                say(f"{entry.label} closed c={c} #{i + 1}: {_line(r)}")
+        if closed:
+            self.closed_rounds([Lane(entry, target, method, payload, pid)])
         if sweep:
             run = self.open_runs(target, method, payload, pid)
             for i in range(p.sweep_repeats):

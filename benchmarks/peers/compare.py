@@ -1,4 +1,4 @@
-"""The comparison: every server driven by the same client over the same protocol, one server at a time.
+"""The comparison: every server driven by the same client over the same protocol, their runs interleaved.
 
 KServe V2 ModelInfer for all (the echo floor, sibyl's V2 endpoint, MLServer, Triton), the request built once
 with stock tritonclient.grpc (the sample's rows as one FP32 [N, 16] tensor); sibyl's native Predict and the
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.load import workload as w
 from benchmarks.load.cpu import tree_rss
-from benchmarks.load.measure import Entry, Runner, Settings, say
+from benchmarks.load.measure import Entry, Lane, Runner, Settings, say
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.entries import MODEL_NAME, PEERS, Peer, check_peer, missing_venv_reason
 from benchmarks.peers.v2 import answered_calls
@@ -78,7 +78,8 @@ def payload(row: Row, rows: int) -> tuple[str, bytes]:
     return PREDICT, w.request_features(PREDICTOR, w.PRIMARY, rows)
 
 
-def measure_row(runner: Runner, row: Row, rows: int, target: str, pid: int | None, check: bool = True) -> None:
+def ready_lane(runner: Runner, row: Row, rows: int, target: str, pid: int | None, check: bool = True) -> Lane | None:
+    """The row's entry as a lane to measure, once its first answers pass the check (else skipped: None)."""
     entry = Entry(row.name, row.kind, row.description, section="compare", rows=rows, api=row.api)
     method, body = payload(row, rows)
     if check:
@@ -86,9 +87,8 @@ def measure_row(runner: Runner, row: Row, rows: int, target: str, pid: int | Non
         problem = first_answers(target, method, body, checker)
         if problem:
             runner.skip(entry, f"check failed: {problem}")
-            return
-    sweep = rows == 1 and row.kind != "variant"
-    runner.measure(entry, target, method, body, pid, sweep=sweep)
+            return None
+    return Lane(entry, target, method, body, pid)
 
 
 def perf_tensors() -> dict[str, list[float]]:
@@ -124,23 +124,50 @@ def model_bytes() -> int:
     return sum(w.model_path(ref).stat().st_size for ref in (w.PRIMARY, w.SECOND))
 
 
-def run_sibyl_group(
-    plan: Settings, runner: Runner, group: str, store: Path, rows: tuple[int, ...], exe: str | None
+@dataclass
+class Started:
+    """The comparison's servers, up together: the lanes to measure and the perf_analyzer rows to run."""
+
+    lanes: list[Lane] = field(default_factory=list)
+    perf: list[tuple[str, str, str, int | None, str]] = field(default_factory=list)  # name, kind, target, pid, model
+    sibyl_pid: int | None = None  # the default-settings server, for the memory note
+
+    def add(self, lane: Lane | None) -> None:
+        if lane is not None:
+            self.lanes.append(lane)
+
+
+def start_echo(stack: contextlib.ExitStack, plan: Settings, runner: Runner, started: Started) -> None:
+    rows = plan.compare_rows
+    if plan.target:
+        for n in rows:
+            for row in SIBYL_ROWS["echo"]:
+                runner.skip(Entry(row.name, row.kind, row.description, rows=n, api=row.api), "local only")
+        return
+    echo = stack.enter_context(echo_server())
+    for n in rows:
+        for row in SIBYL_ROWS["echo"]:
+            started.add(ready_lane(runner, row, n, echo.target, echo.pid))
+
+
+def start_sibyl(
+    stack: contextlib.ExitStack, plan: Settings, runner: Runner, group: str, store: Path, started: Started
 ) -> None:
     server_group, env = SERVER_GROUP[group]
+    rows = plan.compare_rows
     try:
-        with sibyl_target(plan, server_group, store, env=env) as (target, pid):
-            for n in rows:
-                for row in SIBYL_ROWS[group]:
-                    measure_row(runner, row, n, target, pid)
-            if group == "sibyl" and plan.perf_analyzer:
-                perf_rows(runner, exe, "sibyl-v2", "sibyl", target, pid, PREDICTOR, rows)
-                if pid is not None:
-                    runner.notes["memory"] = {"model_bytes": model_bytes(), "processes": tree_rss(pid)}
+        target, pid = stack.enter_context(sibyl_target(plan, server_group, store, env=env))
     except RuntimeError as exc:
         for n in rows:
             for row in SIBYL_ROWS[group]:
                 runner.skip(Entry(row.name, row.kind, row.description, rows=n, api=row.api), f"did not start: {exc}")
+        return
+    for n in rows:
+        for row in SIBYL_ROWS[group]:
+            started.add(ready_lane(runner, row, n, target, pid))
+    if group == "sibyl":
+        started.perf.append(("sibyl-v2", "sibyl", target, pid, PREDICTOR))
+        started.sibyl_pid = pid
 
 
 @contextlib.contextmanager
@@ -152,51 +179,57 @@ def peer_server(peer: Peer) -> Iterator[object]:
         yield server
 
 
-def run_peer(plan: Settings, runner: Runner, peer: Peer, rows: tuple[int, ...], exe: str | None) -> None:
+def start_peer(stack: contextlib.ExitStack, plan: Settings, runner: Runner, peer: Peer, started: Started) -> None:
     row = Row(peer.row, "peer", "v2", peer.description, model=MODEL_NAME)
-    entries = [Entry(row.name, "peer", peer.description, rows=n, api="v2") for n in rows]
+    entries = [Entry(row.name, "peer", peer.description, rows=n, api="v2") for n in plan.compare_rows]
     if plan.target:
         for e in entries:
             runner.skip(e, "peers run locally only (no --target)")
         return
     try:
-        with peer_server(peer) as server:
-            target, pid = server.target, server.pid  # type: ignore[attr-defined]
-            for n, entry in zip(rows, entries, strict=True):
-                problem = check_peer(target, n)
-                if problem:
-                    runner.skip(entry, f"check failed: {problem}")
-                    continue
-                measure_row(runner, row, n, target, pid, check=False)
-            if peer.perf_analyzer and plan.perf_analyzer:
-                perf_rows(runner, exe, row.name, "peer", target, pid, MODEL_NAME, rows)
+        server = stack.enter_context(peer_server(peer))
     except LookupError as exc:
         for e in entries:
             runner.skip(e, str(exc))
+        return
     except (RuntimeError, OSError) as exc:
-        measured = {(x.name, x.rows) for x in runner.entries if x.client == "python"}
         for e in entries:
-            if (e.name, e.rows) not in measured:
-                runner.skip(e, f"server did not start: {exc}")
+            runner.skip(e, f"server did not start: {exc}")
+        return
+    target, pid = server.target, server.pid  # type: ignore[attr-defined]
+    for entry in entries:
+        problem = check_peer(target, entry.rows)
+        if problem:
+            runner.skip(entry, f"check failed: {problem}")
+            continue
+        started.add(ready_lane(runner, row, entry.rows, target, pid, check=False))
+    if peer.perf_analyzer:
+        started.perf.append((row.name, "peer", target, pid, MODEL_NAME))
 
 
 def run_compare(plan: Settings, runner: Runner, names: Collection[str], store: Path, exe: str | None) -> None:
-    rows = plan.compare_rows
-    if "echo" in names:
-        if plan.target:
-            for n in rows:
-                for row in SIBYL_ROWS["echo"]:
-                    runner.skip(Entry(row.name, row.kind, row.description, rows=n, api=row.api), "local only")
-        else:
-            with echo_server() as echo:
-                for n in rows:
-                    for row in SIBYL_ROWS["echo"]:
-                        measure_row(runner, row, n, echo.target, echo.pid)
-    for group in ("sibyl", "sibyl-nolog", "sibyl-kafka"):
-        if group in names:
-            say(f"{group}: sibyl server")
-            run_sibyl_group(plan, runner, group, store, rows, exe)
-    for name, peer in PEERS.items():
-        if name in names:
-            say(f"{name}: peer server")
-            run_peer(plan, runner, peer, rows, exe)
+    """Every server of the comparison started first and kept up; the closed loops interleaved over all of them
+    (Runner.closed_rounds: this box's speed drifts by 20-30% within minutes, and the targets are ratios between
+    rows); then each row's sweeps one after another, then perf_analyzer."""
+    with contextlib.ExitStack() as stack:
+        started = Started()
+        if "echo" in names:
+            start_echo(stack, plan, runner, started)
+        for group in ("sibyl", "sibyl-nolog", "sibyl-kafka"):
+            if group in names:
+                say(f"{group}: sibyl server")
+                start_sibyl(stack, plan, runner, group, store, started)
+        for name, peer in PEERS.items():
+            if name in names:
+                say(f"{name}: peer server")
+                start_peer(stack, plan, runner, peer, started)
+        say(f"closed loops interleaved over {len(started.lanes)} rows, {plan.repeats} rounds per concurrency")
+        runner.closed_rounds(started.lanes)
+        for lane in started.lanes:
+            sweep = lane.entry.rows == 1 and lane.entry.kind != "variant"
+            runner.measure(lane.entry, lane.target, lane.method, lane.payload, lane.pid, sweep=sweep, closed=False)
+        if plan.perf_analyzer:
+            for name, kind, target, pid, model in started.perf:
+                perf_rows(runner, exe, name, kind, target, pid, model, plan.compare_rows)
+        if started.sibyl_pid is not None:
+            runner.notes["memory"] = {"model_bytes": model_bytes(), "processes": tree_rss(started.sibyl_pid)}

@@ -44,7 +44,7 @@ def _target(
         "status": "met" if ok else "MISSED",
         "value": round(value, 4),
         "limit": round(limit, 4),
-        "detail": f"{value:,.4g} {unit} {op} {limit:,.4g} {unit}",
+        "detail": f"{value:,.4g} {unit}; the target is {op} {limit:,.4g} {unit}",
     }
 
 

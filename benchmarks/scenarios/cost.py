@@ -1,9 +1,12 @@
 """`python -m benchmarks.scenarios.cost`: server CPU per call of sibyl alone, quickly, for before/after a cut.
 
 One `sibyl serve` per variant (defaults; `nolog`: SIBYL_PREDLOG__SINK=none; `nofeatures`: the log without
-feature values; `kafka`: the log to a real tansu broker; `confluent`: the same through confluent-kafka), a
-closed loop at c=8 of V2 ModelInfer (stock tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows, `--repeats` runs of `--duration` s;
-prints the median (min-max) server-tree CPU µs per call (/proc, benchmarks.load.cpu) and the client's.
+feature values; `kafka`: the log to a real tansu broker; `confluent`: the same through confluent-kafka; `echo`:
+the grpc.aio echo floor instead of sibyl), a closed loop (c=8 by default) of V2 ModelInfer (stock tritonclient
+bytes) and native Predict (map-form rows) at 1 and 100 rows, `--repeats` runs of `--duration` s; prints the
+median (min-max) server-tree CPU µs per call (/proc, benchmarks.load.cpu), the client's, and the median p50/p99.
+`--interleave` runs the variants' repeats in turn (A B A B ...), all servers up at once: this box's speed drifts
+by 20-30% within minutes, so a ratio between variants is fair only when their runs alternate.
 `--profile DIR` also runs `py-spy record --native` on the server during the first repeat of each cell
 (collapsed stacks, `-f raw`: feed them to flamegraph.pl, or sum them with `--summary`).
 """
@@ -15,11 +18,13 @@ import contextlib
 import statistics
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.load.client import Job, run_job
+from benchmarks.load.loadgen import RunResult
 from benchmarks.load.workload import PRIMARY, make_store, request_features, v2_request
-from benchmarks.scenarios.servers import sibyl_server
+from benchmarks.scenarios.servers import ServerProcess, echo_server, sibyl_server
 
 VARIANTS = {
     "defaults": ("plain", {}),
@@ -38,77 +43,113 @@ def payload(protocol: str, rows: int) -> tuple[str, bytes]:
     return NATIVE, request_features("bench", PRIMARY, rows)
 
 
+@dataclass
+class Cell:
+    """One variant x protocol x rows: what its repeats measured."""
+
+    cpu: list[float] = field(default_factory=list)
+    client: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+
+    def add(self, result: RunResult) -> None:
+        if result.server_cpu_us_per_call is None or not result.ok:
+            return
+        self.cpu.append(result.server_cpu_us_per_call)
+        self.client.append(result.client_cpu_s / result.ok * 1e6)
+        self.rps.append(result.achieved_rps)
+        self.p50.append(result.latency.get_value_at_percentile(50) / 1000)
+        self.p99.append(result.latency.get_value_at_percentile(99) / 1000)
+
+    def line(self, label: str) -> str:
+        if not self.cpu:
+            return f"{label} no measured run"
+        med = statistics.median
+        return (
+            f"{label} server CPU/call {med(self.cpu):7.0f} µs ({min(self.cpu):.0f}-{max(self.cpu):.0f})  "
+            f"client {med(self.client):5.0f} µs  {med(self.rps):6.0f} req/s  "
+            f"p50 {med(self.p50):.3f} ms ({min(self.p50):.3f}-{max(self.p50):.3f})  p99 {med(self.p99):.2f} ms"
+        )
+
+
+def start(variant: str, store: Path) -> contextlib.AbstractContextManager[ServerProcess]:
+    """A variant's server; `NAME@KEY=VALUE+KEY=VALUE` adds settings to variant NAME (an ad-hoc experiment)."""
+    if variant == "echo":
+        return echo_server()
+    name, _, extra = variant.partition("@")
+    group, env = VARIANTS[name]
+    env = {**env, **dict(item.split("=", 1) for item in extra.split("+") if item)}
+    return sibyl_server(group, store, env=env)
+
+
+def measure(
+    server: ServerProcess, method: str, body: bytes, args: argparse.Namespace, profile: Path | None
+) -> RunResult:
+    job = Job(
+        server.target,
+        method,
+        body,
+        mode="closed",
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        warmup_s=1.0,
+        server_pid=server.pid,
+    )
+    spy = None
+    if profile is not None:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        command = ["py-spy", "record", "--nonblocking", "-f", "raw", "-r", "500", "-d", str(int(args.duration + 1))]
+        spy = subprocess.Popen(
+            [*command, "-o", str(profile), "--pid", str(server.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    result = run_job(job)
+    if spy is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(30)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--variants", default="defaults,nolog", help=f"comma-separated of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default="defaults,nolog", help=f"comma-separated of {', '.join(VARIANTS)}, echo")
     p.add_argument("--protocols", default="v2,native")
     p.add_argument("--rows", default="1,100")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--interleave", action="store_true", help="alternate the variants' repeats, all servers up")
     p.add_argument("--profile", help="directory for py-spy flame graphs (one per cell)")
     args = p.parse_args(argv)
     rows = [int(r) for r in args.rows.split(",")]
+    variants = args.variants.split(",")
+    for v in variants:
+        if v != "echo" and v.partition("@")[0] not in VARIANTS:
+            p.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}, echo")
+    cells = [(protocol, n) for protocol in args.protocols.split(",") for n in rows]
     with tempfile.TemporaryDirectory(prefix="sibyl-cost-") as tmp:
         store = make_store(Path(tmp) / "store")
-        for variant in args.variants.split(","):
-            group, env = VARIANTS[variant]
-            with sibyl_server(group, store, env=env) as server:
-                for protocol in args.protocols.split(","):
-                    for n in rows:
-                        method, body = payload(protocol, n)
-                        cpu, client, rps = [], [], []
-                        for i in range(args.repeats):
-                            job = Job(
-                                server.target,
-                                method,
-                                body,
-                                mode="closed",
-                                concurrency=args.concurrency,
-                                duration_s=args.duration,
-                                warmup_s=1.0,
-                                server_pid=server.pid,
+        # Interleaved: every server up at once, repeats in turn. Otherwise one server at a time.
+        groups = [variants] if args.interleave else [[v] for v in variants]
+        for group in groups:
+            with contextlib.ExitStack() as servers:
+                up = {v: servers.enter_context(start(v, store)) for v in group}
+                for protocol, n in cells:
+                    method, body = payload(protocol, n)
+                    results = {v: Cell() for v in group}
+                    for i in range(args.repeats):
+                        for v in group:
+                            profile = (
+                                Path(args.profile) / f"{v}-{protocol}-{n}.txt" if args.profile and i == 0 else None
                             )
-                            spy = None
-                            if args.profile and i == 0:
-                                out = Path(args.profile) / f"{variant}-{protocol}-{n}.txt"
-                                out.parent.mkdir(parents=True, exist_ok=True)
-                                spy = subprocess.Popen(
-                                    [
-                                        "py-spy",
-                                        "record",
-                                        "--native",
-                                        "-f",
-                                        "raw",
-                                        "-r",
-                                        "200",
-                                        "-d",
-                                        str(int(args.duration + 1)),
-                                        "-o",
-                                        str(out),
-                                        "--pid",
-                                        str(server.pid),
-                                    ],
-                                    stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL,
-                                )
-                            result = run_job(job)
-                            if spy is not None:
-                                with contextlib.suppress(subprocess.TimeoutExpired):
-                                    spy.wait(30)
+                            result = measure(up[v], method, body, args, profile)
                             if result.errors:
-                                print(f"  {variant} {protocol} {n}: errors {dict(result.errors)}")
-                            if result.server_cpu_us_per_call is not None:
-                                cpu.append(result.server_cpu_us_per_call)
-                                client.append(result.client_cpu_s / max(result.ok, 1) * 1e6)
-                                rps.append(result.achieved_rps)
-                        if cpu:
-                            print(
-                                f"{variant:10} {protocol:6} rows={n:<4} server CPU/call "
-                                f"{statistics.median(cpu):7.0f} µs ({min(cpu):.0f}-{max(cpu):.0f})  "
-                                f"client {statistics.median(client):5.0f} µs  {statistics.median(rps):6.0f} req/s",
-                                flush=True,
-                            )
+                                print(f"  {v} {protocol} {n}: errors {dict(result.errors)}")
+                            results[v].add(result)
+                    for v in group:
+                        print(results[v].line(f"{v:10} {protocol:6} rows={n:<4}"), flush=True)
     return 0
 
 

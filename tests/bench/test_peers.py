@@ -9,6 +9,7 @@ Triton) is started, its scores must equal sibyl's, and a few seconds of open-loo
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,10 +116,12 @@ def test_missing_venv_skips_the_peer_with_the_command_to_create_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(peers_setup, "VENV_ROOT", tmp_path / "venvs")
-    with ClientPool(1) as pool:
+    with ClientPool(1) as pool, contextlib.ExitStack() as stack:
         runner = Runner(Plan(out=tmp_path), pool)
+        started = compare.Started()
         for peer in peers.PEERS.values():
-            compare.run_peer(runner.plan, runner, peer, (1, 100), exe=None)
+            compare.start_peer(stack, runner.plan, runner, peer, started)
+    assert started.lanes == [] and started.perf == []
     assert [(e.name, e.rows) for e in runner.entries] == [(p.row, n) for p in peers.PEERS.values() for n in (1, 100)]
     for entry in runner.entries:
         assert entry.skipped and "python -m benchmarks.peers.setup" in entry.skipped
