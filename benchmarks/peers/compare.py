@@ -223,7 +223,8 @@ def run_compare(plan: Settings, runner: Runner, names: Collection[str], store: P
             if name in names:
                 say(f"{name}: peer server")
                 start_peer(stack, plan, runner, peer, started)
-        say(f"closed loops interleaved over {len(started.lanes)} rows, {plan.repeats} rounds per concurrency")
+        if started.lanes:
+            say(f"closed loops interleaved over {len(started.lanes)} rows, {plan.repeats} rounds per concurrency")
         runner.closed_rounds(started.lanes)
         for lane in started.lanes:
             sweep = lane.entry.rows == 1 and lane.entry.kind != "variant"

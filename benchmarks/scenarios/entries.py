@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from benchmarks.load import workload as w
-from benchmarks.load.measure import Entry, Runner, Settings, say
+from benchmarks.load.measure import Entry, Lane, Runner, Settings, say
 from benchmarks.scenarios.definitions import PREDICT, REDIS_FILL_RPS, SCENARIOS, Scenario, check_response
 from benchmarks.scenarios.inprocess import run_inprocess
 from benchmarks.scenarios.servers import sibyl_server
@@ -72,13 +72,19 @@ def sibyl_target(
         yield server.target, server.pid
 
 
-def scenario(runner: Runner, s: Scenario, target: str, pid: int | None) -> None:
+def scenario_lane(runner: Runner, s: Scenario, target: str, pid: int | None) -> Lane | None:
+    """The scenario's entry as a lane to measure, once its first answers pass its check (else skipped: None)."""
     entry = Entry(s.name, "scenario", s.description, section="scenarios", rows=s.rows, api="native")
     payload = s.payload()
     problem = first_answers(target, PREDICT, payload, lambda raw: check_response(s, raw))
     if problem:
         runner.skip(entry, f"check failed: {problem}")
-        return
+        return None
+    return Lane(entry, target, PREDICT, payload, pid)
+
+
+def finish_scenario(runner: Runner, s: Scenario, lane: Lane) -> None:
+    """After the closed loops: the sweeps and, where the scenario has one, the fixed-rate run."""
 
     def fixed(_: Entry) -> float:
         if s.fixed == "same-as-redis-fill":
@@ -86,21 +92,31 @@ def scenario(runner: Runner, s: Scenario, target: str, pid: int | None) -> None:
             return done[0].fixed.target_rps if done and done[0].fixed else REDIS_FILL_RPS
         return REDIS_FILL_RPS
 
-    runner.measure(entry, target, PREDICT, payload, pid, sweep=True, fixed_rate=fixed if s.fixed else None)
+    fixed_rate = fixed if s.fixed else None
+    runner.measure(lane.entry, lane.target, PREDICT, lane.payload, lane.pid, fixed_rate=fixed_rate, closed=False)
 
 
 def run_scenarios(plan: Settings, runner: Runner, names: Collection[str], store: Path) -> None:
-    """Each server group's scenarios against one server started for the group (a failed start skips them)."""
-    for group in GROUPS:
-        todo = [s for s in SCENARIOS if s.server == group and s.name in names]
-        if not todo:
-            continue
-        try:
-            with sibyl_target(plan, group, store) as (target, pid):
+    """One server per group, all up together (a failed start skips its scenarios); the scenarios' closed loops
+    interleaved over them (Runner.closed_rounds: shadow-log's target is a ratio to redis-fill's), then each
+    scenario's sweeps and fixed-rate run in order."""
+    lanes: list[tuple[Scenario, Lane]] = []
+    with contextlib.ExitStack() as stack:
+        for group in GROUPS:
+            todo = [s for s in SCENARIOS if s.server == group and s.name in names]
+            if not todo:
+                continue
+            try:
+                target, pid = stack.enter_context(sibyl_target(plan, group, store))
+            except RuntimeError as exc:  # a launcher's error, MissingBinaryError included
                 for s in todo:
-                    scenario(runner, s, target, pid)
-        except RuntimeError as exc:  # a launcher's error, MissingBinaryError included
-            for s in todo:
-                if s.name not in {e.name for e in runner.entries}:
                     entry = Entry(s.name, "scenario", s.description, section="scenarios", rows=s.rows)
                     runner.skip(entry, f"server did not start: {exc}")
+                continue
+            for s in todo:
+                lane = scenario_lane(runner, s, target, pid)
+                if lane is not None:
+                    lanes.append((s, lane))
+        runner.closed_rounds([lane for _, lane in lanes])
+        for s, lane in lanes:
+            finish_scenario(runner, s, lane)
