@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -25,7 +26,7 @@ from sibyl.predlog.producers import (
 )
 from sibyl.v1.predlog_pb2 import PredictionLog
 from tests.support.kafkaread import read_topic
-from tests.support.servers import KafkaBroker, free_port
+from tests.support.servers import KafkaBroker, create_topic, free_port
 
 
 def outcomes(results: Results, n: int, timeout_s: float = 10.0, poll: object = None) -> dict[int, object]:
@@ -60,6 +61,40 @@ def test_send_reports_each_outcome_and_refuses_oversized_records(
         producer.close()
     assert got == {i: None for i in range(20)}
     assert [r.prediction_id for r in read_topic(kafka_broker.bootstrap, topic, 20)] == [f"k{i}" for i in range(20)]
+
+
+def test_both_clients_put_a_key_on_partition_crc32_of_it(kafka_broker: KafkaBroker, client: str) -> None:
+    """kafka-python gets librdkafka's keyed placement (crc32(key) % partitions) instead of its pure-Python
+    murmur2: a prediction lands on the same partition whichever client the server runs."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    name = f"parts-{client}-{os.getpid()}"
+    create_topic(kafka_broker.bootstrap, name, partitions=4)
+    results: Results = queue.SimpleQueue()
+    producer = producer_factory(client)(ProducerConfig(kafka_broker.bootstrap, name), results)
+    keys = [os.urandom(16).hex().encode() for _ in range(40)]
+    try:
+        for i, key in enumerate(keys):
+            producer.send(key, PredictionLog(prediction_id=key.decode()).SerializeToString(), i)
+        producer.flush(10)
+        got = outcomes(results, len(keys), poll=producer.poll)
+    finally:
+        producer.close()
+    assert got == dict.fromkeys(range(len(keys)))
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(name, p) for p in range(4)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning()
+        placed: dict[bytes, int] = {}
+        deadline = time.monotonic() + 20
+        while len(placed) < len(keys) and time.monotonic() < deadline:
+            for tp, messages in consumer.poll(timeout_ms=300, max_records=1_000).items():
+                placed.update((m.key, tp.partition) for m in messages)
+    finally:
+        consumer.close()
+    assert placed == {key: zlib.crc32(key) % 4 for key in keys}
+    assert len(set(placed.values())) > 1  # 40 random keys over 4 partitions
 
 
 def test_connect_to_nothing_fails_within_the_connect_timeout(client: str) -> None:
