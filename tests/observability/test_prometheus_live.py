@@ -57,6 +57,7 @@ ALERT_SIGNALS = {
     "SibylModelStoreErrors": "sum by (instance) (rate(sibyl_model_store_errors_total[5m]))",
     "SibylPredlogSpoolGrowing": "sum by (instance) (deriv(sibyl_predlog_spool_bytes[10m]))",
     "SibylPredlogRecordsDropped": 'sum by (instance) (increase(sibyl_predlog_records_total{outcome="dropped"}[5m]))',
+    "SibylPredlogSenderRestarting": "sum by (instance) (increase(sibyl_predlog_sender_restarts_total[15m]))",
     "SibylDriftPSIHigh": "max by (model, version, feature) (sibyl_drift_psi)",
 }
 # Alerts without a `for:` that this test's faults must set firing.
