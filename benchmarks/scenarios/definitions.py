@@ -3,8 +3,8 @@ fixed-rate run is chosen), and the checks every entry's first answers must pass 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class Scenario:
     models: int  # results expected in the response
     fetches: bool = False  # entity features must come from the store (none defaulted)
     fixed: str | None = None  # the fixed-rate run: "redis-fill" (REDIS_FILL_RPS), "same-as-redis-fill", None
+    env: Mapping[str, str] = field(default_factory=dict)  # settings of its server beyond the group's (a variant)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -60,6 +61,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         models=1,
         fetches=True,
         fixed="same-as-redis-fill",
+    ),
+    Scenario(
+        "shadow-log-confluent",
+        "shadow-log with the log through confluent-kafka (librdkafka; SIBYL_PREDLOG__KAFKA_CLIENT=confluent) "
+        "instead of kafka-python; fixed run at redis-fill's rate",
+        "redis-kafka",
+        lambda: w.request_fetch("bench-shadow", w.PRIMARY, 100),
+        rows=100,
+        models=1,
+        fetches=True,
+        fixed="same-as-redis-fill",
+        env={"SIBYL_PREDLOG__KAFKA_CLIENT": "confluent"},
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -102,12 +102,13 @@ def run_scenarios(plan: Settings, runner: Runner, names: Collection[str], store:
     scenario's sweeps and fixed-rate run in order."""
     lanes: list[tuple[Scenario, Lane]] = []
     with contextlib.ExitStack() as stack:
-        for group in GROUPS:
-            todo = [s for s in SCENARIOS if s.server == group and s.name in names]
+        servers = [(g, env) for g in GROUPS for env in dict.fromkeys(tuple(s.env.items()) for s in SCENARIOS)]
+        for group, env in servers:
+            todo = [s for s in SCENARIOS if s.server == group and tuple(s.env.items()) == env and s.name in names]
             if not todo:
                 continue
             try:
-                target, pid = stack.enter_context(sibyl_target(plan, group, store))
+                target, pid = stack.enter_context(sibyl_target(plan, group, store, env=dict(env)))
             except RuntimeError as exc:  # a launcher's error, MissingBinaryError included
                 for s in todo:
                     entry = Entry(s.name, "scenario", s.description, section="scenarios", rows=s.rows)

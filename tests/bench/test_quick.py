@@ -49,7 +49,7 @@ def test_every_entry_ran_and_answered_right(doc: tuple[Path, dict[str, Any]]) ->
         skipped = {k: v for k, v in skipped.items() if "setup_perf_analyzer.sh" not in v}
     assert not skipped
     names = {e["name"] for e in entries}
-    assert COMPARE_ROWS | {"limit-inprocess", "mlp-256", "redis-fill", "shadow-log"} <= names
+    assert COMPARE_ROWS | {"limit-inprocess", "mlp-256", "redis-fill", "shadow-log", "shadow-log-confluent"} <= names
     compare = [e for e in entries if e["section"] == "compare" and e["client"] == "python"]
     assert {(e["name"], e["rows"]) for e in compare} == {(n, r) for n in COMPARE_ROWS for r in (1, 100)}
     for e in [*compare, *(e for e in entries if e["section"] in ("scenarios", "growth"))]:
@@ -62,8 +62,9 @@ def test_every_entry_ran_and_answered_right(doc: tuple[Path, dict[str, Any]]) ->
             assert e["sweep"]["steps"] and e["sweep"]["max_rps"] is not None, e["label"]
     fixed = {e["name"]: e["fixed"] for e in entries if "fixed" in e and e["section"] == "scenarios"}
     assert (
-        set(fixed) == {"redis-fill", "shadow-log"}
+        set(fixed) == {"redis-fill", "shadow-log", "shadow-log-confluent"}
         and fixed["shadow-log"]["target_rps"] == fixed["redis-fill"]["target_rps"]
+        and fixed["shadow-log-confluent"]["target_rps"] == fixed["redis-fill"]["target_rps"]
     )
 
 
