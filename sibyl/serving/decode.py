@@ -3,8 +3,10 @@
 Two input forms: dense (names once + packed float32, decoded with np.frombuffer: no per-value Python work)
 and map rows (one protobuf map per row). A map row costs one Python step per scalar feature; its vectors go
 through numpy (np.asarray on the repeated field) and a vector's column names ("emb[0]".."emb[k-1]") are made
-once per request, not per row. Every count is checked against serving.limits before anything proportional to
-it is allocated, so the work is linear in the message's bytes. Inside sibyl a NaN means "not given": the
+once per request, not per row. Rows that all repeat row 0's layout (the same features, vectors of the same
+widths and entities, in row 0's order: what clients send) are the matrix already, row after row, and skip the
+per-row column lookups and the scatter; any other mix takes the general path. Every count is checked against
+serving.limits before anything proportional to it is allocated, so the work is linear in the message's bytes. Inside sibyl a NaN means "not given": the
 feature is then filled from the feature store or its default. +-inf is refused.
 """
 
@@ -179,6 +181,19 @@ class _Columns:
         self.index[name] = col
         return col
 
+    def first(self, names: list[str]) -> None:
+        """A first row's scalar names (a map's keys: distinct) as columns 0..k-1, checked in bulk."""
+        if (
+            self.index
+            or not names
+            or not 0 < min(map(len, names)) <= max(map(len, names)) <= self.limits.max_name_length
+        ):
+            for name in names:
+                self.add(name)  # raises naming the limit
+            return
+        self.limits.columns(len(names))
+        self.index.update(zip(names, range(len(names)), strict=True))
+
     def vector(self, name: str, width: int) -> np.ndarray:
         known = self._vectors.get(name)
         if known is not None and len(known) >= width:
@@ -203,6 +218,63 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     n = limits.rows(len(rows))
     if request.row_entities:
         raise InvalidArgument("row_entities goes with dense; with rows, set each row's entities")
+    return (n and _alike_rows(request, n, limits)) or _any_rows(request, n, limits)
+
+
+def _alike_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch | None:
+    """Rows that all give row 0's features, vectors (of the same widths) and entities, in row 0's order (upb
+    iterates equal maps alike): what clients send. Their values, row after row, are the matrix: no per-row
+    column lookups, no scatter. None when a row differs or anything needs the general path's per-row
+    checks; _any_rows then decodes the request (so a request costs at most twice this pass)."""
+    rows = request.rows
+    row0 = rows[0]
+    names, vectors, entities = list(row0.features), list(row0.vectors), list(row0.entities)
+    widths = [len(row0.vectors[name].values) for name in vectors]
+    if 0 in widths or n * (len(names) + sum(widths) + len(entities)) > limits.max_elements:
+        return None  # an empty vector gives no columns; over the budget: the general path says where
+    if len(entities) > limits.max_columns:
+        return None
+    columns = _Columns(limits)
+    columns.first(names)
+    for name, width in zip(vectors, widths, strict=True):
+        columns.vector(name, width)
+    width = len(columns.index)
+    if width != len(names) + sum(widths):
+        return None  # a vector column also given as a scalar: the general path lets the vector win
+    for entity in entities:
+        limits.name("row entity", entity)
+    vals = array("f")
+    ids: list[list[str]] = [[] for _ in entities]
+    for row in rows:
+        features = row.features
+        if list(features) != names:
+            return None
+        vals.extend(map(features.__getitem__, names))  # in C; the map's values views are Python loops
+        row_vectors = row.vectors
+        if vectors or row_vectors:
+            if list(row_vectors) != vectors:
+                return None
+            for name, w in zip(vectors, widths, strict=True):
+                values = row_vectors[name].values
+                if len(values) != w:
+                    return None
+                vals.extend(values)  # in C
+        row_entities = row.entities
+        if entities or row_entities:
+            if list(row_entities) != entities:
+                return None
+            for entity, column in zip(entities, ids, strict=True):
+                column.append(row_entities[entity])
+    if any(column and max(map(len, column)) > limits.max_name_length for column in ids):
+        return None  # the general path names the row
+    values = np.frombuffer(vals, np.float32).reshape(n, width) if width else np.empty((n, 0), np.float32)
+    return RowBatch(n, list(columns.index), values, dict(request.context), dict(zip(entities, ids, strict=True)))
+
+
+def _any_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch:
+    """Map rows with any mix of features, vectors and entities; a missing feature is NaN, a vector column
+    given as a scalar too takes the vector's value."""
+    rows = request.rows
     columns = _Columns(limits)
     index = columns.index
     find, add = index.get, columns.add
@@ -212,13 +284,17 @@ def _decode_rows(request: PredictRequest, limits: Limits) -> RowBatch:
     vectors: dict[tuple[str, int], tuple[np.ndarray, list[int], array[float]]] = {}
     row_entities: dict[str, list[str]] = {}
     given = 0  # values on the wire so far: each is a matrix element, counted before the next row's work
+    last: list[str] | None = None
+    found: list[int] = []
     for r, row in enumerate(rows):
         features = row.features
         if features:
             names = list(features)
-            found = list(map(find, names))  # in C; a name not seen yet is None
-            if None in found:
-                found = [add(name) if col is None else col for col, name in zip(found, names, strict=True)]
+            if names != last:  # a row with the row before's names in its order takes its columns
+                found = list(map(find, names))  # in C; a name not seen yet is None
+                if None in found:
+                    found = [add(name) if col is None else col for col, name in zip(found, names, strict=True)]
+                last = names
             cols.extend(found)
             vals.extend(map(features.__getitem__, names))  # in C; the map's values views are Python loops
             per_row[r] = len(found)
