@@ -6,8 +6,9 @@ through numpy (np.asarray on the repeated field) and a vector's column names ("e
 once per request, not per row. Rows that all repeat row 0's layout (the same features, vectors of the same
 widths and entities, in row 0's order: what clients send) are the matrix already, row after row, and skip the
 per-row column lookups and the scatter; any other mix takes the general path. Every count is checked against
-serving.limits before anything proportional to it is allocated, so the work is linear in the message's bytes. Inside sibyl a NaN means "not given": the
-feature is then filled from the feature store or its default. +-inf is refused.
+serving.limits before anything proportional to it is allocated, so the work is linear in the message's bytes.
+Inside sibyl a NaN means "not given": the feature is then filled from the feature store or its default. +-inf
+is refused.
 """
 
 from __future__ import annotations
@@ -230,16 +231,14 @@ def _alike_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch | N
     row0 = rows[0]
     names, vectors, entities = list(row0.features), list(row0.vectors), list(row0.entities)
     widths = [len(row0.vectors[name].values) for name in vectors]
-    if 0 in widths or n * (len(names) + sum(widths) + len(entities)) > limits.max_elements:
+    width = len(names) + sum(widths)
+    if 0 in widths or n * (width + len(entities)) > limits.max_elements or len(entities) > limits.max_columns:
         return None  # an empty vector gives no columns; over the budget: the general path says where
-    if len(entities) > limits.max_columns:
-        return None
     columns = _Columns(limits)
     columns.first(names)
-    for name, width in zip(vectors, widths, strict=True):
-        columns.vector(name, width)
-    width = len(columns.index)
-    if width != len(names) + sum(widths):
+    for name, w in zip(vectors, widths, strict=True):
+        columns.vector(name, w)
+    if len(columns.index) != width:
         return None  # a vector column also given as a scalar: the general path lets the vector win
     for entity in entities:
         limits.name("row entity", entity)
