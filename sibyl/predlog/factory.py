@@ -38,6 +38,7 @@ def build_sink(settings: PredlogSettings, metrics: Metrics) -> PredictionSink:
             metrics,
             client=settings.kafka_client,
             queue_size=settings.queue_size,
+            linger_ms=settings.kafka_linger_ms,
             max_request_size=settings.kafka_max_request_size,
             ack_timeout_s=settings.kafka_ack_timeout_s,
         )

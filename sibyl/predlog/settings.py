@@ -24,6 +24,14 @@ class PredlogSettings(BaseModel):
         ge=1024,
         description="Largest record sent; a larger one is trimmed (features dropped) or dead-lettered.",
     )
+    kafka_linger_ms: int = Field(
+        100,
+        ge=0,
+        le=1_000,
+        description="Kafka producer: how long a batch waits for more records before it is sent. At 20 ms, "
+        "kafka-python's I/O thread cost ~950 µs per call at 50 calls/s (a produce request per call); at 100, ~300. "
+        "Records reach the topic up to this much later; shutdown flushes at once.",
+    )
     kafka_ack_timeout_s: float = Field(
         3.0, gt=0, description="A record unacknowledged this long marks the broker down: spool, reconnect."
     )

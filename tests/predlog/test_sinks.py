@@ -90,6 +90,10 @@ def test_build_sink_picks_by_setting(tmp_path: Path) -> None:
     assert isinstance(build_sink(PredlogSettings(path=str(tmp_path / "x.jsonl")), metrics), FileSink)
     kafka = build_sink(PredlogSettings(sink="kafka", spool_dir=str(tmp_path / "spool"), queue_size=9), metrics)
     assert isinstance(kafka, KafkaSink)
+    assert kafka.config.linger_ms == 100  # the default: fewer, larger produce requests at low rates
+    tuned = PredlogSettings(sink="kafka", spool_dir=str(tmp_path / "spool"), kafka_linger_ms=5)
+    tuned_sink = build_sink(tuned, metrics)
+    assert isinstance(tuned_sink, KafkaSink) and tuned_sink.config.linger_ms == 5
     null = NullSink()
     null.start()
     null.submit(rec(1))
