@@ -152,6 +152,47 @@ async def test_undecodable_value_is_missing_and_counted(fresh_redis: RedisServer
     await fetcher.close()
 
 
+async def test_bulk_reply_read_equals_redis_py_read_per_reply(
+    fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hiredis parses a fetch's replies in bulk (redis._read_replies); redis-py's read_response per reply is the
+    fallback. Both read the same values from 3,000 entities (replies over many socket reads), with a key of the
+    wrong type and an unknown entity among them."""
+    from sibyl.features import redis as store_module
+
+    fetcher, _ = _fetcher(_settings(fresh_redis, cache_ttl_s=0))
+    rows = [("consumer_id", str(c), {"orders": float(c), "emb": [c, -c, 0.5], "tags": [c]}) for c in range(3_000)]
+    await _store(fetcher).write_entities(rows, {"tags": "int_list"})
+    client = redis.Redis.from_url(fresh_redis.url)
+    client.set(entity_key(_store(fetcher).prefix, "consumer_id", "1500"), "a string, not a hash")
+    client.close()
+    wanted = {("consumer_id", str(c)): [ORDERS, EMB, TAGS] for c in [*range(3_000), 123_456]}
+    one_by_one = 0
+    read_one = store_module._read_one
+
+    async def counted(conn: Any) -> Any:
+        nonlocal one_by_one
+        one_by_one += 1
+        return await read_one(conn)
+
+    monkeypatch.setattr(store_module, "_read_one", counted)
+    bulk = await fetcher.fetch(wanted)
+    assert one_by_one == 0  # the bulk path, not the fallback
+    monkeypatch.setattr(store_module, "hiredis", None)
+    per_reply = await fetcher.fetch(wanted)
+    assert one_by_one == len(wanted)
+    assert not bulk.degraded and not per_reply.degraded
+    assert len(bulk.values) == 2_999  # the wrong-type key and the unknown entity are missing
+    assert bulk.values.keys() == per_reply.values.keys()
+    for key, values in bulk.values.items():
+        other = per_reply.values[key]
+        assert values["orders"] == other["orders"] == float(key[1])
+        assert np.array_equal(values["emb"], other["emb"]) and np.array_equal(values["tags"], other["tags"])
+    again = await fetcher.fetch({("consumer_id", "7"): [ORDERS]})  # the pooled connection is still in step
+    assert again.values == {("consumer_id", "7"): {"orders": 7.0}}
+    await fetcher.close()
+
+
 async def test_slow_redis_returns_within_budget_degraded(fresh_redis: RedisServer) -> None:
     fetcher, registry = _fetcher(_settings(fresh_redis, cache_ttl_s=0, budget_ms=50, breaker_failures=100))
     await _seed(fetcher)
