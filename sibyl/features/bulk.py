@@ -18,13 +18,21 @@ from typing import Any, Protocol
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from sibyl.errors import InvalidArgument, Unavailable
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import Dtype, EncodeError, FieldHash, check_collisions, entity_key
 from sibyl.features.memory import MemoryFeatureStore
-from sibyl.features.redis import Row, decode_replies, encode_rows, field_lists, pack_hmgets, queue_writes
+from sibyl.features.redis import (
+    Row,
+    decode_replies,
+    encode_rows,
+    field_lists,
+    pack_hmgets,
+    queue_writes,
+    read_replies_blocking,
+)
 from sibyl.features.settings import FeatureSettings
 from sibyl.features.sources import BadInput, _parquet_value, _values
 from sibyl.features.specs import specs_from_store
@@ -111,12 +119,7 @@ class RedisReader:
         try:
             packed = pack_hmgets(keys, wanted, self.prefix, self.field_hash)
             conn.send_packed_command([packed], check_health=False)  # the blocking client takes a list of parts
-            replies: list[Any] = []
-            for _ in keys:
-                try:
-                    replies.append(conn.read_response(disable_decoding=True))
-                except ResponseError as exc:  # an error reply (WRONGTYPE) is read whole: keep going
-                    replies.append(exc)
+            replies = read_replies_blocking(conn, len(keys))  # an error reply (WRONGTYPE) in its place
         except BaseException:
             conn.disconnect()  # unread replies would poison the next user of this connection
             raise

@@ -167,25 +167,58 @@ async def _read_replies(conn: Any, count: int) -> list[Any]:
     in-process against a real redis-server). The parser's reader and socket read are not public API (the same in
     redis-py 6 to 8), so with another parser each reply goes through read_response."""
     parser = getattr(conn, "_parser", None)
-    reader = getattr(parser, "_reader", None)
-    if hiredis is None or not isinstance(reader, hiredis.Reader) or not hasattr(parser, "read_from_socket"):
+    if not _bulk_readable(parser):
         return [await _read_one(conn) for _ in range(count)]
-    push = getattr(parser, "_hiredis_PushNotificationType", None) or ()  # RESP3 out-of-band messages
     replies: list[Any] = []
-    gets = reader.gets
+    while not _take(parser, replies, count):
+        await parser.read_from_socket()  # raises ConnectionError when the server closed the connection
+    return replies
+
+
+def read_replies_blocking(conn: Any, count: int) -> list[Any]:
+    """_read_replies for a blocking redis-py connection (the batch reader, features.bulk)."""
+    parser = getattr(conn, "_parser", None)
+    # redis-py 6's blocking parser may hold one reply it peeked at (can_read): then go reply by reply
+    if not _bulk_readable(parser) or getattr(parser, "_next_response", _NOT_ENOUGH_DATA) is not _NOT_ENOUGH_DATA:
+        return [_read_one_blocking(conn) for _ in range(count)]
+    replies: list[Any] = []
+    while not _take(parser, replies, count):
+        parser.read_from_socket()  # the socket timeout bounds each wait; ConnectionError when closed
+    return replies
+
+
+def _bulk_readable(parser: Any) -> bool:
+    return (
+        hiredis is not None
+        and isinstance(getattr(parser, "_reader", None), hiredis.Reader)
+        and hasattr(parser, "read_from_socket")
+    )
+
+
+def _take(parser: Any, replies: list[Any], count: int) -> bool:
+    """Moves the replies the parser's reader holds into `replies`; True once there are `count`."""
+    push = getattr(parser, "_hiredis_PushNotificationType", None) or ()  # RESP3 out-of-band messages
+    gets = parser._reader.gets
     while len(replies) < count:
         reply = gets(False)  # False: bytes as they are
         if reply is _NOT_ENOUGH_DATA:
-            await parser.read_from_socket()  # raises ConnectionError when the server closed the connection
-        elif not isinstance(reply, push):  # a push is not a reply (this connection subscribes to nothing)
+            return False
+        if not isinstance(reply, push):  # a push is not a reply (this connection subscribes to nothing)
             replies.append(reply)
-    return replies
+    return True
 
 
 async def _read_one(conn: Any) -> Any:
     try:  # timeout=inf: the fetcher's budget bounds the whole read, not each reply
         return await conn.read_response(disable_decoding=True, timeout=math.inf)
     except ResponseError as exc:  # an error reply is read whole: keep going
+        return exc
+
+
+def _read_one_blocking(conn: Any) -> Any:
+    try:
+        return conn.read_response(disable_decoding=True)
+    except ResponseError as exc:
         return exc
 
 

@@ -14,6 +14,7 @@ from sibyl.cli.main import main
 from sibyl.config import EXAMPLE_FEATURES
 from sibyl.errors import InvalidArgument, Unavailable
 from sibyl.features.bulk import RedisReader, SnapshotWriter, write_partition
+from sibyl.features.codec import entity_key
 from sibyl.features.redis import RedisFeatureStore, connect
 from sibyl.models.manifest import FeatureSpec
 from tests.support.redis_servers import RedisCluster, RedisServer
@@ -78,6 +79,47 @@ def test_reader_reads_what_the_servers_reader_reads(fresh_redis: RedisServer) ->
     assert all(got[k]["orders"] == expected[k]["orders"] for k in got)
     assert got[("consumer_id", "7")]["tags"].tolist() == [7.0, 8.0, 0.0], "int_list read back zero-padded to dim"
     assert reader.round_trips == 4, "60 entities in pipelines of 16"
+
+
+def test_bulk_reply_read_equals_the_per_reply_read(fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocking reader parses a pipeline's replies in bulk with hiredis, like the server's reader; redis-py's
+    read_response per reply is the fallback. Both read the same values from 3,000 entities (many socket reads),
+    with a key of the wrong type and an unknown entity among them, and the pooled connection stays in step."""
+    from sibyl.features import redis as store_module
+
+    with SnapshotWriter(fresh_redis.url, "b:v1", specs={"tags": TAGS}) as writer:
+        writer.write([("consumer_id", str(i), {"orders": float(i), "tags": [i, -i]}) for i in range(3_000)])
+    client = redis.Redis.from_url(fresh_redis.url)
+    client.set(entity_key("b:v1", "consumer_id", "1500"), "a string, not a hash")
+    client.close()
+    orders = FeatureSpec(name="orders", entity="consumer_id")
+    wanted = {("consumer_id", str(i)): [orders, TAGS] for i in [*range(3_000), 123_456]}
+    one_by_one = 0
+    read_one = store_module._read_one_blocking
+
+    def counted(conn: Any) -> Any:
+        nonlocal one_by_one
+        one_by_one += 1
+        return read_one(conn)
+
+    monkeypatch.setattr(store_module, "_read_one_blocking", counted)
+    reader = RedisReader(fresh_redis.url, "b:v1")
+    try:
+        bulk = reader.read(wanted)
+        assert one_by_one == 0, "the bulk path, not the fallback"
+        assert reader.decode_errors == 1 and "consumer_id=1500" in reader.first_decode_error
+        monkeypatch.setattr(store_module, "hiredis", None)
+        per_reply = reader.read(wanted)
+        assert one_by_one == len(wanted)
+        monkeypatch.undo()
+        again = reader.read({("consumer_id", "7"): [orders]})  # the bulk path again, on the same connection
+    finally:
+        reader.close()
+    assert len(bulk) == 2_999 and bulk.keys() == per_reply.keys()
+    for key, values in bulk.items():
+        assert values["orders"] == per_reply[key]["orders"] == float(key[1])
+        assert values["tags"].tolist() == per_reply[key]["tags"].tolist() == [float(key[1]), -float(key[1]), 0.0]
+    assert again == {("consumer_id", "7"): {"orders": 7.0}}
 
 
 def test_cluster_write_and_read(redis_cluster: RedisCluster) -> None:
