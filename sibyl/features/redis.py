@@ -252,9 +252,9 @@ def decode_replies(
                 values[name] = unpack(raw)[0]
                 continue
             try:
-                values[spec.name] = decode(spec, raw)
+                values[name] = decode(spec, raw)
             except DecodeError as exc:
-                on_decode_error(key, spec.name, str(exc))
+                on_decode_error(key, name, str(exc))
         if values:
             out[key] = values
     return out
