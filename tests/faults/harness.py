@@ -184,7 +184,8 @@ class OpenLoad(_Clock):
     """Open loop: one call every 1/rate s, whether or not earlier ones were answered (a stall shows up as
     failed or slow calls, not as fewer calls). Each call has its own `deadline_s`; stops at `max_calls`.
     channels > 1: calls go round-robin over that many connections (SO_REUSEPORT spreads connections, not
-    calls, so this is how load reaches every worker of `--workers N`)."""
+    calls, so this is how load reaches every worker of `--workers N`); workers: before the load starts, the
+    connections are made again until they reach that many distinct workers."""
 
     target: str
     make_request: Callable[[int], PredictRequest]
@@ -192,6 +193,7 @@ class OpenLoad(_Clock):
     deadline_s: float = 2.0
     max_calls: int = 20_000
     channels: int = 1
+    workers: int = 0
     shots: list[Shot] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -201,9 +203,33 @@ class OpenLoad(_Clock):
         options = [("grpc.use_local_subchannel_pool", 1)] if self.channels > 1 else []
         self._channels = [grpc.aio.insecure_channel(self.target, options=options) for _ in range(self.channels)]
         self._stubs = [PredictionServiceStub(channel) for channel in self._channels]
+        if self.workers > 1:
+            await self._spread(options)
+            self._start = time.monotonic()
         self._calls: set[asyncio.Task[None]] = set()
         self._pacer = asyncio.create_task(self._pace())
         return self
+
+    async def _spread(self, options: list[tuple[str, int]]) -> None:
+        """SO_REUSEPORT hashes each connection to a worker: 8 connections all land on one of 2 workers once in
+        128 runs. So a connection that shares its worker is made again until `workers` distinct ones answer."""
+        probe = self.make_request(-1)
+
+        async def worker_of(i: int) -> str:
+            call = self._stubs[i].Predict(probe, timeout=self.deadline_s, wait_for_ready=True)
+            await call
+            return await _worker(call)
+
+        on = [await worker_of(i) for i in range(len(self._stubs))]
+        for _ in range(100):
+            if len(set(on)) >= self.workers:
+                return
+            i = max(range(len(on)), key=lambda k: on.count(on[k]))  # a connection on the most shared worker
+            await self._channels[i].close()
+            self._channels[i] = grpc.aio.insecure_channel(self.target, options=options)
+            self._stubs[i] = PredictionServiceStub(self._channels[i])
+            on[i] = await worker_of(i)
+        raise AssertionError(f"{len(on)} connections reached workers {set(on)}, not {self.workers}")
 
     async def _pace(self) -> None:
         for i in range(self.max_calls):
@@ -223,7 +249,7 @@ class OpenLoad(_Clock):
             call = self._stubs[i % len(self._stubs)].Predict(self.make_request(i), timeout=self.deadline_s)
             response = await call
             code, pid = "OK", response.prediction_id
-            worker = str(dict(await call.trailing_metadata() or ()).get("sibyl-worker", ""))
+            worker = await _worker(call)
         except grpc.aio.AioRpcError as exc:
             code, pid = exc.code().name, ""
         self.shots.append(Shot(sent - self._start, code, time.monotonic() - sent, pid, worker, response))
@@ -268,6 +294,11 @@ class OpenLoad(_Clock):
         for shot in self.shots:
             seconds.setdefault(int(shot.t), []).append(shot)
         return {sec: round(p99_ms(shots), 1) for sec, shots in sorted(seconds.items())}
+
+
+async def _worker(call: grpc.aio.Call) -> str:
+    """The pid of the worker that answered (the `sibyl-worker` trailer), or ""."""
+    return str(dict(await call.trailing_metadata() or ()).get("sibyl-worker", ""))
 
 
 def p99_ms(shots: list[Shot]) -> float:

@@ -38,12 +38,16 @@ async def run_fault(
     rate: float = 100.0,
     deadline_s: float = 2.0,
     channels: int = 1,
+    workers: int = 0,
     before_s: float = 3.0,
     fault_s: float = 10.0,
     after_s: float = 3.0,
     recover_within_s: float = 30.0,
 ) -> OpenLoad:
-    async with OpenLoad(f"127.0.0.1:{port}", make_request, rate=rate, deadline_s=deadline_s, channels=channels) as load:
+    load = OpenLoad(
+        f"127.0.0.1:{port}", make_request, rate=rate, deadline_s=deadline_s, channels=channels, workers=workers
+    )
+    async with load:
         load.mark("start")
         await asyncio.sleep(before_s)
         load.mark("fault")

@@ -49,7 +49,7 @@ async def test_worker_killed_under_open_loop_load(tmp_path: Path) -> None:
         return None
 
     try:
-        load = await run_fault(port, request, kill_the_busier_worker, supervisor_repairs, channels=CHANNELS)
+        load = await run_fault(port, request, kill_the_busier_worker, supervisor_repairs, channels=CHANNELS, workers=2)
         await asyncio.gather(*replacement)
     finally:
         code = await asyncio.to_thread(stop, proc)
