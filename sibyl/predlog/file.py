@@ -1,7 +1,9 @@
 """The default sink: JSON lines appended to a file by a background thread, in batches.
 
 The request path only appends to a bounded in-memory queue; encoding and writing happen on the writer
-thread. Each batch is flushed to the OS (so `tail -f` sees it); close() drains the queue and fsyncs.
+thread. Each batch goes to the OS in writev(2) calls of its lines as orjson made them (so `tail -f` sees it),
+without joining them first: the join copied ~1 MB per batch at 100 rows per record (design.md, item 19).
+close() drains the queue and fsyncs.
 
 Rotation: with max_bytes, a file that reached it is renamed PATH.1 (PATH.1 -> PATH.2 ..., `backups` kept) and
 a new PATH is started. External rotation (logrotate's move, then SIGHUP): the writer reopens PATH on SIGHUP,
@@ -11,13 +13,14 @@ keep going into a moved or deleted file.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import Any
 
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.jsonl import to_json_bytes
@@ -25,6 +28,9 @@ from sibyl.predlog.queue import RecordQueue
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 log = logging.getLogger(__name__)
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers one writev(2) takes
+_CHUNK_BYTES = 64 * 1024  # encoded bytes between two writes (see FileSink._write_records)
 
 
 class FileSink:
@@ -49,14 +55,14 @@ class FileSink:
         self._depth = metrics.predlog_queue_depth
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file: BinaryIO | None = None
+        self._file: io.FileIO | None = None
         self._closed = False
 
     def start(self) -> None:
         if self._thread is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab")
+        self._file = self._open()
         if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
         self._thread = threading.Thread(target=self._run, name="predlog-file", daemon=True)
@@ -89,7 +95,6 @@ class FileSink:
                 return
         if self._file is not None:
             self._write_all()  # anything submitted between the thread's last drain and _closed
-            self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
 
@@ -112,8 +117,7 @@ class FileSink:
         try:
             if self._reopen or self._moved():
                 self._open_again()
-            self._file.write(b"\n".join([to_json_bytes(r) for r in batch]) + b"\n")
-            self._file.flush()
+            self._write_records(batch)
             if self.max_bytes and self._file.tell() >= self.max_bytes:
                 self._rotate()
         except OSError as exc:  # disk full, file removed: keep serving, count the loss
@@ -122,6 +126,22 @@ class FileSink:
             return len(batch)
         self._written.inc(len(batch))
         return len(batch)
+
+    def _write_records(self, batch: list[PredictionLog]) -> None:
+        """Encode and write in chunks of ~64 KB: orjson holds the GIL while it encodes, and each writev lets
+        the event loop have it back at once, where a whole batch (~3 ms at 100 rows per record) made it wait
+        for the switch interval (c=8, 100 rows: p99 14-15 -> 10-12 ms, CPU the same)."""
+        assert self._file is not None
+        lines: list[bytes] = []
+        size = 0
+        for record in batch:
+            lines.append(to_json_bytes(record, newline=True))
+            size += len(lines[-1])
+            if size >= _CHUNK_BYTES:
+                write_lines(self._file.fileno(), lines)
+                lines, size = [], 0
+        if lines:
+            write_lines(self._file.fileno(), lines)
 
     def _moved(self) -> bool:
         """PATH no longer names the open file (moved or deleted by someone else)."""
@@ -137,13 +157,12 @@ class FileSink:
         self._reopen = False
         assert self._file is not None
         self._file.close()
-        self._file = self.path.open("ab")
+        self._file = self._open()
         log.info("prediction log file %s reopened", self.path)
 
     def _rotate(self) -> None:
         """PATH -> PATH.1 (older ones shift up, the oldest beyond `backups` removed), then a new PATH."""
         assert self._file is not None
-        self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         if self.backups == 0:
@@ -154,7 +173,23 @@ class FileSink:
                 if self._backup(n).exists():
                     os.replace(self._backup(n), self._backup(n + 1))
             os.replace(self.path, self._backup(1))
-        self._file = self.path.open("ab")
+        self._file = self._open()
+
+    def _open(self) -> io.FileIO:
+        return io.FileIO(self.path, "ab")  # unbuffered: write_lines hands whole lines to the kernel
 
     def _backup(self, n: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{n}")
+
+
+def write_lines(fd: int, lines: list[bytes]) -> None:
+    """All of `lines` to `fd`, in order, with writev(2) (at most IOV_MAX buffers per call). A short write (a
+    signal, a full disk at the edge) goes on from the first byte not written; an error raises OSError."""
+    for start in range(0, len(lines), _IOV_MAX):
+        chunk = lines[start : start + _IOV_MAX]
+        written = os.writev(fd, chunk)
+        total = sum(map(len, chunk))
+        if written < total:
+            rest = memoryview(b"".join(chunk))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]

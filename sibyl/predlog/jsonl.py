@@ -23,14 +23,16 @@ from sibyl.v1.predlog_pb2 import PredictionLog
 _ROLE_NAMES = {value: name for name, value in Role.items()}
 _STRINGS = ("prediction_id", "request_id", "predictor", "model", "version")
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_LINE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
 def to_json_line(record: PredictionLog) -> str:
     return to_json_bytes(record).decode()
 
 
-def to_json_bytes(record: PredictionLog) -> bytes:
-    """One record as UTF-8 JSON, without the newline (the file sink joins bytes; no str round trip)."""
+def to_json_bytes(record: PredictionLog, newline: bool = False) -> bytes:
+    """One record as UTF-8 JSON; with `newline`, orjson ends it with a newline in the same buffer (the file sink
+    writes its lines as they are, with no copy to add one)."""
     data: dict[str, Any] = {name: getattr(record, name) for name in _STRINGS if getattr(record, name)}
     if record.role:
         data["role"] = _ROLE_NAMES.get(record.role, record.role)
@@ -62,7 +64,7 @@ def to_json_bytes(record: PredictionLog) -> bytes:
         data["host"] = record.host
     if record.trimmed:
         data["trimmed"] = True
-    return orjson.dumps(data, option=_OPTIONS)
+    return orjson.dumps(data, option=_LINE if newline else _OPTIONS)
 
 
 def _floats(field: Any) -> np.ndarray | list[float | str]:

@@ -11,7 +11,8 @@ import pytest
 from sibyl.config import PredlogSettings
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog import NullSink, build_sink
-from sibyl.predlog.file import FileSink
+from sibyl.predlog import file as file_module
+from sibyl.predlog.file import FileSink, write_lines
 from sibyl.predlog.jsonl import from_json_line, to_json_line
 from sibyl.predlog.kafka import KafkaSink, split_payload, spool_payload
 from sibyl.predlog.queue import RecordQueue
@@ -61,6 +62,52 @@ def test_file_sink_writes_every_record_once(tmp_path: Path) -> None:
     assert count(metrics, "written") == 100
     sink.submit(rec(100))  # after close: counted, not raised
     assert count(metrics, "dropped") == 1
+
+
+def test_file_sink_writes_large_records_in_chunks_whole_and_in_order(tmp_path: Path) -> None:
+    """Records of ~20 KB (100 rows x 16 features): a batch spans several 64 KB writes."""
+    records = []
+    for i in range(40):
+        r = rec(i)
+        r.feature_names.extend(f"f{j}" for j in range(16))
+        r.feature_values.extend(float(i * 1_600 + j) / 7 for j in range(1_600))
+        records.append(r)
+    path = tmp_path / "p.jsonl"
+    sink = FileSink(path, Metrics(), batch_max=1_000)
+    for r in records:  # queued before the writer starts: one batch
+        sink.submit(r)
+    sink.start()
+    sink.close()
+    assert path.stat().st_size > 4 * file_module._CHUNK_BYTES
+    assert [from_json_line(line) for line in path.read_bytes().splitlines()] == records
+
+
+def test_write_lines_writes_more_lines_than_one_writev_takes(tmp_path: Path) -> None:
+    lines = [f"{i}\n".encode() for i in range(3 * file_module._IOV_MAX + 5)]
+    path = tmp_path / "lines"
+    with path.open("ab") as out:
+        write_lines(out.fileno(), lines)
+    assert path.read_bytes() == b"".join(lines)
+
+
+def test_write_lines_goes_on_after_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """writev and write may each take fewer bytes than asked (a signal, a nearly full disk): nothing is lost or
+    written twice."""
+    real_writev, real_write = file_module.os.writev, file_module.os.write
+
+    def short_writev(fd: int, buffers: list[bytes]) -> int:
+        return real_writev(fd, [b"".join(buffers)[:7]])
+
+    def short_write(fd: int, data: memoryview) -> int:
+        return real_write(fd, data[:3])
+
+    monkeypatch.setattr(file_module.os, "writev", short_writev)
+    monkeypatch.setattr(file_module.os, "write", short_write)
+    lines = [to_json_line(rec(i)).encode() + b"\n" for i in range(5)]
+    path = tmp_path / "lines"
+    with path.open("ab") as out:
+        write_lines(out.fileno(), lines)
+    assert path.read_bytes() == b"".join(lines)
 
 
 def test_file_sink_appends_across_restarts(tmp_path: Path) -> None:
