@@ -26,6 +26,7 @@ import logging
 import queue
 import threading
 import time
+from typing import Any
 
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.payload import Item, Pending, item, split_payload, spool_payload
@@ -57,30 +58,22 @@ class KafkaSink:
         *,
         client: str = "kafka-python",
         queue_size: int = 100_000,
-        linger_ms: int = 100,
         batch_max: int = 2_000,
         replay_chunk: int = 1_000,
-        request_timeout_ms: int = 5_000,
-        delivery_timeout_ms: int = 15_000,
-        max_block_ms: int = 500,
-        connect_timeout_ms: int = 3_000,
-        max_request_size: int = 1024 * 1024,
         ack_timeout_s: float = 3.0,
         backoff_s: tuple[float, float] = (0.5, 2.0),
         poll_s: float = 0.05,  # at 0.01, 100 idle wake-ups a second: 500 µs of this thread per call at 50 calls/s, 225 now
         producer_factory_: ProducerFactory | None = None,
+        **producer: Any,  # ProducerConfig's fields (linger_ms, request_timeout_ms, ...): its defaults are the only ones
     ) -> None:
         self.topic, self.spool = topic, spool
-        self.config = ProducerConfig(
-            bootstrap, topic, linger_ms, request_timeout_ms, delivery_timeout_ms, max_block_ms,
-            connect_timeout_ms, max_request_size,
-        )  # fmt: skip
+        self.config = ProducerConfig(bootstrap, topic, **producer)
         self._factory = producer_factory_ or producer_factory(client)  # MissingDependency now, at start-up
         self._results: Results = queue.SimpleQueue()
         self._queue = RecordQueue(queue_size)
         self._dead = DeadLetters(spool.directory)
         self._batch_max, self._replay_chunk, self._poll_s = batch_max, replay_chunk, poll_s
-        self._wait_s = (request_timeout_ms + linger_ms) / 1000
+        self._wait_s = (self.config.request_timeout_ms + self.config.linger_ms) / 1000
         self._ack_timeout_s = ack_timeout_s
         self._backoff_min, self._backoff_max = backoff_s
         self._backoff = self._backoff_min
