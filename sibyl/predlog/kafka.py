@@ -66,7 +66,7 @@ class KafkaSink:
         producer_factory_: ProducerFactory | None = None,
         **producer: Any,  # ProducerConfig's fields (linger_ms, request_timeout_ms, ...): its defaults are the only ones
     ) -> None:
-        self.topic, self.spool = topic, spool
+        self.spool = spool
         self.config = ProducerConfig(bootstrap, topic, **producer)
         self._factory = producer_factory_ or producer_factory(client)  # MissingDependency now, at start-up
         self._results: Results = queue.SimpleQueue()
