@@ -20,6 +20,8 @@ apt_install() {  # apt_install COMMAND PACKAGE WHAT-SKIPS
 }
 # Prometheus + promtool for the metrics, alert-rule and dashboard tests.
 apt_install promtool prometheus "Prometheus tests"
+# curl for the README's HTTP examples (tests/test_readme.py runs every README code block).
+apt_install curl curl "README tests"
 # Java 17 for the local Spark of the batch-scoring tests (tests/batch/test_spark.py).
 apt_install java openjdk-17-jre-headless "Spark tests"
 

@@ -23,9 +23,9 @@ wanted = list(project["dependencies"])
 for extra in sys.argv[1].split(","):
     wanted += [r for r in project["optional-dependencies"][extra] if not r.startswith("sibyl[")]
 for req in wanted:
-    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)\s*$", req)
-    if not m:
-        sys.exit(f"test_lowest: {req!r} has no single '>=' floor; give it one")
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(?:>=|==)\s*([^,;\s]+)\s*$", req)
+    if not m:  # an exact pin (the protobuf generator, grpcio-tools) is its own floor
+        sys.exit(f"test_lowest: {req!r} has no single '>=' floor or '==' pin; give it one")
     print(f"{m.group(1)}=={m.group(3)}")
 EOF
 

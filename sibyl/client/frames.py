@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 import numpy as np
 
-from sibyl.errors import InvalidArgument
+from sibyl.errors import InvalidArgument, MissingDependency
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest, PredictResponse, Role
 
 if TYPE_CHECKING:
@@ -186,8 +186,11 @@ class Prediction:
 
     def to_pandas(self, all_models: bool = False) -> pd.DataFrame:
         """Columns "score" (or score_0..score_k for a model with k+1 outputs); with all_models, also one column
-        per other model ("model@v", or "model@v[i]")."""
-        import pandas as pd
+        per other model ("model@v", or "model@v[i]"). Needs pandas: `pip install 'sibyl[pandas]'`."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingDependency("pandas", "pandas", "Prediction.to_pandas()") from None
 
         data: dict[str, np.ndarray] = {}
         for index, result in enumerate(self.results if all_models else self.results[:1]):

@@ -34,7 +34,7 @@ def _version_file(model: str, version: str | None, file: str) -> str:
     return f"models/{model}/{version}/{file}"
 
 
-def _complete(keys: list[str]) -> list[tuple[str, str]]:
+def _complete_versions(keys: list[str]) -> list[tuple[str, str]]:
     """(model, version) of every version folder among store keys that holds both manifest.json and model.onnx."""
     files: dict[tuple[str, str], set[str]] = {}
     for key in keys:
@@ -77,6 +77,8 @@ def primaries(history: Sequence[AuditRecord]) -> list[str]:
     for record in history:
         if record.to_primary is None or record.from_primary == record.to_primary:
             continue  # shadow and experiment changes leave the primary alone
+        if not stack and record.from_primary:  # a predictor written by hand, then promoted: it served first
+            stack.append(record.from_primary)
         if record.action == "rollback" and stack and stack[-1] == record.from_primary:
             stack.pop()
         if not stack or stack[-1] != record.to_primary:
@@ -92,7 +94,7 @@ class Catalog:
     def models(self) -> dict[str, list[str]]:
         """{model: [versions, oldest first]} for every complete version (manifest and model file)."""
         found: dict[str, list[str]] = {}
-        for model, version in _complete(self.store.list("models")):
+        for model, version in _complete_versions(self.store.list("models")):
             found.setdefault(model, []).append(version)
         return {m: sorted(v, key=version_key) for m, v in sorted(found.items())}
 
@@ -100,7 +102,7 @@ class Catalog:
         """Complete versions, oldest first. One uploaded manifest-first (as `aws s3 sync` does) counts once its
         model.onnx is there too, so "the newest version" never names one still being uploaded."""
         check_name("model name", model)
-        versions = [v for m, v in _complete(self.store.list(f"models/{model}")) if m == model]
+        versions = [v for m, v in _complete_versions(self.store.list(f"models/{model}")) if m == model]
         return sorted(versions, key=version_key)
 
     def resolve(self, ref: ModelRef) -> ModelRef:

@@ -34,7 +34,7 @@ MODEL_B = [ORDERS, TAGS, PREP, RATING]  # overlaps A on orders and rating
 
 
 def _settings(server: RedisServer, **kw: Any) -> FeatureSettings:
-    base: dict[str, Any] = {"backend": "redis", "url": server.url, "prefix": f"t{os.getpid()}:v1", "budget_ms": 500}
+    base: dict[str, Any] = {"backend": "redis", "url": server.url, "prefix": f"t{os.getpid()}:v1", "budget_ms": 30_000}
     return FeatureSettings(**(base | kw))
 
 
@@ -194,18 +194,21 @@ async def test_bulk_reply_read_equals_redis_py_read_per_reply(
 
 
 async def test_slow_redis_returns_within_budget_degraded(fresh_redis: RedisServer) -> None:
-    fetcher, registry = _fetcher(_settings(fresh_redis, cache_ttl_s=0, budget_ms=50, breaker_failures=100))
+    # A budget a busy machine cannot miss while Redis answers, far shorter than the pause it is tested against.
+    fetcher, registry = _fetcher(_settings(fresh_redis, cache_ttl_s=0, budget_ms=300, breaker_failures=100))
     await _seed(fetcher)
     client = redis.Redis.from_url(fresh_redis.url)
     assert not (await fetcher.fetch({("consumer_id", "1"): [ORDERS]})).degraded  # connection made
-    client.execute_command("CLIENT", "PAUSE", "400", "ALL")  # the real server stops answering for 400 ms
+    client.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # the real server stops answering for 3 s
     result = await fetcher.fetch({("consumer_id", "1"): [ORDERS]})
     assert result.degraded and result.values == {}
     assert registry.get_sample_value("sibyl_feature_store_errors_total", {"kind": "timeout"}) == 1
     result = await fetcher.fetch({("consumer_id", "1"): [ORDERS]}, budget_s=0.010)  # the caller's deadline wins
     assert result.degraded
-    await asyncio.sleep(0.45)
-    result = await fetcher.fetch({("consumer_id", "1"): [ORDERS]})  # after a cancelled read the client recovers
+    deadline = asyncio.get_running_loop().time() + 15
+    while result.degraded and asyncio.get_running_loop().time() < deadline:  # until the pause is over
+        await asyncio.sleep(0.2)
+        result = await fetcher.fetch({("consumer_id", "1"): [ORDERS]})  # after a cancelled read the client recovers
     assert not result.degraded and result.values[("consumer_id", "1")]["orders"] == 1.0
     client.close()
     await fetcher.close()
@@ -269,7 +272,7 @@ async def test_short_caller_deadlines_do_not_open_the_breaker(fresh_redis: Redis
     assert not _circuit_open(registry), "ten callers' own 10 ms deadlines opened the circuit for everyone"
     patient = await fetcher.fetch(wanted)  # waits out the pause within the configured budget
     assert not patient.degraded and patient.values[("consumer_id", "2")]["orders"] == 2.0
-    assert not (await fetcher.fetch(wanted, budget_s=0.5)).degraded  # a short deadline is fine once Redis is fast
+    assert not (await fetcher.fetch(wanted, budget_s=2.0)).degraded  # under the budget: fine once Redis is fast
     errors = [registry.get_sample_value("sibyl_feature_store_errors_total", {"kind": k}) for k in ("timeout", "other")]
     assert errors == [None, None], "the fetches the short callers left finished within the budget: no error"
     client.close()

@@ -64,6 +64,20 @@ def test_rollback_without_history_fails(catalog: Catalog) -> None:
         catalog.rollback("unknown")
 
 
+def test_rollback_returns_to_a_hand_written_primary(catalog: Catalog, tmp_path: Path) -> None:
+    """A predictor file written by hand (as the bundled example's) has no audit record of its own: the first
+    promote's from-primary is what served before it, so rollback goes back there."""
+    publish_logistic(catalog, "m", "1")
+    publish_logistic(catalog, "m", "2")
+    (tmp_path / "predictors").mkdir(exist_ok=True)
+    (tmp_path / "predictors" / "p.json").write_text('{"name": "p", "primary": "m@1"}')
+    catalog.set_shadow("p", "m@2", 0.5)  # changes that leave the primary alone do not count
+    assert catalog.promote("p", "m@2").primary == "m@2"
+    assert catalog.rollback("p").primary == "m@1"
+    with pytest.raises(FailedPrecondition, match="no earlier primary"):
+        catalog.rollback("p")
+
+
 def test_promote_unknown_model_is_not_found(catalog: Catalog) -> None:
     with pytest.raises(NotFound, match="ghost"):
         catalog.promote("p", "ghost@1")
