@@ -16,9 +16,9 @@ from sibyl.observability import tracing
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog import build_sink
 from sibyl.predlog.base import PredictionSink
+from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.decode import Limits
 from sibyl.serving.service import PredictionService, ServiceOptions
-from sibyl.serving.shadows import ShadowRunner
 
 
 def inference_threads(settings: Settings) -> int:
@@ -35,12 +35,12 @@ class App:
     registry: ModelRegistry
     fetcher: FeatureFetcher
     sink: PredictionSink
-    shadows: ShadowRunner
+    after: AfterResponse  # the threads that log, flush metrics and run shadows after each response
     service: PredictionService
 
     @classmethod
     async def build(cls, settings: Settings, metrics: Metrics) -> App:
-        """Loads every predictor's models before returning; starts the log sink and the shadow workers."""
+        """Loads every predictor's models before returning; starts the log sink and the after-response threads."""
         s = settings
         tracer = tracing.build(
             s.tracing
@@ -56,7 +56,7 @@ class App:
         fetcher = build_fetcher(s.features, metrics)
         sink = build_sink(s.predlog, metrics)
         sink.start()
-        shadows = ShadowRunner(
+        after = AfterResponse(
             metrics,
             s.shadows.queue_size,
             s.shadows.concurrency,
@@ -66,7 +66,7 @@ class App:
             registry,
             fetcher,
             sink,
-            shadows,
+            after,
             metrics,
             ServiceOptions(
                 limits=Limits(
@@ -84,12 +84,12 @@ class App:
             ),
         )
         service.tracing = tracer
-        shadows.start()
-        return cls(registry, fetcher, sink, shadows, service)
+        after.start()
+        return cls(registry, fetcher, sink, after, service)
 
     async def close(self, timeout_s: float) -> None:
-        """Finish queued shadows, stop polling, flush the prediction log, close the feature store."""
-        await self.shadows.stop(timeout_s=min(timeout_s, 5.0))
+        """Finish queued log records and shadows, stop polling, flush the prediction log, close the feature store."""
+        await self.after.stop(timeout_s=min(timeout_s, 5.0))
         await self.registry.stop()
         await asyncio.to_thread(self.sink.close, max(timeout_s, 5.0))
         await self.fetcher.close()

@@ -23,7 +23,7 @@ from sibyl.features.settings import EXAMPLE_FEATURES, FeatureSettings
 from sibyl.models.settings import EXAMPLE_STORE, ModelStoreSettings
 from sibyl.observability.tracing import TracingSettings
 from sibyl.predlog.settings import PredlogSettings
-from sibyl.serving.settings import ShadowSettings
+from sibyl.serving.shadow_settings import ShadowSettings
 
 
 class ServerSettings(BaseModel):

@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError, Message
 from sibyl.api.status import parse as parse_whole
 from sibyl.errors import InvalidArgument
 from sibyl.serving.limits import Limits
-from sibyl.serving.protowire import varint
+from sibyl.serving.records import encode_varint as varint
 
 M = TypeVar("M", bound=Message)
 PIECE_BYTES = 64 * 1024  # upb's worst case is ~0.15 us per byte: a piece holds the GIL for ~10 ms at most

@@ -61,7 +61,8 @@ class Bundle:
         return h.hexdigest()
 
 
-def _pin(catalog: Catalog, target: str) -> ModelRef:
+def _target_ref(catalog: Catalog, target: str) -> ModelRef:
+    """The model version a target names: model@version as given, else the predictor's primary as of now."""
     if "@" in target:
         return ModelRef.parse(target)
     try:
@@ -113,7 +114,7 @@ class BatchScorer:
     ) -> BatchScorer:
         """Read and pin the models now; features: FeatureSettings (or its fields), default backend "none"."""
         catalog = Catalog(open_store(store_url, s3_endpoint_url, s3_region))
-        refs = [_pin(catalog, target)] + [catalog.resolve(ModelRef.parse(text)) for text in extra_models]
+        refs = [_target_ref(catalog, target)] + [catalog.resolve(ModelRef.parse(text)) for text in extra_models]
         models = tuple((catalog.read_manifest(r).model_dump_json(), catalog.read_model(r)) for r in refs)
         if isinstance(features, FeatureSettings):
             features = features.model_dump()

@@ -20,7 +20,7 @@ from sibyl.errors import MissingDependency
 from sibyl.features.bulk import partition_options, write_partition
 
 
-def _types() -> Any:
+def _pyspark_types() -> Any:
     try:
         from pyspark.sql import types
     except ImportError:
@@ -30,7 +30,7 @@ def _types() -> Any:
 
 def output_schema(df: Any, scorer: BatchScorer) -> Any:
     """df's schema plus one float (or array<float>) column per model, prediction_id and defaulted."""
-    t = _types()
+    t = _pyspark_types()
     fields = list(df.schema.fields)
     for name, model, ref in zip(scorer.score_columns, scorer.models, scorer.refs, strict=True):
         kind = t.FloatType() if model.dim == 1 else t.ArrayType(t.FloatType(), containsNull=False)

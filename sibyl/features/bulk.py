@@ -91,7 +91,7 @@ class RedisReader:
         self.decode_errors = 0  # values that did not fit their spec (read as missing)
         self.first_decode_error = ""
 
-    def _unreadable(self, key: EntityKey, name: str, reason: str) -> None:
+    def _count_decode_error(self, key: EntityKey, name: str, reason: str) -> None:
         self.decode_errors += 1
         self.first_decode_error = self.first_decode_error or f"{key[0]}={key[1]} {name}: {reason}"
 
@@ -101,7 +101,7 @@ class RedisReader:
         try:
             for start in range(0, len(keys), self.chunk):
                 part = keys[start : start + self.chunk]
-                out.update(decode_replies(part, wanted, self._hmgets(part, wanted), self._unreadable))
+                out.update(decode_replies(part, wanted, self._hmgets(part, wanted), self._count_decode_error))
         except (RedisError, OSError) as exc:
             raise Unavailable(f"feature store {self.url} failed reading {len(keys)} entities: {exc}") from None
         return out

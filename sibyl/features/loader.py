@@ -43,7 +43,7 @@ class Progress:
         print(f"loading: {report.rows} rows, up to {report.last} ({rate:,.0f} rows/s)", file=self.out, flush=True)
 
 
-def _said(report: LoadReport) -> str:
+def _written_so_far(report: LoadReport) -> str:
     if report.dry_run:
         return f"dry run: {report.rows} rows before it are fine, nothing was written"
     if not report.rows:
@@ -79,10 +79,10 @@ async def load(
             if good and not dry_run:
                 await store.write_entities([row for _, row in good], specs, ttl_s)
             _advance(report, good)
-            raise InvalidArgument(f"{chunk[exc.index or 0][0]}: {exc}; {_said(report)}") from None
+            raise InvalidArgument(f"{chunk[exc.index or 0][0]}: {exc}; {_written_so_far(report)}") from None
         except Exception as exc:  # redis-py errors (connection, timeout, cluster): the chunk's fate is unknown
             raise Unavailable(
-                f"redis failed writing the chunk that starts at {chunk[0][0]} ({exc}); {_said(report)} "
+                f"redis failed writing the chunk that starts at {chunk[0][0]} ({exc}); {_written_so_far(report)} "
                 f"except that this chunk may be partly written; re-run once redis is back (HSET is idempotent)"
             ) from None
         _advance(report, chunk)
@@ -101,7 +101,7 @@ async def load(
                 await flush()
     except (BadInput, EncodeError) as exc:  # a row that cannot be read: write what came before it, then say so
         await flush()
-        raise InvalidArgument(f"{exc}; {_said(report)}") from None
+        raise InvalidArgument(f"{exc}; {_written_so_far(report)}") from None
     await flush()
     report.seconds = time.monotonic() - start
     return report

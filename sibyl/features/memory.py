@@ -17,7 +17,7 @@ from sibyl.features.codec import DecodeError, decode_json
 from sibyl.features.redis import OnDecodeError, Row, _ignore
 
 
-def _row(line: str) -> tuple[str, str, dict[str, Any]]:
+def _parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
     item = json.loads(line)
     if not isinstance(item, dict) or not isinstance(item.get("features"), dict):
         raise ValueError('expected {"entity": ..., "id": ..., "features": {...}}')
@@ -34,7 +34,7 @@ def read_jsonl(path: str | Path) -> Iterable[tuple[int, Row]]:
             if not line.strip():
                 continue
             try:
-                yield number, _row(line)
+                yield number, _parse_line(line)
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 raise ValueError(f"{path} line {number}: {exc}") from None
 

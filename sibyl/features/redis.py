@@ -170,7 +170,7 @@ async def _read_replies(conn: Any, count: int) -> list[Any]:
     if not _bulk_readable(parser):
         return [await _read_one(conn) for _ in range(count)]
     replies: list[Any] = []
-    while not _take(parser, replies, count):
+    while not _move_parsed_replies(parser, replies, count):
         await parser.read_from_socket()  # raises ConnectionError when the server closed the connection
     return replies
 
@@ -182,7 +182,7 @@ def read_replies_blocking(conn: Any, count: int) -> list[Any]:
     if not _bulk_readable(parser) or getattr(parser, "_next_response", _NOT_ENOUGH_DATA) is not _NOT_ENOUGH_DATA:
         return [_read_one_blocking(conn) for _ in range(count)]
     replies: list[Any] = []
-    while not _take(parser, replies, count):
+    while not _move_parsed_replies(parser, replies, count):
         parser.read_from_socket()  # the socket timeout bounds each wait; ConnectionError when closed
     return replies
 
@@ -195,7 +195,7 @@ def _bulk_readable(parser: Any) -> bool:
     )
 
 
-def _take(parser: Any, replies: list[Any], count: int) -> bool:
+def _move_parsed_replies(parser: Any, replies: list[Any], count: int) -> bool:
     """Moves the replies the parser's reader holds into `replies`; True once there are `count`."""
     push = getattr(parser, "_hiredis_PushNotificationType", None) or ()  # RESP3 out-of-band messages
     gets = parser._reader.gets

@@ -145,7 +145,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     if batch.names == lay.columns and not np.isnan(batch.values).any():
         # The common call: every column, in this order, none missing (a V2 whole-row tensor, a full dense
         # request). The request's matrix is the plan's (read-only: nothing will be filled in).
-        return _complete(lay, models, batch.values)
+        return _complete_plan(lay, models, batch.values)
     index = batch.index
     columns = [index.get(c, absent) for c in lay.columns]
     if absent in columns:  # a column the request lacks reads the NaN column padded on
@@ -153,7 +153,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     else:
         source = batch.values
         if not np.isnan(source).any():  # every column, in another order (map rows): one gather, nothing missing
-            return _complete(lay, models, np.take(source, columns, axis=1))
+            return _complete_plan(lay, models, np.take(source, columns, axis=1))
     p = Plan(lay, models, np.take(source, columns, axis=1))  # one gather, C order; the request stays untouched
     p.refresh_missing()
     p.from_request = p.missing.size - int(p.missing.sum())
@@ -172,7 +172,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     return p
 
 
-def _complete(lay: Layout, models: list[OnnxModel], values: np.ndarray) -> Plan:
+def _complete_plan(lay: Layout, models: list[OnnxModel], values: np.ndarray) -> Plan:
     """A plan with every feature of every row given: nothing to fetch, nothing to default."""
     missing = np.zeros((values.shape[0], len(lay.specs)), bool)
     return Plan(lay, models, values, missing, from_request=missing.size, complete=True)
@@ -200,13 +200,13 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
             found = fetched.get((group.entity, ids))
             if not found:
                 continue
-            np.copyto(current, np.asarray(_flat([found], group.specs), np.float32), where=holes)
+            np.copyto(current, np.asarray(_flatten_found([found], group.specs), np.float32), where=holes)
         else:  # one table row per distinct entity, then one gather to the rows
             rows = np.flatnonzero(holes.any(axis=1))
             codes = ids.codes[rows]
             used = _used(ids, codes)
             found = [fetched.get((group.entity, ids.values[c]), _EMPTY) for c in used.tolist()]
-            table = np.asarray(_flat(found, group.specs), np.float32).reshape(len(used), -1)
+            table = np.asarray(_flatten_found(found, group.specs), np.float32).reshape(len(used), -1)
             position = np.zeros(len(ids.values), np.intp)
             position[used] = np.arange(len(used))
             part = current[rows]
@@ -218,7 +218,7 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
     return before - int(p.missing.sum())
 
 
-def _flat(found_rows: list[dict[str, FeatureValue]], specs: tuple[FeatureSpec, ...]) -> list[float]:
+def _flatten_found(found_rows: list[dict[str, FeatureValue]], specs: tuple[FeatureSpec, ...]) -> list[float]:
     """One flat list of every row's values for specs (NaN where the store had none): one Python pass."""
     out: list[float] = []
     for found in found_rows:

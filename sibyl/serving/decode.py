@@ -77,7 +77,7 @@ def decode(request: PredictRequest, limits: Limits) -> RowBatch:
     if has_dense and len(request.rows):
         raise InvalidArgument("give rows either as dense or as rows, not both")
     batch = _decode_dense(request, limits) if has_dense else _decode_rows(request, limits)
-    return _checked(batch)
+    return _reject_empty_or_infinite(batch)
 
 
 def from_arrays(
@@ -91,7 +91,7 @@ def from_arrays(
     dup = first_duplicate(names)
     if dup is not None:
         raise InvalidArgument(f"feature {dup!r} is given twice; send each feature once")
-    return _checked(RowBatch(values.shape[0], names, values, dict(request.context), row_entities))
+    return _reject_empty_or_infinite(RowBatch(values.shape[0], names, values, dict(request.context), row_entities))
 
 
 def _check_ids(what: str, ids: list[str], limits: Limits) -> list[str]:
@@ -100,7 +100,7 @@ def _check_ids(what: str, ids: list[str], limits: Limits) -> list[str]:
     return ids
 
 
-def _checked(batch: RowBatch) -> RowBatch:
+def _reject_empty_or_infinite(batch: RowBatch) -> RowBatch:
     if batch.num_rows == 0:
         raise InvalidArgument("request has no rows: set rows (one per prediction) or dense.num_rows")
     if np.isinf(batch.values).any():

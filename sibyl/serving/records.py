@@ -1,6 +1,6 @@
 """Build PredictionLog records (one per model scored) from what the request path already has.
 
-Called on the shadow runner's record thread (serving/shadows.py), after the response, never on the event loop.
+Called on the after-response records thread (serving/after_response.py), after the response, never on the event loop.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from sibyl.serving.decode import RowBatch
-from sibyl.serving.protowire import varint
 from sibyl.v1.predict_pb2 import DefaultedFeature, EntityColumn
 from sibyl.v1.predlog_pb2 import PredictionLog
 
@@ -65,4 +64,15 @@ def _packed(record: PredictionLog, tag: bytes, values: np.ndarray) -> None:
     a 10,000 x 50 record held the GIL for 13 ms)."""
     if values.size:
         data = np.ascontiguousarray(values, dtype="<f4").tobytes()
-        record.MergeFromString(tag + varint(len(data)) + data)
+        record.MergeFromString(tag + encode_varint(len(data)) + data)
+
+
+def encode_varint(value: int) -> bytes:
+    """A non-negative int as a protobuf base-128 varint: 7 bits per byte, low first, high bit = more to come (the
+    length prefix of a length-delimited field; api.wire writes one too)."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -32,12 +32,12 @@ from sibyl.observability.metrics import Metrics
 from sibyl.observability.tracing import Tracing
 from sibyl.predlog.base import PredictionSink
 from sibyl.serving import assembly, metadata
+from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.answer import Answer, Scored
 from sibyl.serving.decode import Limits, RowBatch, decode
 from sibyl.serving.metadata import CallStats, ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.records import build_record
 from sibyl.serving.routing import ROLE_NAMES, choose
-from sibyl.serving.shadows import ShadowRunner
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, Role
 
 T = TypeVar("T")
@@ -60,11 +60,11 @@ class PredictionService:
         registry: ModelRegistry,
         fetcher: FeatureFetcher,
         sink: PredictionSink,
-        shadows: ShadowRunner,
+        after: AfterResponse,
         metrics: Metrics,
         options: ServiceOptions = ServiceOptions(),
     ) -> None:
-        self.registry, self.fetcher, self.sink, self.shadows = registry, fetcher, sink, shadows
+        self.registry, self.fetcher, self.sink, self.after = registry, fetcher, sink, after
         self.metrics, self.options = metrics, options
         self.in_flight = 0
         self.draining = False  # set on shutdown: new calls get UNAVAILABLE, in-flight ones finish
@@ -196,7 +196,7 @@ class PredictionService:
         finally:
             attributes = {"sibyl.predictor": request.predictor, "sibyl.rows": batch.num_rows}
             spans = (self.tracing.record, "sibyl.predict", trace, attributes, stages, start, time.perf_counter(), error)
-            self.shadows.after_response(functools.partial(*spans), records=0)  # ~0.2 ms: off the loop
+            self.after.submit_followup(functools.partial(*spans), records=0)  # ~0.2 ms: off the loop
 
     async def _predict(
         self,
@@ -243,8 +243,8 @@ class PredictionService:
         self._defer(self._t_encode, t5 - t4)
         if stages is not None:  # tracing on: the stage spans are written from these readings
             stages += [("route", t1, t2), ("features", t2, t3), ("infer", t3, t4), ("encode", t4, t5)]
-        # Scores, drift, the log record and the shadows: on the shadow runner's threads, not on the event loop.
-        self.shadows.after_response(
+        # Scores, drift, the log record and the shadows: on the after-response threads, not on the event loop.
+        self.after.submit_followup(
             functools.partial(self._after_response, request, prediction_id, batch, plan, defaulted, scored, shadows),
             records=len(scored),
         )
@@ -320,7 +320,7 @@ class PredictionService:
         scored: list[Scored],
         shadows: list[OnnxModel],
     ) -> None:
-        """On the shadow runner's record thread, after the response: never on the event loop."""
+        """On the after-response records thread, after the response: never on the event loop."""
         sent_at = time.time_ns()
         for s in scored:
             self._observe_scores(s)
@@ -334,7 +334,7 @@ class PredictionService:
                 self._observe_drift(s)
                 self._log(request, prediction_id, batch, defaulted, s, time.time_ns())
 
-            self.shadows.submit(request.predictor, job)
+            self.after.submit_shadow(request.predictor, job)
 
     def _observe_drift(self, s: Scored) -> None:
         monitor = self.registry.drift.get(s.model.key)

@@ -84,7 +84,7 @@ async def test_example_request_scores_equal_onnxruntime_and_feed_drift(tmp_path:
                 await stub.Predict(batch, timeout=10)
             # Drift is observed on the records lane after the response (up to its 20 ms linger later).
             for _ in range(200):
-                if server.app.shadows.records_pending() == 0:
+                if server.app.after.records_pending() == 0:
                     break
                 await asyncio.sleep(0.05)
         psi = server.metrics.registry.get_sample_value(

@@ -1,4 +1,4 @@
-"""What follows a response (shadow scoring, building and handing over the log record) runs on the shadow runner's
+"""What follows a response (shadow scoring, building and handing over the log record) runs on the after-response
 threads: a shadow or a record build that takes long never holds up other calls. Proven by order of events, not
 by the clock: primary calls complete while the slow work is provably still running."""
 
@@ -16,7 +16,7 @@ import pytest
 
 from sibyl.observability.metrics import Metrics
 from sibyl.serving import service as service_module
-from sibyl.serving.shadows import ShadowRunner
+from sibyl.serving.after_response import AfterResponse
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from tests.support.inproc import running_server
 
@@ -96,17 +96,17 @@ async def test_a_slow_record_build_does_not_delay_primary_calls(store: Path, mon
 async def test_shadows_are_shed_when_their_queue_is_full_or_the_server_is_busy() -> None:
     metrics = Metrics()
     busy = False
-    runner = ShadowRunner(metrics, queue_size=2, concurrency=1, is_busy=lambda: busy)
+    runner = AfterResponse(metrics, queue_size=2, concurrency=1, is_busy=lambda: busy)
     runner.start()
     gate = Gate()
     ran: list[int] = []
     blocked = gate.wrap(lambda: ran.append(0), "shadow")
-    assert runner.submit("p", blocked)
+    assert runner.submit_shadow("p", blocked)
     assert await asyncio.to_thread(gate.started.wait, 10)  # the only shadow thread is busy
-    assert runner.submit("p", lambda: ran.append(1)) and runner.submit("p", lambda: ran.append(2))
-    assert not runner.submit("p", lambda: ran.append(3))  # queue full: shed at once
+    assert runner.submit_shadow("p", lambda: ran.append(1)) and runner.submit_shadow("p", lambda: ran.append(2))
+    assert not runner.submit_shadow("p", lambda: ran.append(3))  # queue full: shed at once
     busy = True
-    assert not runner.submit("p", lambda: ran.append(4))  # server busy: shed at once
+    assert not runner.submit_shadow("p", lambda: ran.append(4))  # server busy: shed at once
     gate.release()
     await runner.stop(timeout_s=10)
     assert ran == [0, 1, 2]
@@ -117,13 +117,13 @@ async def test_shadows_are_shed_when_their_queue_is_full_or_the_server_is_busy()
 
 async def test_a_full_record_queue_drops_and_counts() -> None:
     metrics = Metrics()
-    runner = ShadowRunner(metrics, queue_size=1, concurrency=1, record_queue_size=1)
+    runner = AfterResponse(metrics, queue_size=1, concurrency=1, record_queue_size=1)
     runner.start()
     gate = Gate()
-    assert runner.after_response(gate.wrap(lambda: None, "records"), records=2)
+    assert runner.submit_followup(gate.wrap(lambda: None, "records"), records=2)
     assert await asyncio.to_thread(gate.started.wait, 10)
-    assert runner.after_response(lambda: None, records=2)
-    assert not runner.after_response(lambda: None, records=3)
+    assert runner.submit_followup(lambda: None, records=2)
+    assert not runner.submit_followup(lambda: None, records=3)
     gate.release()
     await runner.stop(timeout_s=10)
     assert metrics.registry.get_sample_value("sibyl_predlog_records_total", {"outcome": "dropped"}) == 3

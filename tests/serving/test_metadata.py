@@ -15,9 +15,9 @@ from sibyl.models.registry import ModelRegistry
 from sibyl.models.store import FileStore
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.factory import NullSink
+from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.metadata import RepositoryEntry, override
 from sibyl.serving.service import PredictionService
-from sibyl.serving.shadows import ShadowRunner
 from tests.support.onnxgen import publish_logistic
 
 
@@ -30,7 +30,7 @@ async def service(tmp_path: Path) -> AsyncIterator[PredictionService]:
     metrics = Metrics()
     registry = ModelRegistry(catalog, metrics, poll_interval_s=60)
     await registry.start(poll=False)
-    yield PredictionService(registry, NullFetcher(), NullSink(), ShadowRunner(metrics, 8, 1), metrics)
+    yield PredictionService(registry, NullFetcher(), NullSink(), AfterResponse(metrics, 8, 1), metrics)
     await registry.stop()
 
 

@@ -1,13 +1,14 @@
-"""Work after the response, on threads, never on the event loop: shadow predictions and prediction records.
+"""Work after the response, on threads, never on the event loop: what follows every answered call (scores, drift,
+the prediction log record, metric flushes, spans, sampling shadows) and the shadow predictions themselves.
 
 Two bounded lanes, each a queue served by its own threads:
 
 * shadows (`concurrency` threads): shed, and counted as shed, when the queue is full or the server is busy;
 * records (one thread, `BatchLane`): what follows every answered call (scores, drift, building the log record,
-  handing it to the sink, sampling shadows). Not shed for load; only a full queue drops, counted as dropped log
-  records. The request path appends to a deque (no lock) and wakes the thread only when it sleeps; the thread
-  then lingers `linger_s` so the calls of a busy server are handled in batches, not with one wake-up (a
-  condition variable, a GIL hand-off) each.
+  handing it to the sink, sampling shadows, tracing spans; after each batch, the queued metric updates). Not
+  shed for load; only a full queue drops, counted as dropped log records. The request path appends to a deque
+  (no lock) and wakes the thread only when it sleeps; the thread then lingers `linger_s` so the calls of a busy
+  server are handled in batches, not with one wake-up (a condition variable, a GIL hand-off) each.
 
 Small shadow batches used to run inline on the loop and `build_record`'s `tolist()` held it for a 10,000-row
 record: other calls waited behind both. onnxruntime releases the GIL while it runs, and records take their
@@ -186,7 +187,9 @@ class BatchLane:
         return left
 
 
-class ShadowRunner:
+class AfterResponse:
+    """The two after-response lanes: `submit_followup` for every answered call, `submit_shadow` for shadows."""
+
     def __init__(
         self,
         metrics: Metrics,
@@ -211,17 +214,17 @@ class ShadowRunner:
         self._shadows.start()
         self._records.start()
 
-    def submit(self, predictor: str, job: Job) -> bool:
+    def submit_shadow(self, predictor: str, job: Job) -> bool:
         """Queue a shadow job; never waits. False (and counted as shed) when full or the server is busy."""
         if self._is_busy() or not self._shadows.offer(lambda: self._run(predictor, job)):
             self.metrics.shadows.labels(predictor, "shed").inc()
             return False
         return True
 
-    def after_response(self, job: Job, records: int) -> bool:
+    def submit_followup(self, job: Job, records: int) -> bool:
         """Queue what follows an answered call (it logs `records` records); never waits. False when full: the
         records are counted as dropped."""
-        if self._records.offer(_Counted(job, records)):
+        if self._records.offer(_Followup(job, records)):
             return True
         self._dropped.inc(records)
         return False
@@ -242,15 +245,15 @@ class ShadowRunner:
         """Finish queued work (records first: they sample shadows), bounded by timeout_s, then end the threads."""
         left = await asyncio.to_thread(self._records.stop, timeout_s / 2)
         if left:
-            self._dropped.inc(sum(job.records for job in left if isinstance(job, _Counted)))
+            self._dropped.inc(sum(job.records for job in left if isinstance(job, _Followup)))
             log.warning("stopping with %d answered calls not logged", len(left))
         left = await asyncio.to_thread(self._shadows.stop, timeout_s / 2)
         if left:
             log.warning("stopping with %d shadow jobs not run", len(left))
 
 
-class _Counted:
-    """A records-lane job and how many log records it would write (counted as dropped if it never runs)."""
+class _Followup:
+    """A follow-up job (records lane) and how many log records it would write (counted as dropped if it never runs)."""
 
     __slots__ = ("job", "records")
 
