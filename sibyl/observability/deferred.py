@@ -41,7 +41,8 @@ class Deferred(Collector):
 
     def flush(self) -> int:
         """Apply everything queued so far; returns how many updates. Any thread; safe to run concurrently."""
-        items, groups = self._items, {}
+        items = self._items
+        groups: dict[Metric, list[float]] = {}
         count = 0
         for _ in range(len(items)):
             try:

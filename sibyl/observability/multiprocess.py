@@ -15,9 +15,9 @@ import math
 import os
 import warnings
 from collections.abc import Iterable
-from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 REMOVED = math.nan  # what a removed series holds in a multiprocess file
@@ -39,10 +39,15 @@ def drop_series(gauge: Gauge, *labels: str) -> None:
 class LiveCollector(MultiProcessCollector):
     """MultiProcessCollector that leaves out gauge series written as REMOVED."""
 
-    def collect(self) -> Iterable[Any]:
+    def __init__(self, registry: CollectorRegistry | None, path: str | None = None) -> None:
+        # Named, not super(): mypy allows the untyped prometheus_client.multiprocess calls by their full name.
+        MultiProcessCollector.__init__(self, registry, path)
+
+    def collect(self) -> Iterable[Metric]:
         files = glob.glob(os.path.join(self._path, "*.db"))
-        metrics = self._read_metrics(files)
+        metrics: dict[str, Metric] = MultiProcessCollector._read_metrics(files)
         for metric in metrics.values():
             if metric.type == "gauge":
                 metric.samples = [s for s in metric.samples if not math.isnan(s.value)]
-        return self._accumulate_metrics(metrics, True)
+        merged: Iterable[Metric] = MultiProcessCollector._accumulate_metrics(metrics, True)
+        return merged

@@ -31,9 +31,11 @@ def check(port: int, service: str = "", timeout_s: float = 2.0, host: str = "127
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+            request = health_pb2.HealthCheckRequest(service=service)
+            # types-grpcio-health-checking declares HealthStub without its methods (the generated code has Check).
+            reply = stub.Check(request, timeout=timeout_s)  # type: ignore[attr-defined]
         except grpc.RpcError as exc:
-            return False, f"{target}: {exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            return False, f"{target}: {exc.code().name}: {exc.details()}"
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     return reply.status == health_pb2.HealthCheckResponse.SERVING, f"{target} {service or '(server)'}: {status}"
 

@@ -46,7 +46,8 @@ PROMETHEUS_FILE = re.compile(r"^(?:counter|histogram|summary|gauge_[a-z]+)_(\d+)
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
@@ -208,8 +209,10 @@ class Supervisor:
         if self.settings.metrics.enabled:
             registry = CollectorRegistry()
             LiveCollector(registry, path=mp_dir)  # leaves out series of unloaded versions (multiprocess.py)
-            http, _ = start_http_server(self.settings.metrics.port, addr=self.settings.metrics.host, registry=registry)
-            metrics_port = http.server_port
+            metrics_http, _ = start_http_server(
+                self.settings.metrics.port, addr=self.settings.metrics.host, registry=registry
+            )
+            metrics_port = metrics_http.server_port
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         for i in range(self.count):
