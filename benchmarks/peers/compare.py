@@ -209,8 +209,8 @@ def start_peer(stack: contextlib.ExitStack, plan: Settings, runner: Runner, peer
 
 def run_compare(plan: Settings, runner: Runner, names: Collection[str], store: Path, exe: str | None) -> None:
     """Every server of the comparison started first and kept up; the closed loops interleaved over all of them
-    (Runner.closed_rounds: this box's speed drifts by 20-30% within minutes, and the targets are ratios between
-    rows); then each row's sweeps one after another, then perf_analyzer."""
+    (Runner.closed_rounds: this box's speed drifts within minutes, docs/performance.md#the-box-drifts, and the
+    targets are ratios between rows); then each row's sweeps one after another, then perf_analyzer."""
     with contextlib.ExitStack() as stack:
         started = Started()
         if "echo" in names:

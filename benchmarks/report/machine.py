@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 # What a run's numbers depend on: the serving stack, the log's encoders and compressors, and the peers. A stale
-# one shows here (a run once had orjson 3.8.3 where a fresh install takes 3.13: 10-30% slower on 1,600 floats).
+# one shows here (a run once had a stale orjson from a floors check: docs/performance.md#the-box-drifts).
 PACKAGES = (
     "sibyl", "grpcio", "protobuf", "onnxruntime", "numpy", "uvloop", "redis", "hiredis", "kafka-python",
     "confluent-kafka", "orjson", "crc32c", "lz4", "xxhash", "prometheus-client", "pydantic",

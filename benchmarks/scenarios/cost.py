@@ -6,10 +6,10 @@ the grpc.aio echo floor instead of sibyl), a closed loop (c=8 by default) of V2 
 bytes) and native Predict (map-form rows) at 1 and 100 rows, `--repeats` runs of `--duration` s; prints the
 median (min-max) server-tree CPU µs per call (/proc, benchmarks.load.cpu), the client's, and the median p50/p99.
 `--interleave` runs the variants' repeats in turn (A B A B ...), all servers up at once: this box's speed drifts
-by 20-30% within minutes, so a ratio between variants is fair only when their runs alternate.
-`--profile DIR` also runs `py-spy record --nonblocking` (Python frames; `--native` stalled a c=1 server to
-18 req/s) on the server during the first repeat of each cell
-(collapsed stacks, `-f raw`: feed them to flamegraph.pl).
+within minutes (docs/performance.md#the-box-drifts), so a ratio between variants is fair only when their runs
+alternate. `--profile DIR` also runs `py-spy record --nonblocking` (Python frames; `--native` stalled the
+server it sampled) on the server during the first repeat of each cell (collapsed stacks, `-f raw`: feed them to
+flamegraph.pl).
 """
 
 from __future__ import annotations

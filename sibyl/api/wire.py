@@ -26,7 +26,7 @@ from sibyl.serving.limits import Limits
 from sibyl.serving.records import encode_varint as varint
 
 M = TypeVar("M", bound=Message)
-PIECE_BYTES = 64 * 1024  # upb's worst case is ~0.15 us per byte: a piece holds the GIL for ~10 ms at most
+PIECE_BYTES = 64 * 1024  # upb holds the GIL while it parses: a piece bounds that (docs/performance.md#large-requests)
 _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
 _VALUE = {0: _VARINT, 1: rb"[\x00-\xff]{8}", 5: rb"[\x00-\xff]{4}"}  # by wire type
 _runs: dict[bytes, re.Pattern[bytes]] = {}

@@ -162,10 +162,10 @@ def pack_hmgets(keys: list[EntityKey], wanted: Wanted, prefix: str, scheme: Fiel
 async def _read_replies(conn: Any, count: int) -> list[Any]:
     """`count` replies, undecoded; an error reply (e.g. WRONGTYPE) is a ResponseError in its place, read whole.
 
-    With redis-py's hiredis parser (a dependency), hiredis parses every reply a socket read holds, in C: redis-py's
-    read_response costs ~1.2 µs of Python per reply around that (100 entities: 451 -> 331 µs of CPU per fetch,
-    in-process against a real redis-server). The parser's reader and socket read are not public API (the same in
-    redis-py 6 to 8), so with another parser each reply goes through read_response."""
+    With redis-py's hiredis parser (a dependency), hiredis parses every reply a socket read holds, in C, where
+    redis-py's read_response adds Python work around each reply (docs/performance.md#redis-bulk-read). The
+    parser's reader and socket read are not public API (the same in redis-py 6 to 8), so with another parser
+    each reply goes through read_response."""
     parser = getattr(conn, "_parser", None)
     if not _bulk_readable(parser):
         return [await _read_one(conn) for _ in range(count)]

@@ -116,7 +116,8 @@ class OnnxModel:
 
 def _runner(session: ort.InferenceSession) -> Any:
     """The session's C++ run. InferenceSession.run only re-checks, in Python, what sibyl's own input already
-    guarantees (one float32 numpy input under its name, no OrtValues, no graph capture): ~10% of a 1-row call's
-    CPU here. The C++ call checks names and types itself; onnxruntime's own wrapper calls the same `_sess.run`."""
+    guarantees (one float32 numpy input under its name, no OrtValues, no graph capture), a visible share of a
+    1-row call (docs/performance.md#inference-call). The C++ call checks names and types itself; onnxruntime's
+    own wrapper calls the same `_sess.run`."""
     native = getattr(session, "_sess", None)
     return native.run if native is not None else session.run

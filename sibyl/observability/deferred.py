@@ -1,13 +1,13 @@
 """Per-call metric updates, queued on the request path and applied in bulk off it.
 
-A prometheus_client `Histogram.observe` walks the buckets in Python and takes two locks; a request made ten
-such updates (stage and request latencies, rows, counters): ~6% of a 1-row call's CPU here. The request path
-now appends (metric, value) to a deque (no lock) and `flush()` applies what is queued: one numpy
-`searchsorted` + `bincount` per histogram child and one `inc` per non-empty bucket, however many calls
-came in. Flushed by the records lane after each batch of answered calls (serving.after_response), before every
-scrape (a collector registered first in the registry), and inline when nothing has flushed for `limit`
-updates, so the queue stays bounded. The values are prometheus_client's own, so multiprocess mode works as
-before; a scrape lags the calls by at most one records batch (~ms).
+A prometheus_client `Histogram.observe` walks the buckets in Python and takes two locks; a request made ten such
+updates (stage and request latencies, rows, counters), a visible share of a 1-row call's CPU
+(docs/performance.md#metric-updates). The request path now appends (metric, value) to a deque (no lock) and
+`flush()` applies what is queued: one numpy `searchsorted` + `bincount` per histogram child and one `inc` per
+non-empty bucket, however many calls came in. Flushed by the records lane after each batch of answered calls
+(serving.after_response), before every scrape (a collector registered first in the registry), and inline when
+nothing has flushed for `limit` updates, so the queue stays bounded. The values are prometheus_client's own, so
+multiprocess mode works as before; a scrape lags the calls by at most one records batch (~ms).
 """
 
 from __future__ import annotations

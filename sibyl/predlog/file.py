@@ -2,7 +2,7 @@
 
 The request path only appends to a bounded in-memory queue; encoding and writing happen on the writer
 thread. Each batch goes to the OS in writev(2) calls of its lines as orjson made them (so `tail -f` sees it),
-without joining them first: the join copied ~1 MB per batch at 100 rows per record (design.md, item 19).
+without joining them first: the join copied the whole batch again (docs/performance.md#file-log-writing).
 close() drains the queue and fsyncs.
 
 Rotation: with max_bytes, a file that reached it is renamed PATH.1 (PATH.1 -> PATH.2 ..., `backups` kept) and
@@ -129,8 +129,8 @@ class FileSink:
 
     def _write_records(self, batch: list[PredictionLog]) -> None:
         """Encode and write in chunks of ~64 KB: orjson holds the GIL while it encodes, and each writev lets
-        the event loop have it back at once, where a whole batch (~3 ms at 100 rows per record) made it wait
-        for the switch interval (c=8, 100 rows: p99 14-15 -> 10-12 ms, CPU the same)."""
+        the event loop have it back at once, where a whole batch made it wait for the switch interval again and
+        again: p99 falls, CPU stays the same (docs/performance.md#file-log-writing)."""
         assert self._file is not None
         lines: list[bytes] = []
         size = 0

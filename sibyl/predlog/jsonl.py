@@ -1,10 +1,10 @@
 """PredictionLog <-> one compact JSON line (proto field names), shared by the file sink and `predlog tail`.
 
 `to_json_line` builds the dict from the fields directly and encodes it with orjson: json_format walks every
-float of a 100-row record in Python (~1.5 ms with the GIL held), and so does the stdlib encoder (~1.5 ms for
-1,600 floats, each printed as the 17-digit double a float32 widens to). The float fields go to orjson as
-float32 numpy arrays (upb hands them over in C), which it prints as the shortest text that reads back as the
-same float32: ~50 µs for the same record, and lines half as long. The output is what json_format.Parse reads
+float of a record in Python with the GIL held, and so does the stdlib encoder (each float printed as the
+17-digit double a float32 widens to). The float fields go to orjson as float32 numpy arrays (upb hands them
+over in C), which it prints as the shortest text that reads back as the same float32: a fraction of the CPU,
+and shorter lines (docs/performance.md#file-log-encoding). The output is what json_format.Parse reads
 back (proto3 JSON: field names as in the .proto, enums by name, int64 as a string, default values left out,
 NaN and infinities as the strings "NaN", "Infinity", "-Infinity").
 """

@@ -62,7 +62,7 @@ class KafkaSink:
         replay_chunk: int = 1_000,
         ack_timeout_s: float = 3.0,
         backoff_s: tuple[float, float] = (0.5, 2.0),
-        poll_s: float = 0.05,  # at 0.01, 100 idle wake-ups a second: 500 µs of this thread per call at 50 calls/s, 225 now
+        poll_s: float = 0.05,  # idle wake-ups cost more than they save (docs/performance.md#kafka-linger-and-poll)
         producer_factory_: ProducerFactory | None = None,
         **producer: Any,  # ProducerConfig's fields (linger_ms, request_timeout_ms, ...): its defaults are the only ones
     ) -> None:

@@ -99,7 +99,7 @@ def _kafka_python_classes() -> tuple[type, type]:
     class Crc32Partitioner(Partitioner):  # type: ignore[misc]
         """A keyed record goes to partition crc32(key) % partitions: librdkafka's default for keyed records
         (consistent_random), so both clients put a prediction on the same partition. kafka-python's own default,
-        murmur2 in pure Python, was a quarter of its send() (8 µs per record, py-spy)."""
+        murmur2 in pure Python, was a large share of its send() (docs/performance.md#kafka-per-record-cost)."""
 
         def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
             partitions = cluster.partitions_for_topic(topic)

@@ -23,7 +23,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, announce
     server = SibylServer(settings)
     await server.start()
     # Everything loaded so far (modules, protobuf descriptors, models) lives as long as the process. Moved out
-    # of the collector's reach, a full collection takes ~0 ms instead of ~35 ms: no more GC stalls in p99.
+    # of the collector's reach, a full collection no longer scans it: no GC stalls in p99
+    # (docs/performance.md#process-settings).
     gc.collect()
     gc.freeze()
     http = (settings.http.host or settings.server.host, server.http_port) if server.http_port else None

@@ -201,8 +201,8 @@ class AfterResponse:
         self.metrics = metrics
         self._shadows = Lane("sibyl-shadow", queue_size, concurrency)
         # After each batch of answered calls, their queued metric updates (observability.deferred) are applied.
-        # Lingering 20 ms, not 2: at ~1,400 single-row calls/s the thread's CPU per call fell from 101-130 to
-        # 53-60 us (/proc per-thread times; a wake-up and GIL hand-off per 3 calls cost more than their work).
+        # Lingering 20 ms, not 2: at high call rates a wake-up and GIL hand-off for every few calls cost more
+        # than their work (docs/performance.md#records-lane).
         # Records, shadows and metric updates then start up to 20 ms after the response; a scrape still flushes.
         self._records = BatchLane(
             "sibyl-records", record_queue_size, linger_s=RECORDS_LINGER_S, after_batch=metrics.deferred.flush

@@ -309,7 +309,7 @@ def _any_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch:
                     if group is None:
                         group = vectors[name, width] = (columns.vector(name, width), [], array("f"))
                     group[1].append(r)
-                    group[2].extend(vector.values)  # in C; np.asarray per row cost twice as much
+                    group[2].extend(vector.values)  # in C, unlike np.asarray per row (docs/performance.md#decode)
         if given > limits.max_elements:
             raise InvalidArgument(
                 f"{given} feature values in the first {r + 1} rows; at most {limits.max_elements} per call "

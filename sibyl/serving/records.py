@@ -60,8 +60,8 @@ def build_record(
 
 def _packed(record: PredictionLog, tag: bytes, values: np.ndarray) -> None:
     """A float32 matrix into a packed repeated float field, as its wire bytes (tag, varint length, little-endian
-    floats): upb parses them with a copy, where extend(values.tolist()) made a Python float per value (~50 us for 1,600;
-    a 10,000 x 50 record held the GIL for 13 ms)."""
+    floats): upb parses them with a copy, where extend(values.tolist()) made a Python float per value and held the
+    GIL for long on a large record (docs/performance.md#packed-records)."""
     if values.size:
         data = np.ascontiguousarray(values, dtype="<f4").tobytes()
         record.MergeFromString(tag + encode_varint(len(data)) + data)

@@ -196,7 +196,7 @@ class PredictionService:
         finally:
             attributes = {"sibyl.predictor": request.predictor, "sibyl.rows": batch.num_rows}
             spans = (self.tracing.record, "sibyl.predict", trace, attributes, stages, start, time.perf_counter(), error)
-            self.after.submit_followup(functools.partial(*spans), records=0)  # ~0.2 ms: off the loop
+            self.after.submit_followup(functools.partial(*spans), records=0)  # spans: off the loop
 
     async def _predict(
         self,
@@ -236,7 +236,7 @@ class PredictionService:
         self._defer(self._t_infer, t4 - t3)
 
         # 5. Respond; logging and shadows run after the response is on its way.
-        prediction_id = os.urandom(16).hex()  # 128 random bits, like uuid4, at a quarter of the cost
+        prediction_id = os.urandom(16).hex()  # 128 random bits, like uuid4, without a UUID object
         answer = Answer(prediction_id, request.request_id, request.predictor, batch.num_rows, scored, defaulted)
         response = respond(answer)
         t5 = time.perf_counter()
@@ -297,7 +297,8 @@ class PredictionService:
             self._from_default.inc(len(rows))
 
     async def _score(self, model: OnnxModel, role: int, arm: str, plan: assembly.Plan) -> Scored:
-        # Small batches run inline: a thread hop costs more than a ~50 us inference and the GIL is shared anyway.
+        # Small batches run inline: a thread hop costs more than their inference, and the GIL is shared anyway
+        # (docs/performance.md#inference-call).
         if plan.values.shape[0] >= self.options.offload_rows:
             return await asyncio.to_thread(self._score_now, model, role, arm, plan)
         return self._score_now(model, role, arm, plan)
