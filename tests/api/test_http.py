@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from sibyl.api.server import SibylServer
-from tests.api.test_v2 import AMOUNTS, CONSUMER_IDS, predict_scores
 from tests.support.inproc import features_on, running_server
 from tests.support.needs import missing
+from tests.support.perf_analyzer import perf_analyzer
+from tests.support.reference_rows import AMOUNTS, CONSUMER_IDS, predict_scores
 from tests.support.servers import MissingBinaryError
 
 CLIENT = r"""
@@ -310,8 +311,6 @@ async def test_rest_off_when_disabled(store: Path) -> None:
 
 async def test_perf_analyzer_runs_over_http_with_zero_errors(store: Path) -> None:
     """Triton's load tool over REST: it reads the config and statistics endpoints, then infers (binary data)."""
-    from tests.api.test_v2 import perf_analyzer
-
     if perf_analyzer() is None:  # scripts/test.sh installs it; in CI a missing one fails instead of skipping
         missing(MissingBinaryError("perf_analyzer", "bash scripts/setup_perf_analyzer.sh (sets up .bench-venvs/)"))
     async with running_server(store, features=features_on(store)) as server:

@@ -21,8 +21,8 @@ from sibyl.api.rest import codec
 from sibyl.errors import ConfigError, InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.process.banner import parse_serving_line, serving_line
-from tests.api.test_security import Pki
 from tests.support.inproc import running_server, serve_subprocess_serving
+from tests.support.pki import Pki
 
 ONE = b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}]}'
 INFER = json.dumps({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).encode()

@@ -12,8 +12,8 @@ import pytest
 
 from sibyl.cli.main import main
 from sibyl.client import AsyncClient, Tls
-from tests.api.test_security import Pki
 from tests.support.inproc import running_server
+from tests.support.pki import Pki
 
 
 async def test_predict_and_score_with_token_and_tls(

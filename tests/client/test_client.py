@@ -16,9 +16,9 @@ import pytest
 from sibyl.client import AsyncClient, Client, Tls, build_request
 from sibyl.errors import InvalidArgument
 from sibyl.v1 import predict_pb2, predict_pb2_grpc
-from tests.api.test_security import Pki
-from tests.api.test_v2 import AMOUNTS, CONSUMER_IDS, predict_scores
 from tests.support.inproc import features_on, running_server, threaded_grpc_server
+from tests.support.pki import Pki
+from tests.support.reference_rows import AMOUNTS, CONSUMER_IDS, predict_scores
 
 
 def frame() -> pd.DataFrame:
