@@ -23,7 +23,8 @@ from sibyl.models.catalog import Catalog
 from sibyl.models.predictor import ModelRef
 from sibyl.models.runtime import OnnxModel
 from sibyl.models.store import FileStore
-from tests.cli.test_publish import one_error, write_sample, write_spec
+from tests.cli.error_line import one_error
+from tests.cli.input_files import write_sample, write_spec
 from tests.support.onnxgen import FEATURES
 
 N = 200

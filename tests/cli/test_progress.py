@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sibyl.cli.progress import Progress
-from tests.cli.test_score import write_input
+from tests.cli.input_files import write_input
 from tests.support.inproc import CONSUMERS
 
 ANSI_OR_CR = ("\r", "\x1b[")

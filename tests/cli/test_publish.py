@@ -3,7 +3,6 @@ stored version. Real ONNX files (tests/support/onnxgen), a folder store, the CLI
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -18,29 +17,12 @@ from sibyl.models.catalog import Catalog
 from sibyl.models.predictor import ModelRef
 from sibyl.models.store import FileStore
 from sibyl.models.validate import CHECK_FILE, onnx_header
+from tests.cli.error_line import one_error
+from tests.cli.input_files import write_sample, write_spec
 from tests.support.onnxgen import FEATURES, expected_scores, logistic_onnx, probability_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "sibyl" / "examples"
 WEIGHTS = [0.5, -0.2, 0.1, 0.3, -0.4]  # FEATURES: amount, age, rating, emb[0], emb[1]
-
-
-def write_spec(path: Path, output: dict | None = None, inputs: list | None = None) -> Path:
-    spec = {
-        "inputs": inputs or [f.model_dump(exclude_defaults=True) for f in FEATURES],
-        "output": output or {"name": "probabilities", "column": 1},
-        "metadata": {"owner": "tests"},
-    }
-    path.write_text(json.dumps(spec))
-    return path
-
-
-def write_sample(path: Path, rows: np.ndarray) -> Path:
-    columns = [c for f in FEATURES for c in f.columns]
-    with path.open("w", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(columns)
-        out.writerows(rows.tolist())
-    return path
 
 
 def publish(store: Path, onnx_file: Path, spec: Path, *extra: str, version: str = "1") -> int:
@@ -59,12 +41,6 @@ def files(tmp_path: Path) -> dict[str, Path]:
         "spec": write_spec(tmp_path / "spec.json"),
         "sample": write_sample(tmp_path / "sample.csv", rows),
     }
-
-
-def one_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("sibyl: error: "), err
-    return err[0]
 
 
 def test_publish_records_what_it_checked_and_validate_repeats_it(

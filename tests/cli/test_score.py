@@ -11,33 +11,9 @@ import numpy as np
 import pytest
 
 from sibyl.cli.main import main
+from tests.cli.input_files import ROWS, write_input
 from tests.support.inproc import CONSUMERS, PRIMARY_WEIGHTS, running_server
 from tests.support.onnxgen import expected_scores
-
-ROWS = 2_500
-
-
-def write_input(path: Path) -> np.ndarray:
-    """amount, rating given (rating empty in every 7th row: its default 4.0); age/emb from the store for c1."""
-    rng = np.random.default_rng(3)
-    amount, rating = rng.normal(size=ROWS), rng.uniform(1, 5, size=ROWS)
-    with path.open("w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["order_id", "consumer_id", "amount", "rating"])
-        for i in range(ROWS):
-            out.writerow(
-                [
-                    f"o{i}",
-                    "c1" if i % 2 else "stranger",
-                    repr(float(amount[i])),
-                    "" if i % 7 == 0 else repr(float(rating[i])),
-                ]
-            )
-    rating = np.where(np.arange(ROWS) % 7 == 0, 4.0, rating)
-    known = np.arange(ROWS) % 2 == 1
-    age = np.where(known, 40.0, 30.0)
-    emb0, emb1 = np.where(known, 0.5, 0.1), np.where(known, -0.5, 0.2)
-    return np.column_stack([amount, age, rating, emb0, emb1]).astype(np.float32)
 
 
 def read_output(path: Path) -> tuple[list[str], list[float]]:
