@@ -14,8 +14,10 @@ import redis
 from sibyl.batch import ray as sibyl_ray
 from sibyl.cli.main import main
 from sibyl.config import EXAMPLE_FEATURES
-from tests.batch.conftest import STORE_URL, load_example_features, make_case, requires, server_scores, worker_env
-from tests.features.test_bulk import dump, example_records
+from tests.batch.engines import requires, worker_env
+from tests.batch.example_case import STORE_URL, load_example_features, make_case
+from tests.batch.server_answers import server_scores
+from tests.support.feature_snapshots import dump, example_records
 from tests.support.redis_servers import RedisServer
 
 ROWS = 20_000

@@ -17,7 +17,8 @@ import pytest
 from sibyl.batch import BatchScorer, ParquetLog, SinkLog
 from sibyl.errors import InvalidArgument, NotFound
 from sibyl.predlog.settings import PredlogSettings
-from tests.batch.conftest import STORE_URL, make_case, server_scores
+from tests.batch.example_case import STORE_URL, load_example_features, make_case
+from tests.batch.server_answers import server_scores
 from tests.support.inproc import publish_models
 from tests.support.kafkaread import read_topic
 from tests.support.redis_servers import RedisServer, redis_command
@@ -48,8 +49,6 @@ def test_scores_and_defaults_equal_the_servers_bit_for_bit(tmp_path: Path, redis
 
 
 def test_one_pipelined_read_per_chunk_of_distinct_entities(fresh_redis: RedisServer) -> None:
-    from tests.batch.conftest import load_example_features
-
     features = load_example_features(fresh_redis)
     case = make_case(3000)
     redis_command(fresh_redis.port, b"CONFIG RESETSTAT")

@@ -4,7 +4,6 @@ bytes and TTL as `sibyl features load`, the same values as the server's reader, 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -17,23 +16,10 @@ from sibyl.features.bulk import RedisReader, SnapshotWriter, write_partition
 from sibyl.features.codec import entity_key
 from sibyl.features.redis import RedisFeatureStore, connect
 from sibyl.models.manifest import FeatureSpec
+from tests.support.feature_snapshots import dump, example_records
 from tests.support.redis_servers import RedisCluster, RedisServer
 
 TAGS = FeatureSpec(name="tags", entity="consumer_id", dtype="int_list", dim=3)
-
-
-def example_records(entity: str) -> list[dict[str, Any]]:
-    """features.jsonl as flat records (id + features), as a Spark DataFrame of it would give them."""
-    rows = [json.loads(line) for line in EXAMPLE_FEATURES.read_text().splitlines() if line.strip()]
-    return [{"id": r["id"], **r["features"]} for r in rows if r["entity"] == entity]
-
-
-def dump(client: redis.Redis, prefix: str) -> dict[str, tuple[dict[bytes, bytes], bool]]:
-    """Every key under prefix (prefix cut off) -> (its hash, whether it expires)."""
-    return {
-        key.decode().removeprefix(prefix): (client.hgetall(key), client.pttl(key) > 0)
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000)
-    }
 
 
 def test_writer_writes_what_features_load_writes(fresh_redis: RedisServer) -> None:
