@@ -64,9 +64,6 @@ class Progress:
             self.bar.close()
             self.bar = None
 
-    def elapsed(self) -> float:
-        return self.clock() - self.start
-
 
 def _is_terminal(stream: TextIO) -> bool:
     try:

@@ -24,10 +24,6 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
 
-    @property
-    def is_open(self) -> bool:
-        return self._opened_at is not None
-
     def allow(self) -> bool:
         """True when a call may go to the store (closed, or this caller is the half-open probe)."""
         if self._opened_at is None:

@@ -36,17 +36,6 @@ def _nonzero(totals: np.ndarray) -> np.ndarray:
     return np.where(totals > 0, totals, 1.0)
 
 
-def psi(expected_counts: np.ndarray | list[float], actual_counts: np.ndarray | list[float]) -> float:
-    """Population stability index sum((q - p) * ln(q / p)) of bin shares p (baseline), q (live).
-
-    Rule of thumb: < 0.1 stable, 0.1-0.2 some shift, > 0.2 a shift worth a look.
-    """
-    expected, actual = np.asarray(expected_counts, np.float64), np.asarray(actual_counts, np.float64)
-    if expected.shape != actual.shape or expected.ndim != 1:
-        raise ValueError(f"PSI needs two count vectors of one length, got {expected.shape} and {actual.shape}")
-    return float(psi_segments(expected, actual, np.zeros(1, dtype=np.intp))[0])
-
-
 class DriftMonitor:
     """One per served model version that has baselines; features without a baseline are skipped."""
 

@@ -68,10 +68,6 @@ class FileSink:
         self._thread = threading.Thread(target=self._run, name="predlog-file", daemon=True)
         self._thread.start()
 
-    def reopen(self) -> None:
-        """Reopen PATH before the next batch (what SIGHUP does): after an external rotation moved the file."""
-        self._reopen = True
-
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self._reopen = True
         if callable(self._previous_hup):

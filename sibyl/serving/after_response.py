@@ -57,9 +57,6 @@ class Lane:
         self._queue.put_nowait(job)
         return True
 
-    def pending(self) -> int:
-        return self._queue.qsize()
-
     def _work(self) -> None:
         while True:
             job = self._queue.get()
@@ -111,7 +108,6 @@ class BatchLane:
         self._idle = False  # the thread waits on _wake (set by the request path only then)
         self._closing = False  # stop(): run what is queued, then end
         self._abandon = False  # stop() timed out: end after the current job
-        self._running = 0  # jobs taken but not finished (for pending())
         self.wakeups = 0  # times the thread was woken from sleep (tests; a busy server's batching)
         self._thread: threading.Thread | None = None
 
@@ -132,9 +128,6 @@ class BatchLane:
             self._wake.set()
         return True
 
-    def pending(self) -> int:
-        return len(self._jobs) + self._running
-
     def _work(self) -> None:
         jobs = self._jobs
         done = 0
@@ -154,15 +147,12 @@ class BatchLane:
                 if self.linger_s and not self._closing:
                     time.sleep(self.linger_s)  # let a busy server's calls gather: one wake-up for all of them
                 continue
-            self._running = 1  # before the pop: pending() never reads 0 while a job is taken but not run
             job = jobs.popleft()
             done += 1
             try:
                 job()
             except Exception:  # a job counts its own failures; this only keeps the thread alive
                 log.exception("%s: job failed", self.name)
-            finally:
-                self._running = 0
 
     def _batch_done(self) -> None:
         if self._after_batch is not None:
@@ -228,10 +218,6 @@ class AfterResponse:
             return True
         self._dropped.inc(records)
         return False
-
-    def records_pending(self) -> int:
-        """Answered calls whose scores, drift, log record and shadow sampling have not run yet."""
-        return self._records.pending()
 
     def _run(self, predictor: str, job: Job) -> None:
         try:

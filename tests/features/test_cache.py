@@ -1,5 +1,6 @@
 from sibyl.features.breaker import CircuitBreaker
 from sibyl.features.cache import ABSENT, FeatureCache
+from sibyl.observability.metrics import Metrics
 
 
 class Clock:
@@ -52,16 +53,21 @@ def test_zero_ttl_or_size_disables() -> None:
 
 def test_breaker_opens_after_n_failures_and_lets_one_probe_through_after_reset() -> None:
     clock = Clock()
-    breaker = CircuitBreaker(failures=3, reset_s=2.0, clock=clock)
+    metrics = Metrics()
+    breaker = CircuitBreaker(failures=3, reset_s=2.0, gauge=metrics.feature_circuit_open, clock=clock)
+
+    def is_open() -> bool:  # what operators see: sibyl_feature_circuit_open
+        return metrics.registry.get_sample_value("sibyl_feature_circuit_open") == 1
+
     for _ in range(2):
         assert breaker.allow()
         breaker.failure()
-    assert not breaker.is_open
+    assert not is_open()
     breaker.success()  # a success resets the count
     for _ in range(3):
         assert breaker.allow()
         breaker.failure()
-    assert breaker.is_open and not breaker.allow()
+    assert is_open() and not breaker.allow()
     clock.now += 2.0
     assert breaker.allow()  # the probe
     assert not breaker.allow()  # only one at a time
@@ -70,7 +76,7 @@ def test_breaker_opens_after_n_failures_and_lets_one_probe_through_after_reset()
     clock.now += 2.0
     assert breaker.allow()
     breaker.success()
-    assert not breaker.is_open and breaker.allow()
+    assert not is_open() and breaker.allow()
 
 
 def test_abandoned_probe_lets_the_next_caller_probe() -> None:
