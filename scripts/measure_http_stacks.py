@@ -1,5 +1,6 @@
-"""Measure candidate HTTP stacks for sibyl's V2 REST port (docs/design.md): req/s and server CPU per call of a
-trivial JSON endpoint, each served on a uvloop loop beside an idle grpc.aio server, driven by wrk (keep-alive).
+"""Measure candidate HTTP stacks for sibyl's V2 REST port (docs/performance.md#rest-stack): req/s and server CPU
+per call of a trivial JSON endpoint, each served on a uvloop loop beside an idle grpc.aio server, driven by wrk
+(keep-alive).
 
     python -m venv --system-site-packages /tmp/stacks && /tmp/stacks/bin/pip install uvicorn httptools granian aiohttp
     apt-get install wrk
