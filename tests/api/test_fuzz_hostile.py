@@ -212,41 +212,14 @@ def test_a_message_over_the_limit_is_resource_exhausted_on_both_endpoints(channe
     assert call(channel, INFER, v2_bytes(tensor([1], "amount"), raw=[big]))[0] == "RESOURCE_EXHAUSTED"
 
 
-TRITON = r"""
-import json, sys
-import numpy as np
-import tritonclient.grpc as tc
-from tritonclient.utils import InferenceServerException
-
-client = tc.InferenceServerClient(sys.argv[1])
-cases = {"huge": [2**32, 2**32], "zero": [0, 10**6], "overflow": [2**62, 4], "negative": [-1, 3], "dims": [1, 1, 1]}
-out = {}
-for name, shape in cases.items():
-    try:
-        client.infer("p", [tc.InferInput("x", shape, "FP32")], client_timeout=10)
-        out[name] = "OK"
-    except InferenceServerException as exc:
-        out[name] = exc.status()
-dup = []
-for _ in range(2000):
-    amount = tc.InferInput("amount", [1], "FP32")
-    amount.set_data_from_numpy(np.ones(1, np.float32))
-    dup.append(amount)
-try:
-    client.infer("p", dup, client_timeout=10)
-    out["duplicates"] = "OK"
-except InferenceServerException as exc:
-    out["duplicates"] = exc.status()
-out["live"] = client.is_server_live()
-print(json.dumps(out))
-"""
+TRITON_CLIENT = Path(__file__).parent / "programs" / "triton_grpc_hostile_shapes.py"
 
 
 def test_reported_v2_cases_with_the_stock_tritonclient(server: Server) -> None:
     if importlib.util.find_spec("tritonclient") is None:  # run in a subprocess: its protos clash with ours
         pytest.skip("pip install 'sibyl[test]' (tritonclient)")
     done = subprocess.run(
-        [sys.executable, "-c", TRITON, server.target], capture_output=True, text=True, timeout=120, cwd=Path.cwd()
+        [sys.executable, str(TRITON_CLIENT), server.target], capture_output=True, text=True, timeout=120, cwd=Path.cwd()
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)

@@ -26,50 +26,13 @@ from tests.support.perf_analyzer import perf_analyzer
 from tests.support.reference_rows import AMOUNTS, CONSUMER_IDS, predict_scores
 from tests.support.servers import MissingBinaryError
 
-CLIENT = r"""
-import json, sys
-import numpy as np
-import tritonclient.http as th
-from tritonclient.utils import InferenceServerException
-
-client = th.InferenceServerClient(sys.argv[1])
-amounts, consumers = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-out = {
-    "live": client.is_server_live(),
-    "ready": client.is_server_ready(),
-    "server": client.get_server_metadata(),
-    "index": client.get_model_repository_index(),
-    "model_ready": client.is_model_ready("p"),
-    "version_ready": client.is_model_ready("p", "9"),
-    "metadata": client.get_model_metadata("p"),
-    "config": client.get_model_config("p"),
-}
-
-def infer(version="", binary=True):
-    amount = th.InferInput("amount", [len(amounts), 1], "FP32")
-    amount.set_data_from_numpy(np.array(amounts, np.float32).reshape(-1, 1), binary_data=binary)
-    ids = th.InferInput("consumer_id", [len(consumers)], "BYTES")
-    ids.set_data_from_numpy(np.array([c.encode() for c in consumers], dtype=object), binary_data=binary)
-    outputs = [th.InferRequestedOutput("score", binary_data=binary)]
-    result = client.infer("p", [amount, ids], model_version=version, request_id="rest-" + version,
-                          parameters={"store_id": "s1"}, outputs=outputs)
-    return {"scores": result.as_numpy("score").ravel().tolist(), "response": result.get_response()}
-
-out["binary"], out["json"] = infer(), infer(binary=False)
-out["version"], out["other_model"] = infer("1"), infer("s@1")
-out["stats"] = client.get_inference_statistics("p")
-try:
-    client.get_model_metadata("nope")
-except InferenceServerException as exc:
-    out["missing"] = [exc.status(), exc.message()]
-print(json.dumps(out))
-"""
+TRITON_CLIENT = Path(__file__).parent / "programs" / "triton_http_tour.py"
 
 
 def run_tritonclient_http(port: int) -> dict[str, Any]:
     if importlib.util.find_spec("tritonclient") is None or importlib.util.find_spec("geventhttpclient") is None:
         pytest.skip("pip install 'sibyl[test]' (tritonclient[http])")
-    args = [sys.executable, "-c", CLIENT, f"127.0.0.1:{port}", json.dumps(AMOUNTS), json.dumps(CONSUMER_IDS)]
+    args = [sys.executable, str(TRITON_CLIENT), f"127.0.0.1:{port}", json.dumps(AMOUNTS), json.dumps(CONSUMER_IDS)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -23,26 +23,7 @@ from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 from tests.support.inproc import running_server
 
 TOKEN = "s3cret"
-TRITON = r"""
-import json, sys
-import numpy as np
-import tritonclient.grpc as tc
-from tritonclient.utils import InferenceServerException
-
-client = tc.InferenceServerClient(sys.argv[1])
-amount = tc.InferInput("amount", [1], "FP32")
-amount.set_data_from_numpy(np.ones(1, np.float32))
-out = {}
-for name, headers in {"none": None, "wrong": {"authorization": "Bearer nope"}, "token": {"authorization": sys.argv[2]}}.items():
-    for call, args in {"infer": ("p", [amount]), "metadata": ("p",), "live": ()}.items():
-        method = {"infer": client.infer, "metadata": client.get_model_metadata, "live": client.is_server_live}[call]
-        try:
-            method(*args, headers=headers)
-            out[f"{call} {name}"] = "OK"
-        except InferenceServerException as exc:
-            out[f"{call} {name}"] = exc.status()
-print(json.dumps(out))
-"""
+TRITON_CLIENT = Path(__file__).parent / "programs" / "triton_grpc_tokens.py"
 
 
 async def test_bearer_tokens_guard_v2_for_the_stock_tritonclient(store: Path) -> None:
@@ -50,7 +31,7 @@ async def test_bearer_tokens_guard_v2_for_the_stock_tritonclient(store: Path) ->
         pytest.skip("pip install 'sibyl[test]' (tritonclient)")
     async with running_server(store, security={"tokens": [TOKEN]}) as server:
         target = f"127.0.0.1:{server.port}"
-        args = [sys.executable, "-c", TRITON, target, f"Bearer {TOKEN}"]
+        args = [sys.executable, str(TRITON_CLIENT), target, f"Bearer {TOKEN}"]
         done = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True, timeout=60)
         async with grpc.aio.insecure_channel(target) as channel:  # health and reflection need no token
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,69 +22,22 @@ import pytest
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.kserve.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sibyl.models.predictor import ModelRef
-from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
-from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 from tests.support.inproc import features_on, running_server
 from tests.support.needs import missing
+from tests.support.perf_analyzer import perf_analyzer
+from tests.support.reference_rows import AMOUNTS, CONSUMER_IDS, predict_scores
 from tests.support.servers import MissingBinaryError
 
-AMOUNTS = [2.0, 1.0, 0.5]
-CONSUMER_IDS = ["c1", "c1", "nobody"]
-
-CLIENT = r"""
-import json, sys
-import numpy as np
-import tritonclient.grpc as tc
-from tritonclient.utils import InferenceServerException
-
-client = tc.InferenceServerClient(sys.argv[1])
-amounts, consumers = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-out = {
-    "live": client.is_server_live(),
-    "ready": client.is_server_ready(),
-    "server": client.get_server_metadata(as_json=True),
-    "index": client.get_model_repository_index(as_json=True),
-    "model_ready": client.is_model_ready("p"),
-    "metadata": client.get_model_metadata("p", as_json=True),
-    "config": client.get_model_config("p", as_json=True),
-}
-
-def infer(version=""):
-    amount = tc.InferInput("amount", [len(amounts), 1], "FP32")
-    amount.set_data_from_numpy(np.array(amounts, np.float32).reshape(-1, 1))
-    ids = tc.InferInput("consumer_id", [len(consumers)], "BYTES")
-    ids.set_data_from_numpy(np.array([c.encode() for c in consumers], dtype=object))
-    result = client.infer("p", [amount, ids], model_version=version, request_id="v2-" + version,
-                          parameters={"store_id": "s1"})
-    return {"scores": result.as_numpy("score").ravel().tolist(), "response": result.get_response(as_json=True)}
-
-out["infer"], out["infer_version"], out["infer_other_model"] = infer(), infer("1"), infer("s@1")
-try:
-    client.get_model_metadata("nope")
-except InferenceServerException as exc:
-    out["missing"] = exc.status()
-print(json.dumps(out))
-"""
+TRITON_CLIENT = Path(__file__).parent / "programs" / "triton_grpc_tour.py"
 
 
 def run_tritonclient(port: int) -> dict[str, Any]:
     if importlib.util.find_spec("tritonclient") is None:  # not imported here: its protos clash with ours
         pytest.skip("pip install 'sibyl[test]' (tritonclient)")
-    args = [sys.executable, "-c", CLIENT, f"127.0.0.1:{port}", json.dumps(AMOUNTS), json.dumps(CONSUMER_IDS)]
+    args = [sys.executable, str(TRITON_CLIENT), f"127.0.0.1:{port}", json.dumps(AMOUNTS), json.dumps(CONSUMER_IDS)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-async def predict_scores(port: int, override: str = "", **given: float) -> list[float]:
-    rows = [
-        FeatureRow(features={"amount": a, **given}, entities={"consumer_id": c})
-        for a, c in zip(AMOUNTS, CONSUMER_IDS, strict=True)
-    ]
-    request = PredictRequest(predictor="p", context={"store_id": "s1"}, rows=rows, model_override=override)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        response = await PredictionServiceStub(channel).Predict(request, timeout=5)
-    return list(response.results[0].scores)
 
 
 async def test_stock_tritonclient_gets_the_scores_of_predict(store: Path) -> None:
@@ -213,10 +164,6 @@ async def test_typed_contents_raw_matrix_and_clear_errors(store: Path) -> None:
     assert (s.name, s.execution_count, s.inference_count) == ("p", 2, 5)
     assert s.inference_stats.fail.count == len(bad) - 1  # the unknown model is not counted under "p"
     assert not not_ready.ready
-
-
-def perf_analyzer() -> str | None:
-    return os.environ.get("SIBYL_PERF_ANALYZER") or shutil.which("perf_analyzer")
 
 
 async def test_perf_analyzer_runs_against_sibyl_with_zero_errors(store: Path) -> None:

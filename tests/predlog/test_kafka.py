@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -111,30 +110,7 @@ def test_broker_outage_loses_nothing_and_never_blocks(
     )
 
 
-CRASHER = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from sibyl.observability.metrics import Metrics
-    from sibyl.predlog.kafka import KafkaSink
-    from sibyl.predlog.spool import Spool
-    from sibyl.v1.predlog_pb2 import PredictionLog
-
-    bootstrap, spool_dir, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    metrics = Metrics()
-    sink = KafkaSink(bootstrap, "t", Spool(spool_dir, 1 << 26), metrics, request_timeout_ms=1000, connect_timeout_ms=300)
-    sink.start()
-    for i in range(n):
-        sink.submit(PredictionLog(prediction_id=f"c-{i}", predictor="p"))
-    spooled = metrics.predlog_records.labels("spooled")
-    for _ in range(400):
-        if spooled._value.get() >= n:
-            break
-        time.sleep(0.05)
-    print("spooled", int(spooled._value.get()), flush=True)
-    time.sleep(60)  # killed here, without close()
-    """
-)
+SPOOL_UNTIL_KILLED = Path(__file__).parent / "programs" / "spool_until_killed.py"
 
 
 def test_spool_left_by_a_killed_process_is_replayed_on_start(
@@ -144,7 +120,7 @@ def test_spool_left_by_a_killed_process_is_replayed_on_start(
     spool_dir = tmp_path / "spool"
     dead = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CRASHER, dead, str(spool_dir), str(n)],
+        [sys.executable, str(SPOOL_UNTIL_KILLED), dead, str(spool_dir), str(n)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
