@@ -3,6 +3,12 @@
 `build_fetcher(settings, metrics)` is the one entry point for the server; `build_store(settings)` gives the bare
 backend (with its writer) to the loader, the CLI, tests and benchmarks.
 
+The request path: the store interface (base), the embedded store (memory) and Redis or Redis Cluster (redis), the
+Redis layout and value encoding (codec), the TTL cache (cache), the circuit breaker (breaker), and the fetcher that
+puts them together within a budget (fetcher); the backend's settings (settings). Bulk work: the blocking reader
+and writer of batch jobs (bulk), the loader (loader) and its input files (sources), and the specs that say how
+a column is encoded (specs).
+
 May import (tests/test_layout.py RANK): models (feature specs of manifests), observability, errors and the
 generated v1/kserve code; never predlog (same rank) or anything above.
 """
