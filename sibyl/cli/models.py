@@ -13,9 +13,10 @@ from sibyl.errors import InvalidArgument
 if TYPE_CHECKING:
     from sibyl.config import Settings
     from sibyl.models.catalog import Catalog
+    from sibyl.models.convert import Format
 
 Handler = Callable[[argparse.Namespace, "Settings"], int]
-IMPORTS = ("sklearn", "xgboost", "lightgbm")
+IMPORTS: tuple[Format, ...] = ("sklearn", "xgboost", "lightgbm")
 
 
 def _catalog(settings: Settings) -> Catalog:
@@ -83,6 +84,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     """Re-check a stored version as publish did: sha256, load, schema, warm-up, the check rows' scores."""
     import hashlib
 
+    import onnxruntime as ort
+
     from sibyl.errors import ModelLoadError
     from sibyl.models import validate
     from sibyl.models.predictor import ModelRef
@@ -105,7 +108,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         sample = read_sample(args.sample, manifest.inputs)
         validate.score_sample(model, sample)
         done.append(f"{len(sample)} sample rows scored")
-    print(f"{ref}: ok ({', '.join(done)}; onnxruntime {validate.ort.__version__})")
+    print(f"{ref}: ok ({', '.join(done)}; onnxruntime {ort.__version__})")
     return 0
 
 
@@ -156,7 +159,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     models = sub.add_parser("models", help="publish, validate and describe models; set what serves").add_subparsers(
         dest="models_command", required=True
     )

@@ -76,7 +76,7 @@ class Binner:
     Bin i of a column holds edges[i] <= v < edges[i + 1].
     """
 
-    def __init__(self, edges: Sequence[Sequence[float]]) -> None:
+    def __init__(self, edges: Sequence[Sequence[float] | np.ndarray]) -> None:
         self.sizes = np.array([len(e) - 1 for e in edges], dtype=np.intp)  # bins per column
         if len(edges) == 0 or np.any(self.sizes < 1):
             raise InvalidArgument("every histogram needs at least 2 edges")

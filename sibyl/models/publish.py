@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -23,6 +23,9 @@ from pydantic import ValidationError
 from sibyl.errors import InvalidArgument, ModelLoadError
 from sibyl.models import validate
 from sibyl.models.manifest import Baselines, FeatureSpec, Manifest, OutputSpec, Source, Validation
+
+if TYPE_CHECKING:
+    from sibyl.models.convert import Format
 
 T = TypeVar("T", FeatureSpec, OutputSpec)
 
@@ -115,7 +118,7 @@ def prepare(
     spec: Spec,
     *,
     onnx_path: str | None = None,
-    source: tuple[str, str] | None = None,
+    source: tuple[Format, str] | None = None,
     sample_path: str | None = None,
     tolerance: float | None = None,
 ) -> Prepared:
@@ -134,7 +137,7 @@ def prepare(
         fmt, path = source
         if sample is None:
             raise InvalidArgument(f"--{fmt} needs --sample CSV: the rows the converted scores are checked on")
-        converted, raw = convert.convert(fmt, path, spec.input_name)  # type: ignore[arg-type]
+        converted, raw = convert.convert(fmt, path, spec.input_name)
         if converted.width != width:
             raise InvalidArgument(f"{path} takes {converted.width} columns, the spec's inputs give {width}")
         if spec.output is not None and spec.output.name != converted.output.name:
@@ -168,7 +171,7 @@ def prepare(
         from sibyl.models import convert
 
         assert scores is not None
-        found = convert.compare(source[0], converted, raw, scores, sample, tolerance or convert.TOLERANCE)  # type: ignore[arg-type]
+        found = convert.compare(source[0], converted, raw, scores, sample, tolerance or convert.TOLERANCE)
         files[found.file] = raw
     baselines = (
         compute_baselines(spec.inputs, sample, scores[:, 0]) if sample is not None and scores is not None else None

@@ -104,8 +104,8 @@ class OnnxModel:
 
     def run(self, matrix: np.ndarray) -> np.ndarray:
         """float32 [N, columns] → float32 [N, dim]."""
-        out = _runner(self.session_for(matrix.shape[0]))(self._output, {self.manifest.input_name: matrix}, None)[0]
-        out = np.asarray(out, dtype=np.float32)
+        raw = _runner(self.session_for(matrix.shape[0]))(self._output, {self.manifest.input_name: matrix}, None)[0]
+        out = np.asarray(raw, dtype=np.float32)
         if out.ndim == 1:
             out = out.reshape(-1, 1)
         column = self.manifest.output.column

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import TypedDict
 
 import numpy as np
 import onnxruntime as ort
@@ -65,10 +66,17 @@ def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
         pos += size
 
 
-def onnx_header(model_bytes: bytes) -> dict[str, object]:
+class OnnxHeader(TypedDict):
+    ir_version: int
+    producer: str
+    opsets: dict[str, int]  # domain ("" = ai.onnx) -> version
+
+
+def onnx_header(model_bytes: bytes) -> OnnxHeader:
     """ir_version, producer and opset imports of an ONNX ModelProto; InvalidArgument when it is not one
     (a truncated file fails here, before onnxruntime is asked)."""
-    ir_version, producer, version, opsets = 0, "", "", {}
+    ir_version, producer, version = 0, "", ""
+    opsets: dict[str, int] = {}
     try:
         for number, value in _fields(model_bytes):
             if number == 1 and isinstance(value, int):
@@ -80,7 +88,7 @@ def onnx_header(model_bytes: bytes) -> dict[str, object]:
             elif number == 8 and isinstance(value, bytes):
                 parts = dict(_fields(value))
                 domain = parts.get(1, b"")
-                opsets[domain.decode() if isinstance(domain, bytes) else ""] = int(parts.get(2, 0))  # type: ignore[arg-type]
+                opsets[domain.decode() if isinstance(domain, bytes) else ""] = int(parts.get(2, 0))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"not an ONNX model (truncated or another format): {exc}") from None
     if not ir_version or not opsets:
@@ -122,9 +130,9 @@ def validation_record(model_bytes: bytes, sample_rows: int) -> Validation:
     header = onnx_header(model_bytes)
     return Validation(
         onnxruntime=ort.__version__,
-        opsets=header["opsets"],  # type: ignore[arg-type]
-        ir_version=header["ir_version"],  # type: ignore[arg-type]
-        producer=header["producer"],  # type: ignore[arg-type]
+        opsets=header["opsets"],
+        ir_version=header["ir_version"],
+        producer=header["producer"],
         sample_rows=sample_rows,
         check_file=CHECK_FILE,
     )
