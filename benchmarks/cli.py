@@ -1,4 +1,5 @@
-"""`python -m benchmarks` and `sibyl bench`: argument parsing and readable errors around the suite."""
+"""`python -m benchmarks`: argument parsing and readable errors around the suite. The `sibyl` CLI has no bench
+command: benchmarks/ is not in the wheel."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Light on purpose: `sibyl --help` builds this parser, with or without the bench extra installed."""
+    """Light on purpose: `python -m benchmarks --help` works with or without the bench extra installed."""
     p.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
     p.add_argument("--quick", action="store_true", help="short runs of everything, one repeat (a smoke run)")
     p.add_argument("--target", help="HOST:PORT of a running sibyl serving the benchmark store (see README)")
@@ -165,11 +166,3 @@ def run(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     return execute(parser.parse_args(argv))
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """`sibyl bench ...` (sibyl.cli.main finds this module in a checkout)."""
-    parser = sub.add_parser("bench", help="run the benchmark suite (see benchmarks/README.md)", epilog=EPILOG)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_arguments(parser)
-    parser.set_defaults(handler=lambda args, _settings: execute(args))

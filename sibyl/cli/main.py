@@ -1,13 +1,12 @@
-"""`sibyl` command line: serve, models, predict, features, predlog, bench, score.
+"""`sibyl` command line: serve, predict, and the command groups of cli/: models, config, features, predlog, score.
 
-Every user error ends as one readable line on stderr and a non-zero exit code, never a traceback.
+Every user error ends as one readable line on stderr and a non-zero exit code, never a traceback. The benchmark
+suite is not a `sibyl` command: it lives outside the wheel, behind `python -m benchmarks`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,11 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from sibyl.cli import config as config_commands
+from sibyl.cli import features as features_commands
+from sibyl.cli import models as models_commands
+from sibyl.cli import predlog as predlog_commands
+from sibyl.cli import score as score_commands
 from sibyl.cli.flags import add_settings_flags, flag_overrides
 from sibyl.cli.remote import add_connection_flags, open_client
 from sibyl.config import Settings, load_settings
@@ -126,22 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_flags(predict)
     predict.set_defaults(handler=cmd_predict)
 
-    for module in (
-        "sibyl.cli.models",
-        "sibyl.cli.config",
-        "sibyl.cli.features",
-        "sibyl.cli.predlog",
-        "sibyl.cli.score",
-        "benchmarks.cli",
-    ):
-        _add_optional(sub, module)
+    # Command groups that live with their concern, each adding its subcommands.
+    models_commands.add_commands(sub)
+    config_commands.add_commands(sub)
+    features_commands.add_commands(sub)
+    predlog_commands.add_commands(sub)
+    score_commands.add_commands(sub)
     return parser
-
-
-def _add_optional(sub: argparse._SubParsersAction, module: str) -> None:
-    """Command groups that live with their concern; absent ones (e.g. benchmarks outside a checkout) are skipped."""
-    if importlib.util.find_spec(module.rsplit(".", 1)[0]) and importlib.util.find_spec(module):
-        importlib.import_module(module).add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
