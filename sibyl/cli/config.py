@@ -20,7 +20,7 @@ def cmd_show(args: argparse.Namespace, _: Settings) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("config", help="show the effective settings (file, env, flags), secrets masked")
     commands = group.add_subparsers(dest="config_command", required=True)
     p = commands.add_parser(

@@ -23,7 +23,7 @@ from sibyl.features.specs import specs_from_manifest, specs_from_store
 from sibyl.models.manifest import FeatureSpec
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("features", help="load features into Redis, look one entity up")
     sub = group.add_subparsers(dest="features_command", required=True)
 

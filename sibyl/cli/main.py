@@ -143,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args, _settings(args))
+        code: int = args.handler(args, _settings(args))
+        return code
     except SibylError as exc:
         print(f"sibyl: error: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        print(f"sibyl: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"sibyl: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from sibyl.config import Settings
 from sibyl.errors import InvalidArgument
 from sibyl.predlog import tail
+from sibyl.v1.predlog_pb2 import PredictionLog
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("predlog", help="read the prediction log")
     sub = group.add_subparsers(dest="predlog_command", required=True)
     p = sub.add_parser(
@@ -38,6 +40,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidArgument(f"--for must be positive, got {args.max_seconds}")
     last = args.lines or None
     cfg = settings.predlog
+    records: Iterator[PredictionLog | None]  # None: an idle poll while following
     if args.spool:
         if args.follow:
             raise InvalidArgument("--follow does not apply to --spool (a spool only drains)")

@@ -186,7 +186,7 @@ class Writer:
         self.parquet = path.suffix.lower() in PARQUET
         if not self.parquet and path.suffix.lower() != ".csv":
             raise InvalidArgument(f"output {path}: use a .csv or .parquet file")
-        self._pq = _pyarrow_parquet() if self.parquet else None
+        self._pq: Any = _pyarrow_parquet() if self.parquet else None
         self._file: Any = None
         self._csv: Any = None
         self.rows = 0
@@ -199,7 +199,7 @@ class Writer:
         if self.parquet:
             import pyarrow as pa
 
-            data = {c: batch.text(c) for c in self.ids} | {n: scores[:, i] for i, n in enumerate(names)}
+            data = {c: batch.text(c) for c in self.ids} | {n: pa.array(scores[:, i]) for i, n in enumerate(names)}
             data["model"] = [model] * batch.num_rows
             table = pa.table(data)
             if self._file is None:
@@ -371,7 +371,7 @@ def _pair(text: str) -> tuple[str, str]:
     return key, value
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("score", help="score a CSV/Parquet file (through a server, or in-process)")
     p.add_argument("input", help="CSV or Parquet file with a header of feature and id columns")
     p.add_argument("output", help="CSV or Parquet file for the ids and scores (input order)")
