@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,20 +16,13 @@ from benchmarks.load.loadgen import RunResult, closed_loop
 
 BURN_S = 0.3
 # A child that starts a grandchild, which burns BURN_S of CPU, says so, and then sleeps.
-GRANDCHILD = (
-    "import sys, time\n"
-    "t = time.process_time()\n"
-    f"while time.process_time() - t < {BURN_S}: pass\n"
-    "print('burned', flush=True)\n"
-    "time.sleep(60)\n"
-)
-CHILD = f"import subprocess, sys\np = subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}])\np.wait()\n"
+BURN_IN_GRANDCHILD = Path(__file__).parent / "programs" / "burn_in_grandchild.py"
 
 
 @pytest.fixture
 def tree() -> Iterator[tuple[subprocess.Popen[str], int]]:
     """(child, grandchild pid) once the grandchild has burned its CPU."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(BURN_IN_GRANDCHILD), str(BURN_S)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "burned"
         kids = [p for p in cpu.tree(child.pid) if p != child.pid]

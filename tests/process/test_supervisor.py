@@ -24,6 +24,7 @@ from tests.support.servers import KafkaBroker, create_topic
 from tests.support.workers import alive, answering, kill_all, worker_pids
 
 pytestmark = pytest.mark.timeout(180)
+RUN_SUPERVISOR = Path(__file__).parent / "programs" / "run_supervisor.py"
 
 
 def wait(condition: object, timeout_s: float, what: str) -> None:
@@ -68,14 +69,13 @@ def restarts(log: Path) -> list[tuple[int, int]]:
 def test_restart_backoff_starts_afresh_after_a_healthy_run(tmp_path: Path) -> None:
     publish_models(tmp_path / "store")
     log = tmp_path / "supervisor.log"
-    script = (
-        "import sys; from sibyl.config import load_settings; from sibyl.observability.logs import setup_logging; "
-        "from sibyl.process.workers import Supervisor; s = load_settings(); setup_logging('INFO', False); "
-        "sys.exit(Supervisor(s, healthy_after_s=3.0).run())"
-    )
     with log.open("ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", script], env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=err, text=True
+            [sys.executable, str(RUN_SUPERVISOR), "3.0"],
+            env=env_for(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
         )
     seen: set[int] = set()
     try:
