@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict, Union
+from typing import TYPE_CHECKING, Any, TypedDict, TypeGuard, Union
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def _columns(
             raise InvalidArgument(f"rows of shape {rows.shape} for {len(feature_names)} feature_names; want [N, names]")
         return list(feature_names), _floats("rows", matrix), {}
     if _is_frame(rows):
-        columns: Mapping[str, Any] = {str(c): rows[c] for c in rows.columns}  # type: ignore[union-attr]
+        columns: Mapping[str, Any] = {str(c): rows[c] for c in rows.columns}
     elif isinstance(rows, Mapping):
         columns = {str(k): v for k, v in rows.items()}
     elif isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
@@ -107,7 +107,8 @@ def _columns(
     return names, matrix, ids
 
 
-def _is_frame(rows: Any) -> bool:
+def _is_frame(rows: Any) -> TypeGuard[pd.DataFrame]:
+    """A pandas DataFrame (or one shaped like it), known by name: pandas is optional and not imported here."""
     return type(rows).__name__ == "DataFrame" and hasattr(rows, "columns")
 
 
