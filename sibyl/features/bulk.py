@@ -113,7 +113,8 @@ class RedisReader:
                 names = tuple(s.name for s in wanted[(entity, entity_id)])
                 pipe.hmget(entity_key(self.prefix, entity, entity_id), field_lists(names, self.field_hash))
             self.round_trips += 1
-            return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:

@@ -102,7 +102,8 @@ def decode(spec: FeatureSpec, raw: bytes) -> FeatureValue:
     if spec.dtype == "float":
         if n != 4:
             raise DecodeError(f"float needs 4 bytes, found {n}")
-        return F32.unpack(raw)[0]
+        value: float = F32.unpack(raw)[0]
+        return value
     if n % 4:
         raise DecodeError(f"{spec.dtype} needs a multiple of 4 bytes, found {n}")
     if spec.dtype == "float_vector":
