@@ -59,13 +59,13 @@ if bad:
 print("test_lowest: at the floors:", ", ".join(seen), file=sys.stderr)
 EOF
 
-# Unit tests of every package the floors touch, the real Redis / Kafka-protocol / S3 servers' tests, and the
-# endpoints (tests/api, tests/process: grpcio, protobuf, numpy and uvloop at their floors, driven by the stock
-# tritonclient and perf_analyzer). The benchmark runner's progress test needs the bench extra, which this job
-# does not pin: the main job runs it.
+# The private-API fast paths at the floors (tests/compat), unit tests of every package the floors touch, the real
+# Redis / Kafka-protocol / S3 servers' tests, and the endpoints (tests/api, tests/process: grpcio, protobuf, numpy
+# and uvloop at their floors, driven by the stock tritonclient and perf_analyzer). The benchmark runner's progress
+# test needs the bench extra, which this job does not pin: the main job runs it.
 SIBYL_PERF_ANALYZER="${SIBYL_PERF_ANALYZER:-$(bash scripts/setup_perf_analyzer.sh)}"
 export SIBYL_PERF_ANALYZER
 "$PY" -m pytest -q -p no:cacheprovider \
-    tests/models tests/features tests/predlog tests/serving tests/cli tests/test_protos.py tests/api tests/process \
-    tests/faults/test_redis_faults.py \
+    tests/compat tests/models tests/features tests/predlog tests/serving tests/cli tests/test_protos.py tests/api \
+    tests/process tests/faults/test_redis_faults.py \
     --deselect tests/cli/test_progress.py::test_the_benchmark_suite_reports_each_entry_through_its_progress "$@"

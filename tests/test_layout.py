@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / "sibyl"
 # Backends (models, features, predlog) own their settings classes, so config composes them and sits above.
 RANK = {
     "errors": 0,
+    "compat": 0,  # shims over dependencies' private APIs: they import only the library they wrap
     "v1": 0,  # generated protobuf code
     "kserve": 0,  # generated protobuf code
     "observability": 1,

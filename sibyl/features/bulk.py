@@ -20,6 +20,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from sibyl.compat.redis_replies import read_replies_blocking
 from sibyl.errors import InvalidArgument, Unavailable
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import Dtype, EncodeError, FieldHash, check_collisions, entity_key
@@ -31,7 +32,6 @@ from sibyl.features.redis import (
     field_lists,
     pack_hmgets,
     queue_writes,
-    read_replies_blocking,
 )
 from sibyl.features.settings import FeatureSettings
 from sibyl.features.sources import BadInput, _parquet_value, _values

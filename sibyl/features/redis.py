@@ -6,7 +6,6 @@ round trip per node that holds a wanted entity, sent to all nodes at once. Layou
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -17,12 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
-try:  # a dependency (redis[hiredis]); without it every reply goes through redis-py's read_response
-    import hiredis
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
-except ImportError:  # pragma: no cover
-    hiredis = None
-
+from sibyl.compat.redis_replies import read_replies
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import (
     F32,
@@ -97,7 +91,7 @@ class RedisFeatureStore:
         conn = await pool.get_connection()
         try:
             await conn.send_packed_command(pack_hmgets(keys, wanted, self.prefix, self.field_hash), check_health=False)
-            replies = await _read_replies(conn, len(keys))
+            replies = await read_replies(conn, len(keys))  # in bulk: sibyl.compat.redis_replies
         except BaseException:  # cancelled or failed mid-read: unread replies would poison the next user
             await conn.disconnect()
             raise
@@ -157,69 +151,6 @@ def pack_hmgets(keys: list[EntityKey], wanted: Wanted, prefix: str, scheme: Fiel
         key = entity_key(prefix, entity, entity_id).encode()
         parts.append(b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n%s" % (count, len(key), key, head))
     return b"".join(parts)
-
-
-async def _read_replies(conn: Any, count: int) -> list[Any]:
-    """`count` replies, undecoded; an error reply (e.g. WRONGTYPE) is a ResponseError in its place, read whole.
-
-    With redis-py's hiredis parser (a dependency), hiredis parses every reply a socket read holds, in C, where
-    redis-py's read_response adds Python work around each reply (docs/performance.md#redis-bulk-read). The
-    parser's reader and socket read are not public API (the same in redis-py 6 to 8), so with another parser
-    each reply goes through read_response."""
-    parser = getattr(conn, "_parser", None)
-    if not _bulk_readable(parser):
-        return [await _read_one(conn) for _ in range(count)]
-    replies: list[Any] = []
-    while not _move_parsed_replies(parser, replies, count):
-        await parser.read_from_socket()  # raises ConnectionError when the server closed the connection
-    return replies
-
-
-def read_replies_blocking(conn: Any, count: int) -> list[Any]:
-    """_read_replies for a blocking redis-py connection (the batch reader, features.bulk)."""
-    parser = getattr(conn, "_parser", None)
-    # redis-py 6's blocking parser may hold one reply it peeked at (can_read): then go reply by reply
-    if not _bulk_readable(parser) or getattr(parser, "_next_response", _NOT_ENOUGH_DATA) is not _NOT_ENOUGH_DATA:
-        return [_read_one_blocking(conn) for _ in range(count)]
-    replies: list[Any] = []
-    while not _move_parsed_replies(parser, replies, count):
-        parser.read_from_socket()  # the socket timeout bounds each wait; ConnectionError when closed
-    return replies
-
-
-def _bulk_readable(parser: Any) -> bool:
-    return (
-        hiredis is not None
-        and isinstance(getattr(parser, "_reader", None), hiredis.Reader)
-        and hasattr(parser, "read_from_socket")
-    )
-
-
-def _move_parsed_replies(parser: Any, replies: list[Any], count: int) -> bool:
-    """Moves the replies the parser's reader holds into `replies`; True once there are `count`."""
-    push = getattr(parser, "_hiredis_PushNotificationType", None) or ()  # RESP3 out-of-band messages
-    gets = parser._reader.gets
-    while len(replies) < count:
-        reply = gets(False)  # False: bytes as they are
-        if reply is _NOT_ENOUGH_DATA:
-            return False
-        if not isinstance(reply, push):  # a push is not a reply (this connection subscribes to nothing)
-            replies.append(reply)
-    return True
-
-
-async def _read_one(conn: Any) -> Any:
-    try:  # timeout=inf: the fetcher's budget bounds the whole read, not each reply
-        return await conn.read_response(disable_decoding=True, timeout=math.inf)
-    except ResponseError as exc:  # an error reply is read whole: keep going
-        return exc
-
-
-def _read_one_blocking(conn: Any) -> Any:
-    try:
-        return conn.read_response(disable_decoding=True)
-    except ResponseError as exc:
-        return exc
 
 
 def field_lists(names: tuple[str, ...], scheme: FieldHash) -> list[bytes]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from sibyl.compat.onnxruntime_run import run_function
 from sibyl.errors import ModelLoadError
 from sibyl.models.manifest import Manifest
 
@@ -104,7 +104,8 @@ class OnnxModel:
 
     def run(self, matrix: np.ndarray) -> np.ndarray:
         """float32 [N, columns] → float32 [N, dim]."""
-        raw = _runner(self.session_for(matrix.shape[0]))(self._output, {self.manifest.input_name: matrix}, None)[0]
+        # The session's C++ run, without InferenceSession.run's Python checks (sibyl.compat.onnxruntime_run).
+        raw = run_function(self.session_for(matrix.shape[0]))(self._output, {self.manifest.input_name: matrix}, None)[0]
         out = np.asarray(raw, dtype=np.float32)
         if out.ndim == 1:
             out = out.reshape(-1, 1)
@@ -112,12 +113,3 @@ class OnnxModel:
         if column is not None:
             out = out[:, column : column + 1]
         return out
-
-
-def _runner(session: ort.InferenceSession) -> Any:
-    """The session's C++ run. InferenceSession.run only re-checks, in Python, what sibyl's own input already
-    guarantees (one float32 numpy input under its name, no OrtValues, no graph capture), a visible share of a
-    1-row call (docs/performance.md#inference-call). The C++ call checks names and types itself; onnxruntime's
-    own wrapper calls the same `_sess.run`."""
-    native = getattr(session, "_sess", None)
-    return native.run if native is not None else session.run

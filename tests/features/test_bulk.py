@@ -71,7 +71,7 @@ def test_bulk_reply_read_equals_the_per_reply_read(fresh_redis: RedisServer, mon
     """The blocking reader parses a pipeline's replies in bulk with hiredis, like the server's reader; redis-py's
     read_response per reply is the fallback. Both read the same values from 3,000 entities (many socket reads),
     with a key of the wrong type and an unknown entity among them, and the pooled connection stays in step."""
-    from sibyl.features import redis as store_module
+    from sibyl.compat import redis_replies
 
     with SnapshotWriter(fresh_redis.url, "b:v1", specs={"tags": TAGS}) as writer:
         writer.write([("consumer_id", str(i), {"orders": float(i), "tags": [i, -i]}) for i in range(3_000)])
@@ -81,20 +81,20 @@ def test_bulk_reply_read_equals_the_per_reply_read(fresh_redis: RedisServer, mon
     orders = FeatureSpec(name="orders", entity="consumer_id")
     wanted = {("consumer_id", str(i)): [orders, TAGS] for i in [*range(3_000), 123_456]}
     one_by_one = 0
-    read_one = store_module._read_one_blocking
+    read_one = redis_replies._read_one_blocking
 
     def counted(conn: Any) -> Any:
         nonlocal one_by_one
         one_by_one += 1
         return read_one(conn)
 
-    monkeypatch.setattr(store_module, "_read_one_blocking", counted)
+    monkeypatch.setattr(redis_replies, "_read_one_blocking", counted)
     reader = RedisReader(fresh_redis.url, "b:v1")
     try:
         bulk = reader.read(wanted)
         assert one_by_one == 0, "the bulk path, not the fallback"
         assert reader.decode_errors == 1 and "consumer_id=1500" in reader.first_decode_error
-        monkeypatch.setattr(store_module, "hiredis", None)
+        monkeypatch.setattr(redis_replies, "READER", None)  # as without hiredis
         per_reply = reader.read(wanted)
         assert one_by_one == len(wanted)
         monkeypatch.undo()

@@ -155,10 +155,10 @@ async def test_undecodable_value_is_missing_and_counted(fresh_redis: RedisServer
 async def test_bulk_reply_read_equals_redis_py_read_per_reply(
     fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """hiredis parses a fetch's replies in bulk (redis._read_replies); redis-py's read_response per reply is the
+    """hiredis parses a fetch's replies in bulk (compat.redis_replies); redis-py's read_response per reply is the
     fallback. Both read the same values from 3,000 entities (replies over many socket reads), with a key of the
     wrong type and an unknown entity among them."""
-    from sibyl.features import redis as store_module
+    from sibyl.compat import redis_replies
 
     fetcher, _ = _fetcher(_settings(fresh_redis, cache_ttl_s=0))
     rows = [("consumer_id", str(c), {"orders": float(c), "emb": [c, -c, 0.5], "tags": [c]}) for c in range(3_000)]
@@ -168,17 +168,17 @@ async def test_bulk_reply_read_equals_redis_py_read_per_reply(
     client.close()
     wanted = {("consumer_id", str(c)): [ORDERS, EMB, TAGS] for c in [*range(3_000), 123_456]}
     one_by_one = 0
-    read_one = store_module._read_one
+    read_one = redis_replies._read_one
 
     async def counted(conn: Any) -> Any:
         nonlocal one_by_one
         one_by_one += 1
         return await read_one(conn)
 
-    monkeypatch.setattr(store_module, "_read_one", counted)
+    monkeypatch.setattr(redis_replies, "_read_one", counted)
     bulk = await fetcher.fetch(wanted)
     assert one_by_one == 0  # the bulk path, not the fallback
-    monkeypatch.setattr(store_module, "hiredis", None)
+    monkeypatch.setattr(redis_replies, "READER", None)  # as without hiredis
     per_reply = await fetcher.fetch(wanted)
     assert one_by_one == len(wanted)
     assert not bulk.degraded and not per_reply.degraded

@@ -1,0 +1,45 @@
+"""Many observations of one prometheus_client Histogram at once, through its bucket values, else observe() each.
+
+`Histogram.observe` walks the buckets in Python and takes two locks per value (docs/performance.md#metric-updates).
+`observe_many` finds every value's bucket (the first upper bound >= value) with one bisect each, or one numpy
+searchsorted for many, and adds to the histogram's own bucket and sum values: the exported series, multiprocess
+mode included, are what observe() would have written. `_upper_bounds`, `_buckets` and `_sum` are not public API
+(present since long before our lowest pin, 0.20): `fast_path_taken(histogram)` says whether a histogram has them,
+and tests/compat/test_prometheus_buckets.py fails when the installed prometheus_client does not.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from typing import Any
+
+import numpy as np
+from prometheus_client import Histogram
+
+SMALL = 32  # fewer values than this: one bisect each beats numpy's fixed cost
+
+
+def fast_path_taken(histogram: Histogram) -> bool:
+    """observe_many adds to this histogram's (an unlabelled one, or a labelled child) bucket values directly."""
+    return all(getattr(histogram, name, None) is not None for name in ("_upper_bounds", "_buckets", "_sum"))
+
+
+def observe_many(histogram: Histogram, values: list[float]) -> None:
+    """histogram.observe(value) for every value: the same buckets and sum, in bulk."""
+    if not fast_path_taken(histogram):  # a prometheus_client without these internals
+        for value in values:
+            histogram.observe(value)
+        return
+    internals: Any = histogram
+    bounds, buckets, total = internals._upper_bounds, internals._buckets, internals._sum
+    if len(values) < SMALL:  # a few values (a quiet server flushes after every call): bisect in C, no numpy
+        for value in values:
+            buckets[bisect_left(bounds, value)].inc(1)
+        total.inc(math.fsum(values))
+        return
+    array = np.asarray(values, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(bounds, array, side="left"), minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(array.sum()))
