@@ -72,7 +72,12 @@ class Lane:
     def stop(self, timeout_s: float) -> list[Job]:
         """Run what is queued within timeout_s, then end the threads; returns the jobs left unrun."""
         done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+
+        def wait_for_queue() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait_for_queue, daemon=True).start()
         finished = done.wait(timeout_s)
         left: list[Job] = []
         if not finished:
