@@ -12,6 +12,8 @@
 - feature_fetch.py stand-alone: feature-fetch latency against a real redis-server (`python -m` it)
 - batch.py         stand-alone: batch-scoring rows/s (floor, BatchScorer, sibyl score, Spark, Ray)
 - hostile.py       stand-alone: server cost of hostile requests (see its docstring)
+- rest_cpu.py      stand-alone: server CPU per KServe V2 REST infer call (1 and 100 rows, c=1 and c=4)
+- rest_walk.py     stand-alone: the sibyl files one REST infer call goes through, in call order
 
 May import: benchmarks.load, each other, sibyl, tests.support (real-server launchers). Never peers, report,
 suite or cli.

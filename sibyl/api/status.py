@@ -1,18 +1,14 @@
-"""The one place exceptions become gRPC status codes and messages, and HTTP statuses for the V2 REST port (and
-unparsable request bytes an error)."""
+"""The one place exceptions become gRPC status codes and messages, and HTTP statuses for the V2 REST port."""
 
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
-from sibyl.errors import InvalidArgument, ResourceExhausted, SibylError
+from sibyl.errors import ResourceExhausted, SibylError
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=Message)
 
 # gRPC code -> HTTP status for the V2 REST port (the usual mapping, as in google.rpc.Code's comments).
 HTTP_STATUS = {
@@ -40,18 +36,13 @@ class PayloadTooLarge(ResourceExhausted):
     http_status = 413
 
 
-def parse(message_type: type[M], data: bytes) -> M:
-    """Servicers parse request bytes themselves: grpc answers UNKNOWN when its own deserializer fails, and a
-    malformed message is the caller's INVALID_ARGUMENT."""
-    try:
-        return message_type.FromString(data)
-    except DecodeError as exc:
-        raise InvalidArgument(
-            f"message is not a valid {message_type.DESCRIPTOR.full_name} ({exc}); check the client's proto"
-        ) from None
+def code_of(exc: BaseException) -> grpc.StatusCode:
+    """The status code an error answers (INTERNAL for anything that is not a SibylError), without logging it."""
+    return exc.code if isinstance(exc, SibylError) else grpc.StatusCode.INTERNAL
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """(code, message) a call refused with exc answers; an error that is not a SibylError is logged here."""
     if isinstance(exc, SibylError):
         return exc.code, str(exc)
     # Anything else is our bug: log it with its traceback, tell the caller without internals.

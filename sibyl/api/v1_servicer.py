@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -24,12 +25,13 @@ WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)  # which process answere
 STREAM_WINDOW = 32  # requests of one stream scored at once; the client is slowed by flow control beyond it
 SERVICE = "sibyl.v1.PredictionService"
 MALFORMED = PredictRequest()  # stands in for an unparsable request in metrics
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def add_to_server(servicer: PredictionServicer, server: grpc.aio.Server) -> None:
     """Like the generated add_..._to_server, except requests arrive as bytes and the servicer parses them:
     grpc answers UNKNOWN when its own deserializer fails; a malformed message is the caller's INVALID_ARGUMENT."""
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Predict": grpc.unary_unary_rpc_method_handler(
             servicer.Predict, response_serializer=PredictResponse.SerializeToString
         ),
@@ -61,7 +63,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         self.service.observe_call(request.predictor, code.name, time.perf_counter() - call.start, rows)
 
     async def _predict(
-        self, data: bytes, call: _Call, context: grpc.aio.ServicerContext, time_remaining: float | None
+        self, data: bytes, call: _Call, context: Context, time_remaining: float | None
     ) -> PredictResponse:
         """Admission first, then parse and decode (in a worker thread when the message is large), then score."""
         service = self.service
@@ -71,7 +73,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
             trace = carrier(context.invocation_metadata()) if service.tracing is not None else None
             return await service.score(call.request, batch, time_remaining, trace)
 
-    async def Predict(self, data: bytes, context: grpc.aio.ServicerContext) -> PredictResponse:
+    async def Predict(self, data: bytes, context: Context) -> PredictResponse:
         call = _Call()
         try:
             response = await self._predict(data, call, context, context.time_remaining())
@@ -84,7 +86,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def PredictStream(
-        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[PredictStreamResponse]:
         """Responses in order of completion; an error answers its own message and the stream goes on."""
         done: asyncio.Queue[PredictStreamResponse | None] = asyncio.Queue()

@@ -8,22 +8,29 @@ is parsed the same way into its place. Between pieces the GIL can switch, so the
 
 While splitting, each message's wire fields are counted (a run of unpacked repeated numbers counts once):
 more than `max_fields` in one message is refused before it is parsed, since no request within the server's
-limits needs that many. Malformed bytes are InvalidArgument, as with status.parse.
+limits needs that many. Servicers parse request bytes themselves, here: grpc's own deserializer answers UNKNOWN
+when it fails, and malformed bytes are the caller's INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from google.protobuf import message_factory
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from sibyl.api.status import parse as parse_whole
 from sibyl.errors import InvalidArgument
 from sibyl.serving.limits import Limits
 from sibyl.serving.records import encode_varint as varint
+
+if TYPE_CHECKING:  # the stubs give a message's descriptors either implementation's type (upb's at run time)
+    from google._upb._message import Descriptor as UpbDescriptor
+    from google._upb._message import FieldDescriptor as UpbField
+
+    Field: TypeAlias = FieldDescriptor | UpbField
+    MessageType: TypeAlias = Descriptor | UpbDescriptor
 
 M = TypeVar("M", bound=Message)
 PIECE_BYTES = 64 * 1024  # upb holds the GIL while it parses: a piece bounds that (docs/performance.md#large-requests)
@@ -47,10 +54,17 @@ def max_fields(limits: Limits) -> int:
 def parse(message_type: type[M], data: bytes, max_fields: int, piece: int = PIECE_BYTES) -> M:
     """data as a message_type; whole when it is at most `piece` bytes, else in pieces (see the module doc)."""
     if len(data) <= piece:
-        return parse_whole(message_type, data)
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            raise _malformed(message_type.DESCRIPTOR.full_name, str(exc)) from None
     message = message_type()
     _Splitter(message_type, memoryview(data), max_fields, piece).merge(message, 0, len(data))
     return message
+
+
+def _malformed(name: str, why: str) -> InvalidArgument:
+    return InvalidArgument(f"message is not a valid {name} ({why}); check the client's proto")
 
 
 class _Splitter:
@@ -59,7 +73,7 @@ class _Splitter:
         self.data, self.max_fields, self.piece = data, max_fields, piece
 
     def fail(self, why: str) -> InvalidArgument:
-        return InvalidArgument(f"message is not a valid {self.name} ({why}); check the client's proto")
+        return _malformed(self.name, why)
 
     def varint(self, pos: int, end: int) -> tuple[int, int]:
         data, value, shift = self.data, 0, 0
@@ -74,7 +88,7 @@ class _Splitter:
 
     def merge_piece(self, message: Message, start: int, end: int) -> None:
         try:
-            message.MergeFromString(self.data[start:end])
+            message.MergeFromString(self.data[start:end])  # type: ignore[arg-type]  # upb reads any buffer
         except DecodeError as exc:
             raise self.fail(str(exc)) from None
 
@@ -99,15 +113,15 @@ class _Splitter:
                 value_start, pos = pos, pos + length
                 if pos > end:
                     raise self.fail(f"a field of {length} bytes runs past the end at byte {value_start}")
-                large = length > self.piece and field is not None
-                packed = large and field.is_repeated and field.type in _PACKED
-                if packed or (large and field.type == FieldDescriptor.TYPE_MESSAGE):
+                large = field if field is not None and length > self.piece else None
+                packed = large is not None and large.is_repeated and large.type in _PACKED
+                if large is not None and (packed or large.type == FieldDescriptor.TYPE_MESSAGE):
                     if pending < key_start:
                         self.merge_piece(message, pending, key_start)
                     if packed:
-                        self.merge_packed(message, bytes(self.data[key_start:key_end]), value_start, pos, field)
+                        self.merge_packed(message, bytes(self.data[key_start:key_end]), value_start, pos, large)
                     else:
-                        self.merge_field(message, field, value_start, pos)
+                        self.merge_field(message, large, value_start, pos)
                     pending = pos
                     continue
             elif wire in _VALUE:
@@ -126,7 +140,7 @@ class _Splitter:
             "server's limits needs that many (server.max_rows, server.max_columns)"
         )
 
-    def merge_packed(self, message: Message, key: bytes, start: int, end: int, field: FieldDescriptor) -> None:
+    def merge_packed(self, message: Message, key: bytes, start: int, end: int, field: Field) -> None:
         """A large packed repeated field as several packed fields of at most a piece each (they concatenate)."""
         size = _PACKED[field.type]
         pos = start
@@ -145,7 +159,7 @@ class _Splitter:
                 raise self.fail(str(exc)) from None
             pos = cut
 
-    def skip_value(self, key_start: int, pos: int, end: int, wire: int, field: FieldDescriptor | None) -> int:
+    def skip_value(self, key_start: int, pos: int, end: int, wire: int, field: Field | None) -> int:
         """Past one number (pos: just after its key); past the whole run when it is an unpacked repeated field,
         matched in C by a regex, so a run of a million numbers is not a million Python steps."""
         key = bytes(self.data[key_start:pos])
@@ -164,22 +178,23 @@ class _Splitter:
                 pos = match.end()
         return pos
 
-    def merge_field(self, message: Message, field: FieldDescriptor, start: int, end: int) -> None:
+    def merge_field(self, message: Message, field: Field, start: int, end: int) -> None:
         """One large submessage field, parsed in pieces into its place."""
+        assert field.message_type is not None  # a message field
         if field.message_type.GetOptions().map_entry:
-            self.merge_entry(message, field, start, end)
+            self.merge_entry(message, field, field.message_type, start, end)
         elif field.is_repeated:
             self.merge(getattr(message, field.name).add(), start, end)
         else:
             self.merge(getattr(message, field.name), start, end)  # a singular field given twice merges, as on the wire
 
-    def merge_entry(self, message: Message, field: FieldDescriptor, start: int, end: int) -> None:
+    def merge_entry(self, message: Message, field: Field, entry_type: MessageType, start: int, end: int) -> None:
         """A large map entry: its key, then a message value parsed in pieces straight into the key's slot."""
-        entry = message_factory.GetMessageClass(field.message_type)()
+        entry = message_factory.GetMessageClass(entry_type)()  # type: ignore[arg-type]  # upb's, as it takes
         container = getattr(message, field.name)
-        if field.message_type.fields_by_name["value"].type != FieldDescriptor.TYPE_MESSAGE:
+        if entry_type.fields_by_name["value"].type != FieldDescriptor.TYPE_MESSAGE:
             self.merge(entry, start, end)
-            container[entry.key] = entry.value
+            container[getattr(entry, "key")] = getattr(entry, "value")  # noqa: B009  # map entries: key, value
             return
         values: list[tuple[int, int]] = []
         pos, count = start, 0
@@ -202,7 +217,7 @@ class _Splitter:
             else:
                 raise self.fail(f"wire type {key & 7} at byte {key_start}")
             self.merge_piece(entry, key_start, pos)  # the key (and anything unknown): small
-        value = container[entry.key]
+        value = container[getattr(entry, "key")]  # noqa: B009
         value.Clear()  # the last entry of a key wins, as in a whole parse; its value fields merge
         for value_start, value_end in values:
             self.merge(value, value_start, value_end)

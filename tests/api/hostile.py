@@ -12,7 +12,8 @@ import struct
 import numpy as np
 from hypothesis import strategies as st
 
-from sibyl.api.v2_inputs import NUMPY_TYPES, TYPED_FIELDS
+from sibyl.api.v2.messages import TYPED_FIELDS
+from sibyl.api.v2.tensors import NUMPY_TYPES
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.serving.limits import Limits
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, FeatureRow, FloatVector, PredictRequest

@@ -18,9 +18,11 @@ import pytest
 
 from sibyl.api import rest
 from sibyl.api.rest import codec
+from sibyl.api.v2.tensors import to_rows
 from sibyl.errors import ConfigError, InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.process.banner import parse_serving_line, serving_line
+from sibyl.serving.limits import Limits
 from tests.support.inproc import running_server, serve_subprocess_serving
 from tests.support.pki import Pki
 
@@ -118,8 +120,8 @@ async def test_rest_off_without_uvicorn_says_so(
     ],
 )
 def test_bad_bodies_say_what_to_fix(body: bytes, header: str | None, message: str) -> None:
-    with pytest.raises(InvalidArgument, match=message):
-        codec.parse_infer(body, header, "p", "")
+    with pytest.raises(InvalidArgument, match=message):  # the body read, then its tensors decoded to rows
+        to_rows(codec.parse_infer(body, header, "p", ""), limits=Limits())
 
 
 def test_parameters_and_json_views() -> None:
@@ -127,14 +129,16 @@ def test_parameters_and_json_views() -> None:
         "parameters": {"store_id": "s1", "n": 3, "x": 0.5, "binary_data_output": True},
         "inputs": [{"name": "v", "shape": [1, 2], "datatype": "INT64", "data": [[1, 2]]}],
     }
-    request, binary = codec.parse_infer(json.dumps(doc).encode(), None, "p", "1")
-    assert binary and request.model_version == "1"
-    assert codec.parameters(request.parameters) == doc["parameters"]
-    assert request.raw_input_contents[0] == (1).to_bytes(8, "little") + (2).to_bytes(8, "little")
+    request = codec.parse_infer(json.dumps(doc).encode(), None, "p", "1")
+    binary = request.raw_output
+    assert binary and request.version == "1"
+    assert request.parameters == doc["parameters"]
+    values = request.inputs[0].contents.numbers("v", "INT64", 2, [1, 2])
+    assert values.tobytes() == (1).to_bytes(8, "little") + (2).to_bytes(8, "little")
     config = v2.ModelConfig(
         name="p", max_batch_size=8, input=[v2.ModelInput(name="a", data_type=v2.TYPE_FP32, dims=[4])]
     )
-    view = codec.plain(config)
+    view = codec.triton_json(config)
     assert view["input"][0]["dims"] == [4] and view["input"][0]["data_type"] == "TYPE_FP32"  # numbers, enum names
     assert view["max_batch_size"] == 8 and "version_policy" not in view  # unset messages are left out
 

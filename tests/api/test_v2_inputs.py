@@ -1,5 +1,6 @@
-"""V2 input tensors -> PredictRequest (sibyl.api.v2_inputs): every datatype both ways, and the work budget
-checked before anything a tensor declares is built (the issue-13 shapes among them)."""
+"""V2 input tensors -> rows (sibyl.api.v2.tensors, from a ModelInferRequest read by sibyl.api.v2.messages): every
+datatype both ways, and the work budget checked before anything a tensor declares is built (the issue-13 shapes
+among them)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,46 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sibyl.api.v2_inputs import NUMPY_TYPES, TYPED_FIELDS, to_predict_request, to_rows
+from sibyl.api.v2 import tensors
+from sibyl.api.v2.messages import TYPED_FIELDS, infer_call
+from sibyl.api.v2.tensors import NUMPY_TYPES
 from sibyl.errors import InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
-from sibyl.serving.decode import decode
+from sibyl.serving.decode import RowBatch, decode
 from sibyl.serving.limits import Limits
+from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
 
 Tensor = v2.ModelInferRequest.InferInputTensor
 LIMITS = Limits(max_rows=100, max_columns=8, max_elements=200, max_name_length=32)
+
+
+def to_rows(
+    request: v2.ModelInferRequest,
+    model_override: str = "",
+    matrix_inputs: dict[str, list[str]] | None = None,
+    limits: Limits = LIMITS,
+) -> tuple[PredictRequest, RowBatch]:
+    """The servers' route: the message read as a call (api.v2.messages), then its rows (api.v2.tensors)."""
+    return tensors.to_rows(infer_call(request, limits), model_override, matrix_inputs, limits)
+
+
+def to_predict_request(
+    request: v2.ModelInferRequest,
+    model_override: str = "",
+    matrix_inputs: dict[str, list[str]] | None = None,
+    limits: Limits = LIMITS,
+) -> PredictRequest:
+    """The same call as one PredictRequest (dense rows): what a V2 call means in sibyl's own API."""
+    call = infer_call(request, limits)
+    names, matrix, entities = tensors.to_columns(call, matrix_inputs or {}, limits)
+    return PredictRequest(
+        request_id=call.id,
+        predictor=call.model,
+        context=tensors.context(call.parameters),
+        dense=DenseRows(feature_names=names, values=matrix.tobytes(), num_rows=matrix.shape[0]),
+        row_entities=[EntityColumn(entity=e, ids=ids) for e, ids in entities.items()],
+        model_override=model_override,
+    )
 
 
 def infer(*inputs: Tensor, raw: list[bytes] | None = None, **kw: Any) -> v2.ModelInferRequest:

@@ -1,6 +1,7 @@
 """The KServe V2 REST API on its own port, in the gRPC server's process and event loop: app (a bare ASGI app:
-routes, bearer tokens, body limit, errors), codec (JSON tensors and the binary-data extension <-> the V2
-protobuf messages, so api.v2_convert and serving.PredictionService do the work), server (uvicorn + httptools).
+the route table, bearer tokens, body limit, errors), codec (JSON tensors and the binary-data extension straight
+to an api.v2 InferCall and the answer straight to JSON, so api.v2.infer and serving.PredictionService do the
+work as for a gRPC call), server (uvicorn + httptools).
 
 Part of the api package (tests/test_layout.py RANK): the same imports as the gRPC servicers.
 """

@@ -1,6 +1,6 @@
 """The KServe V2 REST API as a bare ASGI application over the same PredictionService as the gRPC servicers.
 
-Routes (the V2 REST spec, plus Triton's extensions that tritonclient.http and perf_analyzer call):
+Routes (ROUTES: the V2 REST spec, plus Triton's extensions that tritonclient.http and perf_analyzer call):
 
     GET  /v2                                           server metadata
     GET  /v2/health/live | /v2/health/ready            200 = true, 400 = false (open without a token)
@@ -11,41 +11,38 @@ Routes (the V2 REST spec, plus Triton's extensions that tritonclient.http and pe
     GET  /v2/models[/{name}[/versions/{v}]]/stats      Triton statistics
     POST /v2/repository/index                          Triton repository index ({"ready": true} filters)
 
-Errors answer {"error": "..."} with the HTTP status of the gRPC code (api.status.to_http), so a call refused
-over REST is refused for the same reason, with the same message, as over gRPC. Bearer tokens, the message
-size limit and the metrics are the gRPC port's.
+An infer call takes the V2 path both ports share (api.v2.infer); this module only reads the HTTP request and
+writes the reply. Errors answer {"error": "..."} with the HTTP status of the gRPC code (api.status.to_http), so
+a call refused over REST is refused for the same reason, with the same message, as over gRPC. Bearer tokens, the
+message size limit and the metrics are the gRPC port's.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from sibyl import __version__
-from sibyl.api import v2_convert as convert
 from sibyl.api.auth import SCHEME, TokenSet
 from sibyl.api.rest import codec
-from sibyl.api.status import PayloadTooLarge, to_http
-from sibyl.api.v2_servicer import EXTENSIONS
+from sibyl.api.status import PayloadTooLarge, code_of, to_http
+from sibyl.api.v2 import messages
+from sibyl.api.v2.infer import EXTENSIONS, Inference
 from sibyl.errors import InvalidArgument, NotFound, SibylError
-from sibyl.kserve.grpc_predict_v2_pb2 import ModelInferRequest
 from sibyl.observability.metrics import Metrics
-from sibyl.observability.tracing import carrier
-from sibyl.serving.decode import RowBatch
-from sibyl.serving.metadata import ModelInfo
 from sibyl.serving.service import PredictionService
-from sibyl.v1.predict_pb2 import PredictRequest
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-JSON = [(b"content-type", b"application/json")]
+Headers = list[tuple[bytes, bytes]]
+JSON: Headers = [(b"content-type", b"application/json")]
 OCTETS = b"application/octet-stream"
 WORKER = (b"sibyl-worker", str(os.getpid()).encode())  # which process answered, as the gRPC trailing metadata
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})  # probes work without a token, as over gRPC
@@ -68,17 +65,35 @@ class Reply:
 
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int = 200, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None):
+    def __init__(self, status: int = 200, body: bytes = b"", headers: Headers | None = None) -> None:
         self.status, self.body, self.headers = status, body, headers if headers is not None else JSON
 
     @classmethod
     def of(cls, doc: Any) -> Reply:
-        return cls(200, json.dumps(doc, separators=(",", ":")).encode())
+        return cls(200, codec.to_json(doc))
 
     @classmethod
-    def truth(cls, value: bool, why: str) -> Reply:
-        """Health and readiness: the status is the answer; a false one says why."""
-        return cls(200) if value else cls(400, json.dumps({"error": why}).encode())
+    def probe(cls, passed: bool, why: str) -> Reply:
+        """A health or readiness probe's answer: the status says it (200 yes, 400 no); a no says why."""
+        return cls(200) if passed else cls(400, codec.to_json({"error": why}))
+
+    @classmethod
+    def error(cls, exc: BaseException) -> Reply:
+        status, _, message = to_http(exc)
+        reply = cls(status, codec.to_json({"error": message}))
+        if isinstance(exc, MethodNotAllowed):
+            reply.headers = [*JSON, (b"allow", exc.allowed.encode())]
+        return reply
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a route's handler reads of one HTTP request."""
+
+    params: dict[str, str]  # the path's {name} and {version}
+    body: bytes
+    headers: dict[str, str]  # lower-case names
+    start: float  # time.perf_counter() when it arrived
 
 
 class RestApp:
@@ -86,6 +101,7 @@ class RestApp:
         self, service: PredictionService, max_body: int, tokens: TokenSet | None = None, metrics: Metrics | None = None
     ) -> None:
         self.service, self.max_body, self.tokens = service, max_body, tokens
+        self.inference = Inference(service)
         self._rejected = metrics.rejected.labels("unauthenticated") if metrics is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,22 +110,29 @@ class RestApp:
         start = time.perf_counter()
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        infer_model = None
+        routes = match(path)
+        chosen = next(((r, params) for r, params in routes if r.method == method), None)
         try:
             if self.tokens is not None and path not in OPEN_PATHS:
                 self._authenticate(headers.get("authorization"))
             body = await self._body(receive, headers.get("content-length"))
-            parts = path.strip("/").split("/")
-            if len(parts) >= 3 and parts[:2] == ["v2", "models"] and parts[-1] == "infer":
-                infer_model = parts[2]
-            reply = await self._route(method, parts, body, headers, start)
+            if chosen is None:
+                if routes:
+                    raise MethodNotAllowed(method, ", ".join(dict.fromkeys(r.method for r, _ in routes)))
+                raise NotFound(
+                    f"no route {method} /{path.strip('/')}; V2 REST paths are /v2, /v2/health/live|ready and "
+                    "/v2/models/NAME[/versions/V][/ready|/infer]"
+                )
         except Exception as exc:
-            status, code, message = to_http(exc)
-            if infer_model is not None:
-                self._observe(infer_model, code, start)
-            reply = Reply(status, json.dumps({"error": message}).encode())
-            if isinstance(exc, MethodNotAllowed):
-                reply.headers = [*JSON, (b"allow", exc.allowed.encode())]
+            if routes and routes[0][0].handler is RestApp.infer:  # counted as the infer call it was meant to be
+                self.inference.observe(routes[0][1]["name"], code_of(exc), start)
+            reply = Reply.error(exc)
+        else:
+            try:
+                route, params = chosen
+                reply = await route.handler(self, Request(params, body, headers, start))
+            except Exception as exc:
+                reply = Reply.error(exc)
         headers_out = [*reply.headers, (b"content-length", str(len(reply.body)).encode()), WORKER]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers_out})
         await send({"type": "http.response.body", "body": reply.body})
@@ -147,86 +170,99 @@ class RestApp:
             "(server.max_message_bytes); send fewer rows per call"
         )
 
-    # ---- routing
-    async def _route(self, method: str, parts: list[str], body: bytes, headers: dict[str, str], start: float) -> Reply:
-        if parts == ["v2"]:
-            _allow(method, "GET")
-            return Reply.of({"name": "sibyl", "version": __version__, "extensions": list(EXTENSIONS)})
-        if parts[:2] == ["v2", "health"] and len(parts) == 3 and parts[2] in ("live", "ready"):
-            _allow(method, "GET")
-            if parts[2] == "live":
-                return Reply.truth(self.service.live(), "not live")
-            return Reply.truth(self.service.ready(), "not ready: no predictor loaded yet, or draining")
-        if parts == ["v2", "repository", "index"]:
-            _allow(method, "POST")
-            ready = bool(codec.json_body(body, "repository index").get("ready", False))
-            return Reply.of(codec.plain(convert.repository_index(self.service.repository(ready_only=ready)))["models"])
-        if parts == ["v2", "models", "stats"]:
-            _allow(method, "GET")
-            return Reply.of(codec.plain(convert.model_statistics(self.service.statistics())))
-        if len(parts) >= 3 and parts[:2] == ["v2", "models"]:
-            name, rest, version = parts[2], parts[3:], ""
-            if rest[:1] == ["versions"] and len(rest) >= 2:
-                version, rest = rest[1], rest[2:]
-            action = rest[0] if len(rest) == 1 else "" if not rest else None
-            if action == "infer":
-                _allow(method, "POST")
-                return await self._infer(name, version, body, headers, start)
-            if action is not None:
-                _allow(method, "GET")
-            if action == "":
-                info = await self.service.model_info(name, version)
-                return Reply.of(codec.plain(convert.model_metadata(info, self.service.versions(name))))
-            if action == "ready":
-                ready = self.service.model_ready(name, version)
-                return Reply.truth(ready, f"predictor {name!r}{' version ' + version if version else ''} not ready")
-            if action == "config":
-                info = await self.service.model_info(name, version)
-                return Reply.of(codec.plain(convert.model_config(info, self.service.options.limits.max_rows)))
-            if action == "stats":
-                return Reply.of(codec.plain(convert.model_statistics(self.service.statistics(name, version))))
-        raise NotFound(
-            f"no route {method} /{'/'.join(parts)}; V2 REST paths are /v2, /v2/health/live|ready and "
-            "/v2/models/NAME[/versions/V][/ready|/infer]"
+    # ---- handlers (ROUTES)
+    async def infer(self, request: Request) -> Reply:
+        name, version, body = request.params["name"], request.params.get("version", ""), request.body
+        header_length = request.headers.get(codec.HEADER_LENGTH)
+        read = functools.partial(codec.parse_infer, body, header_length, name, version)
+        # HTTP carries no deadline of its own: a call may set Triton's "timeout" parameter (InferCall.timeout_s).
+        out, length = await self.inference.run(
+            request.start, name, len(body), read, codec.encode_answer, request.headers.items
         )
-
-    async def _infer(self, name: str, version: str, body: bytes, headers: dict[str, str], start: float) -> Reply:
-        """Admitted (max_in_flight, draining) before the body is parsed, as over gRPC; a large body is parsed,
-        converted and decoded in a worker thread (server.decode_offload_bytes)."""
-        service, size = self.service, len(body)
-        header_length = headers.get(codec.HEADER_LENGTH)
-        with service.admitted():
-            request, binary = await service.off_loop(size, codec.parse_infer, body, header_length, name, version)
-            convert.check_outputs(request)  # before scoring: a refused call must not reach the prediction log
-            info = await service.model_info(name, version)
-            predict, batch = await service.off_loop(size, self._decode, request, info)
-            trace = carrier(headers.items()) if service.tracing is not None else None
-            respond = functools.partial(convert.to_infer_response, request=request)
-            response = await service.score(predict, batch, _timeout_s(request), trace, respond)
-        out, length = codec.encode_infer(response, binary)
-        self._observe(name, grpc.StatusCode.OK, start, batch.num_rows)
         if length is None:
             return Reply(200, out)
         return Reply(200, out, [(b"content-type", OCTETS), (codec.HEADER_LENGTH.encode(), str(length).encode())])
 
-    def _decode(self, request: ModelInferRequest, info: ModelInfo) -> tuple[PredictRequest, RowBatch]:
-        matrix_inputs = {info.input_name: info.columns}
-        return self.service.timed_decode(convert.to_rows, request, info.override, matrix_inputs)
+    async def server_metadata(self, request: Request) -> Reply:
+        return Reply.of({"name": "sibyl", "version": __version__, "extensions": list(EXTENSIONS)})
 
-    def _observe(self, predictor: str, code: grpc.StatusCode, start: float, rows: int = 0) -> None:
-        """The V2 gRPC servicer's accounting: metrics, and the statistics extension's counts."""
-        self.service.observe_call(predictor, code.name, time.perf_counter() - start, rows, counted=True)
+    async def live(self, request: Request) -> Reply:
+        return Reply.probe(self.service.live(), "not live")
+
+    async def ready(self, request: Request) -> Reply:
+        return Reply.probe(self.service.ready(), "not ready: no predictor loaded yet, or draining")
+
+    async def repository_index(self, request: Request) -> Reply:
+        ready = bool(codec.json_body(request.body, "repository index").get("ready", False))
+        index = messages.repository_index(self.service.repository(ready_only=ready))
+        return Reply.of(codec.triton_json(index)["models"])
+
+    async def model_metadata(self, request: Request) -> Reply:
+        name, version = request.params["name"], request.params.get("version", "")
+        info = await self.service.model_info(name, version)
+        return Reply.of(codec.triton_json(messages.model_metadata(info, self.service.versions(name))))
+
+    async def model_ready(self, request: Request) -> Reply:
+        name, version = request.params["name"], request.params.get("version", "")
+        ready = self.service.model_ready(name, version)
+        return Reply.probe(ready, f"predictor {name!r}{' version ' + version if version else ''} not ready")
+
+    async def model_config(self, request: Request) -> Reply:
+        name, version = request.params["name"], request.params.get("version", "")
+        info = await self.service.model_info(name, version)
+        return Reply.of(codec.triton_json(messages.model_config(info, self.service.options.limits.max_rows)))
+
+    async def model_statistics(self, request: Request) -> Reply:
+        stats = self.service.statistics(request.params.get("name", ""), request.params.get("version", ""))
+        return Reply.of(codec.triton_json(messages.model_statistics(stats)))
 
 
-def _allow(method: str, allowed: str) -> None:
-    if method != allowed:
-        raise MethodNotAllowed(method, allowed)
+# ---- routing
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: tuple[str, ...]  # path segments; "{name}" and "{version}" match any one segment
+    handler: Callable[[RestApp, Request], Awaitable[Reply]]
 
 
-def _timeout_s(request: Any) -> float | None:
-    """Triton's "timeout" request parameter (microseconds) is the call's deadline; HTTP carries none of its own."""
-    timeout = request.parameters.get("timeout")
-    if timeout is None or timeout.WhichOneof("parameter_choice") not in ("int64_param", "uint64_param"):
-        return None
-    micros = getattr(timeout, timeout.WhichOneof("parameter_choice"))
-    return micros / 1e6 if micros > 0 else None
+def _model_routes(method: str, action: str, handler: Callable[[RestApp, Request], Awaitable[Reply]]) -> list[Route]:
+    """/v2/models/{name}[/versions/{version}][/action]"""
+    tail = (action,) if action else ()
+    return [
+        Route(method, ("v2", "models", "{name}", *tail), handler),
+        Route(method, ("v2", "models", "{name}", "versions", "{version}", *tail), handler),
+    ]
+
+
+ROUTES = [  # first match wins: /v2/models/stats is the statistics of every model, not a model named "stats"
+    Route("GET", ("v2",), RestApp.server_metadata),
+    Route("GET", ("v2", "health", "live"), RestApp.live),
+    Route("GET", ("v2", "health", "ready"), RestApp.ready),
+    Route("POST", ("v2", "repository", "index"), RestApp.repository_index),
+    Route("GET", ("v2", "models", "stats"), RestApp.model_statistics),
+    *_model_routes("POST", "infer", RestApp.infer),
+    *_model_routes("GET", "", RestApp.model_metadata),
+    *_model_routes("GET", "ready", RestApp.model_ready),
+    *_model_routes("GET", "config", RestApp.model_config),
+    *_model_routes("GET", "stats", RestApp.model_statistics),
+]
+_BY_LENGTH: dict[int, list[Route]] = {}
+for _route in ROUTES:
+    _BY_LENGTH.setdefault(len(_route.pattern), []).append(_route)
+
+
+def match(path: str) -> list[tuple[Route, dict[str, str]]]:
+    """The routes whose pattern matches the path, whatever their method, in ROUTES order, each with the {name}
+    and {version} it captures; none: no such path."""
+    parts = path.strip("/").split("/")
+    found = []
+    for route in _BY_LENGTH.get(len(parts), ()):
+        captured = {}
+        for segment, part in zip(route.pattern, parts, strict=True):
+            if segment[0] == "{":
+                captured[segment[1:-1]] = part
+            elif segment != part:
+                break
+        else:
+            found.append((route, captured))
+    return found

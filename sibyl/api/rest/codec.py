@@ -1,33 +1,38 @@
-"""KServe V2 REST bodies <-> the V2 protobuf messages of the gRPC servicer, so api.v2_convert does the rest.
-
-An inference request's JSON tensors (and the binary-data extension's bytes) become one ModelInferRequest
-whose inputs are all raw contents: v2_convert then decodes them exactly as it does a gRPC call's, and the
-answer comes back as raw bytes, written as JSON numbers or as binary data, as the caller asked.
+"""KServe V2 REST bodies <-> sibyl, straight: an inference request's JSON tensors (and the binary-data extension's
+bytes) become an InferCall, which api.v2.tensors checks and decodes as it does a gRPC call's; the Answer becomes
+the JSON response, its score as JSON numbers or as binary data, as the caller asked. The metadata, config, index
+and statistics messages (api.v2.messages) are written as Triton's JSON (triton_json).
 
 Binary-data extension: the header `Inference-Header-Content-Length: N` says the first N body bytes are the
 JSON; an input with parameter "binary_data_size": K takes the next K bytes (in input order). An output is
 sent as binary when it asks for "binary_data": true or the request sets "binary_data_output": true; the
 response then carries the same header and the bytes after its JSON.
+
+Bodies are read with orjson. One it refuses is read again by the standard library's parser, which takes what
+V2 clients send beyond strict JSON (NaN and Infinity: Python's json.dumps writes missing values so) and says
+readably why it refuses the rest.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import struct
-from collections.abc import Mapping
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from sibyl.api.v2_convert import NUMPY_TYPES
+from sibyl.api.v2.infer import OUTPUT
+from sibyl.api.v2.tensors import NUMPY_TYPES, InferCall, InputTensor, Parameter, RawContents
 from sibyl.errors import InvalidArgument
-from sibyl.kserve.grpc_predict_v2_pb2 import InferParameter, ModelInferRequest, ModelInferResponse
+from sibyl.serving.answer import Answer
 
 HEADER_LENGTH = "inference-header-content-length"
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+PARAMETER_TYPES = (bool, int, float, str)
 
 
 def json_body(data: bytes, what: str) -> dict[str, Any]:
@@ -35,17 +40,24 @@ def json_body(data: bytes, what: str) -> dict[str, Any]:
     if not data.strip():
         return {}
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{what}: body is not JSON ({exc})") from None
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise InvalidArgument(f"{what}: body is not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise InvalidArgument(f"{what}: body must be a JSON object, got {type(doc).__name__}")
     return doc
 
 
+def to_json(doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
 # ---- inference request
-def parse_infer(body: bytes, header_length: str | None, model: str, version: str) -> tuple[ModelInferRequest, bool]:
-    """(the request, whether the score goes back as binary data)."""
+def parse_infer(body: bytes, header_length: str | None, model: str, version: str) -> InferCall:
+    """The request as api.v2.tensors reads it; raw_output: the score goes back as binary data."""
     binary = memoryview(b"")
     if header_length is not None:
         try:
@@ -56,13 +68,14 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
             raise InvalidArgument(f"Inference-Header-Content-Length {n}, but the body has {len(body)} bytes")
         binary, body = memoryview(body)[n:], body[:n]
     doc = json_body(body, "inference request")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
+    specs = doc.get("inputs")
+    if not isinstance(specs, list) or not specs:
         raise InvalidArgument('inference request needs "inputs": a list of {name, shape, datatype, data} tensors')
-    request = ModelInferRequest(model_name=model, model_version=version, id=_text(doc.get("id", ""), "id"))
-    _parameters(doc.get("parameters"), request.parameters, "request")
+    request_id = _text(doc.get("id", ""), "id")
+    parameters = _parameters(doc.get("parameters"), "request")
+    inputs = []
     offset = 0
-    for i, spec in enumerate(inputs):
+    for i, spec in enumerate(specs):
         if not isinstance(spec, dict):
             raise InvalidArgument(f"inputs[{i}] must be an object {{name, shape, datatype, data}}")
         name = _text(spec.get("name"), f"inputs[{i}].name")
@@ -70,9 +83,8 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
         shape = spec.get("shape")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise InvalidArgument(f"input {name!r}: shape must be a list of integers, e.g. [3, 1]")
-        tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
-        _parameters(spec.get("parameters"), tensor.parameters, f"input {name!r}")
-        size = (spec.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(spec.get("parameters"), f"input {name!r}").get("binary_data_size")
+        contents: RawContents | JsonData
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidArgument(f"input {name!r}: binary_data_size must be a byte count")
@@ -81,62 +93,79 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
                     f"input {name!r}: binary_data_size {size} runs past the body's {len(binary) - offset} binary "
                     "bytes left; check Inference-Header-Content-Length"
                 )
-            request.raw_input_contents.append(bytes(binary[offset : offset + size]))
+            contents = RawContents(binary[offset : offset + size])
             offset += size
         elif "data" in spec:
-            request.raw_input_contents.append(_raw(name, datatype, shape, spec["data"]))
+            contents = JsonData(spec["data"])
         else:
             raise InvalidArgument(f'input {name!r} has no "data" and no binary_data_size parameter')
+        inputs.append(InputTensor(name, datatype, shape, contents))
     if offset != len(binary):
         raise InvalidArgument(f"{len(binary) - offset} binary bytes after the inputs' binary_data_size values")
-    wants_binary = bool((doc.get("parameters") or {}).get("binary_data_output", False))
+    wants_binary = bool(parameters.get("binary_data_output", False))
     outputs = doc.get("outputs") or []
     if not isinstance(outputs, list):
         raise InvalidArgument('"outputs" must be a list of {name, parameters}')
+    names = []
     for j, out in enumerate(outputs):
         if not isinstance(out, dict):
             raise InvalidArgument(f"outputs[{j}] must be an object {{name, parameters}}")
-        request.outputs.add(name=_text(out.get("name"), f"outputs[{j}].name"))
-        wants_binary |= bool((out.get("parameters") or {}).get("binary_data", False))
-    return request, wants_binary
+        names.append(_text(out.get("name"), f"outputs[{j}].name"))
+        wants_binary |= bool(_parameters(out.get("parameters"), f"outputs[{j}]").get("binary_data", False))
+    return InferCall(model, version, request_id, inputs, parameters, names, wants_binary, _timeout_s(parameters))
 
 
-def _raw(name: str, datatype: str, shape: list[int], data: Any) -> bytes:
-    """JSON "data" (flat or nested, row-major) as the raw little-endian bytes of its datatype."""
-    count = math.prod(shape) if shape else 0
-    if datatype == "BYTES":
-        items = list(_flat(data))
+@dataclass(frozen=True, slots=True)
+class JsonData:
+    """A tensor's JSON "data": numbers (or ids) flat or nested, row-major. The values are in memory already
+    (parsed from a body within server.max_message_bytes), so they are counted as they are decoded."""
+
+    data: Any
+
+    def check(self, name: str, datatype: str, count: int, shape: list[int]) -> None:
+        return None
+
+    def numbers(self, name: str, datatype: str, count: int, shape: list[int]) -> np.ndarray:
+        dtype = NUMPY_TYPES[datatype]
+        try:
+            wide = np.asarray(self.data, dtype=np.float64 if datatype in FLOAT_TYPES else dtype)
+            with np.errstate(over="ignore"):  # an overflow to inf is reported below, by name
+                values = wide.astype(dtype, copy=False)
+        except (ValueError, TypeError, OverflowError):
+            raise InvalidArgument(f"input {name!r}: data is not a list of {datatype} numbers") from None
+        if values.size != count:
+            raise InvalidArgument(f"input {name!r}: {values.size} values in data, shape {shape} needs {count}")
+        if datatype in FLOAT_TYPES and np.isinf(values).any() and not np.isinf(wide).any():
+            raise InvalidArgument(f"input {name!r}: a value is too large for {datatype}")
+        return values
+
+    def ids(self, name: str, count: int, shape: list[int]) -> list[str]:
+        items = list(_leaves(self.data))
         if len(items) != count:
             raise InvalidArgument(f"input {name!r}: {len(items)} elements in data, shape {shape} needs {count}")
-        parts = []
+        ids = []
         for item in items:
             if isinstance(item, bool) or not isinstance(item, str | int):
                 raise InvalidArgument(f"input {name!r}: BYTES data holds strings (ids), not {type(item).__name__}")
-            encoded = str(item).encode()
-            parts.append(struct.pack("<I", len(encoded)) + encoded)
-        return b"".join(parts)
-    dtype = NUMPY_TYPES.get(datatype)
-    if dtype is None:
-        raise InvalidArgument(f"input {name!r}: datatype {datatype!r} not supported; use FP32, INT64 or BYTES")
-    try:
-        wide = np.asarray(data, dtype=np.float64 if datatype in FLOAT_TYPES else dtype)
-        with np.errstate(over="ignore"):  # an overflow to inf is reported below, by name
-            values = wide.astype(dtype)
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidArgument(f"input {name!r}: data is not a list of {datatype} numbers") from None
-    if values.size != count:
-        raise InvalidArgument(f"input {name!r}: {values.size} values in data, shape {shape} needs {count}")
-    if datatype in FLOAT_TYPES and np.isinf(values).any() and not np.isinf(wide).any():
-        raise InvalidArgument(f"input {name!r}: a value is too large for {datatype}")
-    return values.tobytes()
+            ids.append(item if isinstance(item, str) else str(item))
+        try:
+            "".join(ids).encode()  # a lone surrogate ("\ud800") is JSON, not text
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"entity ids {name!r}: not UTF-8 text") from None
+        return ids
 
 
-def _flat(data: Any) -> Any:
-    if isinstance(data, list):
-        for item in data:
-            yield from _flat(item)
-    else:
-        yield data
+def _leaves(data: Any) -> Iterator[Any]:
+    """The items of nested lists that are not lists, row-major (a non-list is its own one item); no recursion."""
+    stack = [iter((data,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            yield item
+        else:
+            stack.pop()
 
 
 def _text(value: Any, what: str) -> str:
@@ -145,50 +174,50 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def _parameters(given: Any, into: Any, what: str) -> None:
+def _parameters(given: Any, what: str) -> dict[str, Parameter]:
     if given is None:
-        return
+        return {}
     if not isinstance(given, dict):
         raise InvalidArgument(f"{what} parameters must be an object")
     for key, value in given.items():
-        if isinstance(value, bool):
-            into[key].bool_param = value
-        elif isinstance(value, int):
-            into[key].int64_param = value
-        elif isinstance(value, float):
-            into[key].double_param = value
-        elif isinstance(value, str):
-            into[key].string_param = value
-        else:
+        if not isinstance(value, PARAMETER_TYPES):
             raise InvalidArgument(f"{what} parameter {key!r}: use a string, number or boolean")
+    return given
+
+
+def _timeout_s(parameters: dict[str, Parameter]) -> float | None:
+    """Triton's "timeout" request parameter (microseconds) is the call's deadline; HTTP carries none of its own."""
+    micros = parameters.get("timeout")
+    if isinstance(micros, int) and not isinstance(micros, bool) and micros > 0:
+        return micros / 1e6
+    return None
 
 
 # ---- inference response
-def encode_infer(answer: ModelInferResponse, binary: bool) -> tuple[bytes, int | None]:
-    """(body, Inference-Header-Content-Length or None). The answer carries its score as raw contents."""
-    doc: dict[str, Any] = {"model_name": answer.model_name, "model_version": answer.model_version}
-    if answer.id:
-        doc["id"] = answer.id
-    doc["parameters"] = parameters(answer.parameters)
-    output, raw = answer.outputs[0], answer.raw_output_contents[0]
-    tensor: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(output.shape)}
+def encode_answer(answer: Answer, call: InferCall, parameters: dict[str, str]) -> tuple[bytes, int | None]:
+    """(body, Inference-Header-Content-Length or None): the score as binary data after the JSON when the call
+    asked for it, else as JSON numbers (the float32 values, written as the doubles they are); parameters: the
+    response's (api.v2.infer.answer_parameters)."""
+    scores = answer.scored[0].scores  # the model that answered (primary, arm or override)
+    doc: dict[str, Any] = {"model_name": call.model, "model_version": answer.scored[0].model.ref}
+    if call.id:
+        doc["id"] = call.id
+    doc["parameters"] = parameters
+    tensor: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": list(scores.shape)}
     doc["outputs"] = [tensor]
-    if binary:
+    if call.raw_output:
+        raw = scores.astype("<f4", copy=False).tobytes()
         tensor["parameters"] = {"binary_data_size": len(raw)}
-        header = json.dumps(doc, separators=(",", ":")).encode()
+        header = orjson.dumps(doc)
         return header + raw, len(header)
-    tensor["data"] = np.frombuffer(raw, dtype=NUMPY_TYPES[output.datatype]).tolist()
-    return json.dumps(doc, separators=(",", ":")).encode(), None
-
-
-def parameters(given: Mapping[str, InferParameter]) -> dict[str, Any]:
-    return {key: getattr(p, p.WhichOneof("parameter_choice") or "string_param") for key, p in given.items()}
+    tensor["data"] = scores.astype(np.float32, copy=False).astype(np.float64).ravel()
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), None
 
 
 # ---- metadata, config, index, statistics: their protobuf messages as V2 / Triton JSON
-def plain(message: Message) -> dict[str, Any]:
-    """Every scalar field (defaults too: Triton's JSON has them) and every set message field; 64-bit integers
-    stay numbers (protobuf's JSON mapping would write them as strings) and enums are their names."""
+def triton_json(message: Message) -> dict[str, Any]:
+    """A message as Triton writes it in JSON: every scalar field (defaults too) and every set message field;
+    64-bit integers stay numbers (protobuf's JSON mapping would write them as strings), enums are their names."""
     out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
@@ -201,15 +230,15 @@ def plain(message: Message) -> dict[str, Any]:
             continue
         elif field.message_type is not None:
             if message.HasField(field.name):
-                out[field.name] = plain(value)
+                out[field.name] = triton_json(value)
         else:
             out[field.name] = _value(field, value)
     return out
 
 
-def _value(field: FieldDescriptor, value: Any) -> Any:
+def _value(field: FieldDescriptor | Any, value: Any) -> Any:
     if field.message_type is not None:
-        return plain(value)
+        return triton_json(value)
     if field.enum_type is not None:
         return field.enum_type.values_by_number[value].name
     if isinstance(value, bytes):

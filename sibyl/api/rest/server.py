@@ -12,6 +12,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -52,7 +53,7 @@ class HttpServer:
     ) -> None:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
-        options = {}
+        options: dict[str, Any] = {}
         if tls is not None:
             cert, key, client_ca = tls
             options = {"ssl_certfile": cert, "ssl_keyfile": key}
@@ -70,7 +71,7 @@ class HttpServer:
             server_header=False,
             timeout_keep_alive=keep_alive_s,  # type: ignore[arg-type]
             timeout_graceful_shutdown=None,
-            **options,  # type: ignore[arg-type]
+            **options,
         )
         self._server = _InLoopServer(config)
         self._task: asyncio.Task[None] | None = None
