@@ -1,5 +1,5 @@
 """pyproject.toml's floors stay checkable and honest: every requirement scripts/test_lowest.sh installs has one
-'>=' floor, the generated protobuf/gRPC code's own version checks are within the floors, and the proto
+'>=' floor (or one '==' pin, which is its own floor: the proto generator, see tests/test_protos.py), the generated protobuf/gRPC code's own version checks are within the floors, and the proto
 generator's grpcio-tools is not something the server installs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 LOWEST_EXTRAS = re.search(r'^EXTRAS="([^"]+)"', (ROOT / "scripts" / "test_lowest.sh").read_text(), re.M)
-FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)\s*$")
+FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(?:>=|==)\s*([0-9][^,;\s]*)\s*$")
 
 
 def floors() -> dict[str, tuple[int, ...]]:
@@ -22,7 +22,7 @@ def floors() -> dict[str, tuple[int, ...]]:
     found = {}
     for req in wanted:
         m = FLOOR.match(req)
-        assert m, f"{req!r}: give it a single '>=' floor, the version the lowest-versions job installs"
+        assert m, f"{req!r}: give it a single '>=' floor (or '==' pin), the version the lowest-versions job installs"
         found[m.group(1).lower()] = tuple(int(p) for p in re.findall(r"\d+", m.group(3)))
     return found
 
