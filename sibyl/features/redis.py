@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -81,13 +81,13 @@ class RedisFeatureStore:
             # raise_on_error=False: a key of the wrong Redis type spoils its own reply, not the whole request.
             replies = await pipe.execute(raise_on_error=False)
         else:
-            replies = await self._pipeline_hmget(keys, wanted)
+            replies = await self._pipeline_hmget(self.client, keys, wanted)
         self.round_trips += self._nodes(keys)
         return decode_replies(keys, wanted, replies, self.on_decode_error)
 
-    async def _pipeline_hmget(self, keys: list[EntityKey], wanted: Wanted) -> list[Any]:
+    async def _pipeline_hmget(self, client: Redis, keys: list[EntityKey], wanted: Wanted) -> list[Any]:
         """One write of all HMGETs (pack_hmgets) and one read of all replies on one pooled connection."""
-        pool = self.client.connection_pool
+        pool = client.connection_pool
         conn = await pool.get_connection()
         try:
             await conn.send_packed_command(pack_hmgets(keys, wanted, self.prefix, self.field_hash), check_health=False)
@@ -102,7 +102,8 @@ class RedisFeatureStore:
     def _nodes(self, keys: list[EntityKey]) -> int:
         if not isinstance(self.client, RedisCluster):
             return 1
-        return len({self.client.get_node_from_key(entity_key(self.prefix, e, i)).name for e, i in keys})
+        nodes = (self.client.get_node_from_key(entity_key(self.prefix, e, i)) for e, i in keys)
+        return len({node.name for node in nodes if node is not None})  # None: no node has the slot (yet)
 
     def encode_rows(
         self, rows: Iterable[Row], specs: Mapping[str, FeatureSpec | Dtype] | None = None
@@ -127,7 +128,8 @@ class RedisFeatureStore:
 
     async def read_raw(self, entity: str, entity_id: str) -> dict[bytes, bytes]:
         """Every field of one entity's hash (for `sibyl features get`)."""
-        return await self.client.hgetall(entity_key(self.prefix, entity, entity_id))  # type: ignore[no-any-return,misc]
+        fields = await self.client.hgetall(entity_key(self.prefix, entity, entity_id))
+        return cast(dict[bytes, bytes], fields)  # bytes: connect() leaves decode_responses off
 
     async def ttl_s(self, entity: str, entity_id: str) -> float | None:
         ms = await self.client.pttl(entity_key(self.prefix, entity, entity_id))
