@@ -11,7 +11,9 @@ import logging
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import grpc
 
@@ -104,4 +106,6 @@ def certificate_files(security: SecuritySettings) -> CertificateFiles | None:
 
 
 def server_credentials(files: CertificateFiles) -> grpc.ServerCredentials:
-    return grpc.dynamic_ssl_server_credentials(files.config, files.fetch, require_client_authentication=files.mutual)
+    # grpc's fetcher may return None to keep the current configuration (its docs); the stub says it may not.
+    fetch = cast(Callable[[], grpc.ServerCertificateConfiguration], files.fetch)
+    return grpc.dynamic_ssl_server_credentials(files.config, fetch, require_client_authentication=files.mutual)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     p = Plan(lay, models, np.take(source, columns, axis=1))  # one gather, C order; the request stays untouched
     p.refresh_missing()
     p.from_request = p.missing.size - int(p.missing.sum())
-    any_missing = p.missing.any(axis=0).tolist()
+    any_missing = cast(list[bool], p.missing.any(axis=0).tolist())
     p.complete = not any(any_missing)
     for group in lay.entity_groups:
         needed = [spec for j, spec in zip(group.slots, group.specs, strict=True) if any_missing[j]]
@@ -197,10 +198,10 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
         if not holes.any():
             continue
         if isinstance(ids, str):
-            found = fetched.get((group.entity, ids))
-            if not found:
+            shared = fetched.get((group.entity, ids))
+            if not shared:
                 continue
-            np.copyto(current, np.asarray(_flatten_found([found], group.specs), np.float32), where=holes)
+            np.copyto(current, np.asarray(_flatten_found([shared], group.specs), np.float32), where=holes)
         else:  # one table row per distinct entity, then one gather to the rows
             rows = np.flatnonzero(holes.any(axis=1))
             codes = ids.codes[rows]

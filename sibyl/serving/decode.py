@@ -16,6 +16,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -266,8 +267,8 @@ def _alike_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch | N
                 column.append(row_entities[entity])
     if any(column and max(map(len, column)) > limits.max_name_length for column in ids):
         return None  # the general path names the row
-    values = np.frombuffer(vals, np.float32).reshape(n, width) if width else np.empty((n, 0), np.float32)
-    return RowBatch(n, list(columns.index), values, dict(request.context), dict(zip(entities, ids, strict=True)))
+    matrix = np.frombuffer(vals, np.float32).reshape(n, width) if width else np.empty((n, 0), np.float32)
+    return RowBatch(n, list(columns.index), matrix, dict(request.context), dict(zip(entities, ids, strict=True)))
 
 
 def _any_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch:
@@ -290,9 +291,11 @@ def _any_rows(request: PredictRequest, n: int, limits: Limits) -> RowBatch:
         if features:
             names = list(features)
             if names != last:  # a row with the row before's names in its order takes its columns
-                found = list(map(find, names))  # in C; a name not seen yet is None
-                if None in found:
-                    found = [add(name) if col is None else col for col, name in zip(found, names, strict=True)]
+                seen: list[int | None] = list(map(find, names))  # in C; a name not seen yet is None
+                if None in seen:
+                    found = [add(name) if col is None else col for col, name in zip(seen, names, strict=True)]
+                else:
+                    found = cast(list[int], seen)
                 last = names
             cols.extend(found)
             vals.extend(map(features.__getitem__, names))  # in C; the map's values views are Python loops

@@ -195,8 +195,10 @@ class PredictionService:
             raise
         finally:
             attributes = {"sibyl.predictor": request.predictor, "sibyl.rows": batch.num_rows}
-            spans = (self.tracing.record, "sibyl.predict", trace, attributes, stages, start, time.perf_counter(), error)
-            self.after.submit_followup(functools.partial(*spans), records=0)  # spans: off the loop
+            spans = functools.partial(
+                self.tracing.record, "sibyl.predict", trace, attributes, stages, start, time.perf_counter(), error
+            )
+            self.after.submit_followup(spans, records=0)  # spans: off the loop
 
     async def _predict(
         self,
@@ -212,16 +214,16 @@ class PredictionService:
         # 2. Route: the model that answers (primary, experiment arm or override), extras, sampled shadows.
         config = self.registry.predictor(request.predictor)
         route = choose(config, request.context, request.model_override)
-        answer = [(await self.registry.model(route.model), route.role, route.arm)]
+        to_score = [(await self.registry.model(route.model), route.role, route.arm)]
         for text in request.extra_models:
-            answer.append((await self.registry.model(ModelRef.parse(text)), Role.ROLE_EXTRA, ""))
-        shadows = self._sample_shadows(config, {m.key for m, _, _ in answer})
-        self._check_feature_names(batch, config, [m for m, _, _ in answer])
+            to_score.append((await self.registry.model(ModelRef.parse(text)), Role.ROLE_EXTRA, ""))
+        shadows = self._sample_shadows(config, {m.key for m, _, _ in to_score})
+        self._check_feature_names(batch, config, [m for m, _, _ in to_score])
         t2 = time.perf_counter()
         self._defer(self._t_route, t2 - t1)
 
         # 3. Features: what the request lacks, for every model, in one fetch; then defaults.
-        plan = assembly.plan(batch, [m for m, _, _ in answer] + shadows)
+        plan = assembly.plan(batch, [m for m, _, _ in to_score] + shadows)
         fetched = await self._fetch(plan, deadline)
         from_store = assembly.fill(plan, batch, fetched.values)
         defaulted = assembly.defaulted(plan)
@@ -231,7 +233,7 @@ class PredictionService:
 
         # 4. Infer: one matrix and one session.run per model.
         _check_deadline(deadline, "before inference")
-        scored = [await self._score(model, role, arm, plan) for model, role, arm in answer]
+        scored = [await self._score(model, role, arm, plan) for model, role, arm in to_score]
         t4 = time.perf_counter()
         self._defer(self._t_infer, t4 - t3)
 
