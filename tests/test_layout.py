@@ -1,9 +1,11 @@
 """The package layout stays true: imports point one way between packages, no module imports itself round a cycle,
-no module grows past 400 lines, the package root stays small, and nothing in the wheel imports test tooling."""
+no module grows past 400 lines, the package root stays small, nothing in the wheel imports test tooling, and each
+package's docstring names every module of it."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,21 @@ def test_layering_test_sees_a_violation(tmp_path: Path) -> None:
         "sibyl.serving.probe -> sibyl.cli.main (serving rank 4 may not import cli rank 9)"
     ]
     assert cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
+
+
+def _packages() -> list[str]:
+    return sorted(".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("__init__.py"))
+
+
+@pytest.mark.parametrize("name", _packages())
+def test_package_docstring_names_every_module(name: str) -> None:
+    """A package's __init__ docstring is its map: each module file (not __init__ or __main__, not generated *_pb2*)
+    appears there by its module name, so a module added or renamed without its line in the map fails here."""
+    folder = ROOT.parent.joinpath(*name.split("."))
+    docstring = ast.get_docstring(ast.parse((folder / "__init__.py").read_text())) or ""
+    missing = sorted(
+        p.stem
+        for p in folder.glob("*.py")
+        if p.stem not in ENTRY and "_pb2" not in p.stem and not re.search(rf"\b{p.stem}\b", docstring)
+    )
+    assert not missing, f"{name}/__init__.py's docstring does not name {missing}: say what each module holds"
