@@ -36,7 +36,11 @@ def _pool(concurrency: int | tuple[int, int] | None) -> Any:
         raise MissingDependency("ray", "ray", "scoring Ray Datasets") from None
     if isinstance(concurrency, int):
         return ActorPoolStrategy(size=concurrency)
-    low, high = concurrency or (1, max(1, int(ray.cluster_resources().get("CPU", 1))))
+    if concurrency is None:
+        # ray ships types, but leaves cluster_resources() unannotated.
+        cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        concurrency = (1, max(1, cpus))
+    low, high = concurrency
     return ActorPoolStrategy(min_size=low, max_size=high)
 
 
