@@ -7,6 +7,7 @@ per shape (default 3, the median is reported), and a wall-clock cap per run (`--
     python -m benchmarks.scenarios.rest_cpu                     # 1 and 100 rows, c=1 and c=4, 3 x 3,000 calls
     python -m benchmarks.scenarios.rest_cpu --rows 1 --concurrency 1 --calls 500 --runs 1
     python -m benchmarks.scenarios.rest_cpu --binary            # the binary-data extension instead of JSON
+    python -m benchmarks.scenarios.rest_cpu --sibyl-path DIR    # serve DIR's sibyl (e.g. an export of a commit)
 
 Numbers, not a test: other processes on the machine add to the server's wall time but not to its CPU.
 """
@@ -125,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-run-s", type=float, default=120.0, help="wall-clock cap per run (default 120)")
     parser.add_argument("--binary", action="store_true", help="binary-data extension instead of JSON data")
     parser.add_argument("--json", dest="out", default=None, help="also write the results to this file")
+    parser.add_argument("--sibyl-path", default=None, help="serve the sibyl package found in this directory")
     args = parser.parse_args(argv)
     shapes = [Shape(int(r), int(c)) for r in args.rows.split(",") for c in args.concurrency.split(",")]
     command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
     results = []
-    with ServerProcess(command, name="sibyl-rest-cpu") as server:
+    env = {"PYTHONPATH": args.sibyl_path} if args.sibyl_path else None
+    with ServerProcess(command, env, name="sibyl-rest-cpu") as server:
         serving = parse_serving_line(server.log_path.read_text(errors="replace"))
         if serving is None or not serving.http_port or server.pid is None:
             raise RuntimeError("sibyl serve printed no REST port")

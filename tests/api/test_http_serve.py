@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sibyl.api import rest
-from sibyl.api.rest import codec
+from sibyl.api.rest import app, codec
 from sibyl.api.v2.tensors import to_rows
 from sibyl.errors import ConfigError, InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
@@ -162,3 +162,17 @@ async def test_rest_serves_https_with_the_grpc_certificate(store: Path, tmp_path
             await asyncio.to_thread(call, ssl.create_default_context())  # the system's roots do not know our CA
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             await asyncio.to_thread(call, None, "http")  # plaintext is refused on the TLS port
+
+
+def test_the_route_table_reads_paths_as_the_spec_does() -> None:
+    def first(path: str) -> tuple[str, dict[str, str]] | None:
+        routes = app.match(path)
+        return (routes[0][0].handler.__name__, routes[0][1]) if routes else None
+
+    assert first("/v2/") == ("server_metadata", {})
+    assert first("/v2/models/stats") == ("model_statistics", {})  # every model's, not a model named "stats"
+    assert first("/v2/models/stats/infer") == ("infer", {"name": "stats"})
+    assert first("/v2/models/m/versions/2/ready") == ("model_ready", {"name": "m", "version": "2"})
+    assert first("/v2/models/m/versions/infer") == ("model_metadata", {"name": "m", "version": "infer"})
+    assert [r.method for r, _ in app.match("/v2/models/m/infer")] == ["POST"]
+    assert first("/v2/models/m/a/b") is None and first("/v1/predict") is None

@@ -1,18 +1,22 @@
 """V2 input tensors -> rows (sibyl.api.v2.tensors, from a ModelInferRequest read by sibyl.api.v2.messages): every
-datatype both ways, and the work budget checked before anything a tensor declares is built (the issue-13 shapes
-among them)."""
+datatype both ways, the work budget checked before anything a tensor declares is built (the issue-13 shapes
+among them), and the same refusals, word for word, for the same call as a REST body (sibyl.api.rest.codec)."""
 
 from __future__ import annotations
 
+import json
+import re
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
+from sibyl.api.rest import codec
 from sibyl.api.v2 import tensors
 from sibyl.api.v2.messages import TYPED_FIELDS, infer_call
-from sibyl.api.v2.tensors import NUMPY_TYPES
+from sibyl.api.v2.tensors import NUMPY_TYPES, InferCall
 from sibyl.errors import InvalidArgument
 from sibyl.kserve import grpc_predict_v2_pb2 as v2
 from sibyl.serving.decode import RowBatch, decode
@@ -177,3 +181,48 @@ def test_the_model_input_must_have_the_model_width() -> None:
     request = infer(Tensor(name="input", datatype="FP32", shape=[1, 3]), raw=[b"\0" * 12])
     with pytest.raises(InvalidArgument, match="3 columns, the model takes 2"):
         to_predict_request(request, matrix_inputs={"input": ["a", "b"]}, limits=LIMITS)
+
+
+def rest_body(request: v2.ModelInferRequest) -> tuple[bytes, str | None]:
+    """The same call as a REST body: raw contents as the binary-data extension's bytes, typed contents as JSON
+    data; (body, Inference-Header-Content-Length or None)."""
+    inputs, binary = [], b""
+    for i, tensor in enumerate(request.inputs):
+        spec: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        if request.raw_input_contents:
+            spec["parameters"] = {"binary_data_size": len(request.raw_input_contents[i])}
+            binary += request.raw_input_contents[i]
+        else:
+            field = TYPED_FIELDS.get(tensor.datatype)
+            values = list(getattr(tensor.contents, field)) if field else []
+            spec["data"] = [v.decode() if isinstance(v, bytes) else v for v in values]
+        inputs.append(spec)
+    parameters = {key: value.string_param for key, value in request.parameters.items()}
+    head = json.dumps({"inputs": inputs, "parameters": parameters}).encode()
+    return head + binary, str(len(head)) if binary else None
+
+
+# Cases a REST body can say the same way (not typed-contents specifics, not bytes JSON cannot carry).
+SAME_OVER_REST = sorted(
+    set(CASES)
+    - {"typed count", "wrong typed field", "raw and typed", "extra raw", "fp16 typed", "bytes typed count"}
+    - {"uint8 out of range", "int8 out of range", "fp64 too large", "bytes not text"}
+)
+
+
+@pytest.mark.parametrize("case", SAME_OVER_REST)
+def test_rest_refuses_what_grpc_refuses_with_the_same_message(case: str) -> None:
+    request, message = CASES[case]
+    body, header_length = rest_body(request)
+
+    def over(read: Callable[[], InferCall]) -> str | None:
+        try:
+            tensors.to_rows(read(), limits=LIMITS)
+        except InvalidArgument as exc:
+            return str(exc)
+        return None
+
+    grpc_says = over(lambda: infer_call(request, LIMITS))
+    rest_says = over(lambda: codec.parse_infer(body, header_length, "p", ""))
+    assert rest_says == grpc_says
+    assert message is None or re.search(message, rest_says or "")
