@@ -13,11 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.typecheck
-@pytest.mark.xfail(
-    reason="issue 32: sibyl/api and sibyl/serving are not clean yet; remove this mark when they are "
-    "(pytest --runxfail tests/test_types.py shows the errors)",
-    strict=False,
-)
 def test_mypy_strict_passes_on_sibyl() -> None:
     run = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, f"mypy found errors (exit {run.returncode}):\n{run.stdout}{run.stderr}"
