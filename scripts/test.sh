@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command: install the project with its test extra, the Debian packages the tests need,
-# then lint, format check and the whole pytest suite. Extra arguments go to pytest.
+# then lint, format check, type check and the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +31,5 @@ export SIBYL_PERF_ANALYZER
 
 ruff check .
 ruff format --check .
+mypy  # strict on sibyl/ ([tool.mypy] in pyproject.toml)
 python -m pytest -q "$@"

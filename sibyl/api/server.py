@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,7 +38,7 @@ class SibylServer:
         self.http_port = 0  # 0: REST is off (disabled, or uvicorn/httptools not installed)
         self._grpc: grpc.aio.Server | None = None
         self._http: Any = None  # rest.server.HttpServer
-        self._metrics_http: object | None = None
+        self._metrics_http: WSGIServer | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -155,7 +156,7 @@ class SibylServer:
         await self._grpc.stop(max(0.0, deadline - loop.time()))
         await self.app.close(grace)
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()  # type: ignore[attr-defined]
+            self._metrics_http.shutdown()
         self._stopped.set()
         log.info("sibyl stopped")
 

@@ -57,8 +57,8 @@ class CertificateFiles:
         except OSError as exc:
             raise ConfigError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
         _check_pair(self.cert, self.key)
-        if ca is not None:
-            _check_ca(self.client_ca)  # type: ignore[arg-type]
+        if self.client_ca is not None:
+            _check_ca(self.client_ca)
         self._stamp = stamp
         return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 

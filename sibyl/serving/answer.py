@@ -42,7 +42,7 @@ class Answer:
                 ModelScores(
                     model=s.model.name,
                     version=s.model.version,
-                    role=s.role,  # type: ignore[arg-type]
+                    role=s.role,  # type: ignore[arg-type]  # a Role value; the stub wants its NewType
                     arm=s.arm,
                     dim=s.scores.shape[1],
                     scores=s.scores.ravel().tolist(),

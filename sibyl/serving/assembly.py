@@ -226,11 +226,11 @@ def _flatten_found(found_rows: list[dict[str, FeatureValue]], specs: tuple[Featu
         for spec in specs:
             value = found.get(spec.name)
             if spec.dim == 1:
-                out.append(_NAN if value is None else value)  # type: ignore[arg-type]
+                out.append(_NAN if value is None else value)  # type: ignore[arg-type]  # dim 1: a float
             elif value is None:
                 out.extend([_NAN] * spec.dim)
             else:
-                out.extend(value)  # type: ignore[arg-type]
+                out.extend(value)  # type: ignore[arg-type]  # dim > 1: a float vector
     return out
 
 

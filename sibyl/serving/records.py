@@ -40,7 +40,7 @@ def build_record(
         predictor=predictor,
         model=model,
         version=version,
-        role=role,  # type: ignore[arg-type]
+        role=role,  # type: ignore[arg-type]  # a Role value; the stub wants its NewType
         arm=arm,
         sent_at_unix_nanos=sent_at_ns,
         num_rows=batch.num_rows,

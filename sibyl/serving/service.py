@@ -178,7 +178,7 @@ class PredictionService:
         batch: RowBatch,
         time_remaining_s: float | None = None,
         trace: Mapping[str, str] | None = None,
-        respond: Callable[[Answer], R] = Answer.response,  # type: ignore[assignment]
+        respond: Callable[[Answer], R] = Answer.response,  # type: ignore[assignment]  # R is PredictResponse then
     ) -> R:
         """A decoded call, already admitted (servicers admit before parsing, then decode, then call this).
         trace: the caller's W3C trace context (traceparent, tracestate), used when tracing is on;

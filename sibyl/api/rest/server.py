@@ -69,7 +69,7 @@ class HttpServer:
             log_config=None,  # our JSON logging; uvicorn's loggers propagate to it
             log_level="warning",
             server_header=False,
-            timeout_keep_alive=keep_alive_s,  # type: ignore[arg-type]
+            timeout_keep_alive=keep_alive_s,  # type: ignore[arg-type]  # annotated int; any seconds work (call_later)
             timeout_graceful_shutdown=None,
             **options,
         )
