@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from sibyl.compat.prometheus_buckets import SMALL, fast_path_taken, observe_many
 from sibyl.observability.metrics import LATENCY_BUCKETS, Metrics
+from tests.support.metric_samples import samples
 
 
 def histogram(registry: CollectorRegistry) -> Histogram:
@@ -25,15 +26,6 @@ def values(count: int) -> list[float]:
     rng = random.Random(count)
     edge = [*LATENCY_BUCKETS, 0.0, 99.0]
     return [*edge, *(rng.expovariate(300) for _ in range(count - len(edge)))]
-
-
-def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for metric in registry.collect()
-        for s in metric.samples
-        if not s.name.endswith("_created")
-    }
 
 
 class ObserveOnly:

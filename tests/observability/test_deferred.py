@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from sibyl.observability.deferred import Deferred
 from sibyl.observability.metrics import LATENCY_BUCKETS, Metrics
+from tests.support.metric_samples import samples
 
 
 def pair() -> tuple[CollectorRegistry, Histogram, Counter, Deferred]:
@@ -38,15 +39,6 @@ def test_bulk_updates_equal_one_by_one(extra: int) -> None:
     for key, value in want.items():  # counts exactly; sums up to float addition order
         assert got[key] == pytest.approx(value, rel=1e-12), key
     assert deferred.flush() == 0
-
-
-def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for metric in registry.collect()
-        for s in metric.samples
-        if not s.name.endswith("_created")
-    }
 
 
 def test_queue_is_bounded_without_any_flush() -> None:
