@@ -48,15 +48,14 @@ class FileSink:
         self.max_bytes, self.backups = max_bytes, backups
         self._reopen = False  # set by SIGHUP (any thread); the writer reopens before its next batch
         self._previous_hup: Any = None
-        self._queue = RecordQueue(queue_size)
         self._batch_max, self._poll_s = batch_max, poll_s
         self._written = metrics.predlog_records.labels("written")
         self._dropped = metrics.predlog_records.labels("dropped")
+        self._queue = RecordQueue(queue_size, self._dropped)
         self._depth = metrics.predlog_queue_depth
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._file: io.FileIO | None = None
-        self._closed = False
 
     def start(self) -> None:
         if self._thread is not None:
@@ -74,13 +73,11 @@ class FileSink:
             self._previous_hup(signum, frame)
 
     def submit(self, record: PredictionLog) -> None:
-        if self._closed or not self._queue.offer(record):
-            self._dropped.inc()
+        self._queue.submit(record)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        if self._closed:
+        if not self._queue.close():
             return
-        self._closed = True
         self._stop.set()
         if self._previous_hup is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGHUP, self._previous_hup)
@@ -90,7 +87,7 @@ class FileSink:
                 log.error("prediction log file writer did not finish in %.1f s; records may be lost", timeout_s)
                 return
         if self._file is not None:
-            self._write_all()  # anything submitted between the thread's last drain and _closed
+            self._write_all()  # anything submitted between the thread's last drain and close
             os.fsync(self._file.fileno())
             self._file.close()
 

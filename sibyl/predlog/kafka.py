@@ -70,7 +70,6 @@ class KafkaSink:
         self.config = ProducerConfig(bootstrap, topic, **producer)
         self._factory = producer_factory_ or producer_factory(client)  # MissingDependency now, at start-up
         self._results: Results = queue.SimpleQueue()
-        self._queue = RecordQueue(queue_size)
         self._dead = DeadLetters(spool.directory)
         self._batch_max, self._replay_chunk, self._poll_s = batch_max, replay_chunk, poll_s
         self._wait_s = (self.config.request_timeout_ms + self.config.linger_ms) / 1000
@@ -80,6 +79,7 @@ class KafkaSink:
         m = metrics.predlog_records
         self._sent, self._spooled = m.labels("sent"), m.labels("spooled")
         self._replayed, self._dropped = m.labels("replayed"), m.labels("dropped")
+        self._queue = RecordQueue(queue_size, self._dropped)
         self._trimmed, self._dead_lettered = m.labels("trimmed"), m.labels("dead_letter")
         self._restarts = metrics.predlog_sender_restarts
         self._depth, self._spool_bytes = metrics.predlog_queue_depth, metrics.predlog_spool_bytes
@@ -96,7 +96,6 @@ class KafkaSink:
         self._tokens = itertools.count()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._closed = False
         self._deadline: float | None = None  # set by close(): when the sender must stop flushing
         self._last_drop_log = 0.0
 
@@ -112,14 +111,12 @@ class KafkaSink:
         self._thread.start()
 
     def submit(self, record: PredictionLog) -> None:
-        if self._closed or not self._queue.offer(record):
-            self._dropped.inc()
+        self._queue.submit(record)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Returns within ~timeout_s; whatever was not acknowledged by then is in the spool (fsynced)."""
-        if self._closed:
+        if not self._queue.close():
             return
-        self._closed = True
         self._deadline = time.monotonic() + timeout_s * 0.7
         self._stop.set()
         if self._thread is not None:

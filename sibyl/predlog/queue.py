@@ -8,16 +8,37 @@ callers it may be exceeded by a few records; that is harmless.
 from __future__ import annotations
 
 from collections import deque
+from typing import Protocol
 
 from sibyl.v1.predlog_pb2 import PredictionLog
 
 
+class DropCounter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
 class RecordQueue:
-    def __init__(self, maxsize: int) -> None:
+    """Every sink's hand-off: `submit` on the request path, `drain` on the sink's thread, `close` once."""
+
+    def __init__(self, maxsize: int, dropped: DropCounter) -> None:
         if maxsize < 1:
             raise ValueError(f"queue size must be at least 1, got {maxsize}")
         self.maxsize = maxsize
+        self.closed = False
         self._items: deque[PredictionLog] = deque()
+        self._dropped = dropped
+
+    def submit(self, record: PredictionLog) -> None:
+        """A sink's submit: a record that comes after close() or finds the queue full is counted as dropped."""
+        if self.closed or not self.offer(record):
+            self._dropped.inc()
+
+    def close(self) -> bool:
+        """Refuse records from now on; False when it was closed already (the sink's close runs once)."""
+        if self.closed:
+            return False
+        self.closed = True
+        return True
 
     def offer(self, record: PredictionLog) -> bool:
         """Append unless full; False means the caller must spool or count the record as dropped."""

@@ -38,14 +38,33 @@ def test_json_line_round_trip_is_compact() -> None:
     assert from_json_line(line) == rec(3)
 
 
+class Drops:
+    def __init__(self) -> None:
+        self.count = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.count += amount
+
+
 def test_queue_bound_and_order() -> None:
-    q = RecordQueue(3)
+    q = RecordQueue(3, Drops())
     assert [q.offer(rec(i)) for i in range(5)] == [True, True, True, False, False]
     assert [r.prediction_id for r in q.drain(2)] == ["id-0", "id-1"]
     assert q.offer(rec(9))
     assert [r.prediction_id for r in q.drain(10)] == ["id-2", "id-9"]
     with pytest.raises(ValueError, match="at least 1"):
-        RecordQueue(0)
+        RecordQueue(0, Drops())
+
+
+def test_submit_counts_what_a_full_or_closed_queue_refuses() -> None:
+    drops = Drops()
+    q = RecordQueue(2, drops)
+    for i in range(3):
+        q.submit(rec(i))
+    assert len(q) == 2 and drops.count == 1  # full
+    assert q.close() and not q.close()  # a sink's close runs once
+    q.submit(rec(3))
+    assert len(q) == 2 and drops.count == 2  # closed
 
 
 def test_file_sink_writes_every_record_once(tmp_path: Path) -> None:
