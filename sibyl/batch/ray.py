@@ -10,11 +10,11 @@ The models are read and pinned once, by the caller; the Bundle goes to the actor
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Unpack
 
 from sibyl.batch.scorer import BatchScorer, Bundle
 from sibyl.errors import MissingDependency
-from sibyl.features.bulk import partition_options, write_partition
+from sibyl.features.bulk import SnapshotTarget, partition_options, write_partition
 
 
 class ScoreActor:
@@ -83,21 +83,9 @@ def _write_batch(options: dict[str, Any], batch: Any) -> Any:
     return pa.table({"written": [write_partition(batch.to_pylist(), **options)]})
 
 
-def write_features(
-    ds: Any,
-    *,
-    entity: str,
-    url: str,
-    prefix: str,
-    id_column: str | None = None,
-    ttl_s: float | None = None,
-    store_url: str | None = None,
-    **writer: Any,
-) -> int:
+def write_features(ds: Any, **target: Unpack[SnapshotTarget]) -> int:
     """Every row of ds into Redis under `prefix`, one pipelined SnapshotWriter per block; returns the entities
     written (see sibyl.batch.spark.write_features)."""
-    options = partition_options(
-        entity=entity, url=url, prefix=prefix, id_column=id_column, ttl_s=ttl_s, store_url=store_url, **writer
-    )
+    options = partition_options(**target)
     written = ds.map_batches(functools.partial(_write_batch, options), batch_format="pyarrow", batch_size=None)
     return int(written.sum("written") or 0)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Unpack
 
 from sibyl.batch.scorer import BatchScorer, Bundle
 from sibyl.errors import MissingDependency
-from sibyl.features.bulk import partition_options, write_partition
+from sibyl.features.bulk import SnapshotTarget, partition_options, write_partition
 
 
 def _pyspark_types() -> Any:
@@ -74,21 +74,9 @@ def _written(writer: dict[str, Any], records: Iterator[Any]) -> Iterator[int]:
     yield write_partition(records, **writer)
 
 
-def write_features(
-    df: Any,
-    *,
-    entity: str,
-    url: str,
-    prefix: str,
-    id_column: str | None = None,
-    ttl_s: float | None = None,
-    store_url: str | None = None,
-    **writer: Any,
-) -> int:
+def write_features(df: Any, **target: Unpack[SnapshotTarget]) -> int:
     """Every row of df into Redis under `prefix` (a new snapshot: switch features.prefix to it once written), one
     pipelined SnapshotWriter per partition; returns the entities written. Dtypes come from the manifests in
     store_url (as `sibyl features load` takes them from the model store), else from the values."""
-    options = partition_options(
-        entity=entity, url=url, prefix=prefix, id_column=id_column, ttl_s=ttl_s, store_url=store_url, **writer
-    )
+    options = partition_options(**target)
     return int(df.rdd.mapPartitions(functools.partial(_written, options)).sum())

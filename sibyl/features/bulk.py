@@ -14,7 +14,7 @@ blocking redis-py client: no event loop, no thread, no cache, no budget.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, Required, TypedDict, Unpack
 
 import redis
 from redis.cluster import RedisCluster
@@ -237,18 +237,25 @@ def write_partition(records: Iterable[Any], *, entity: str, id_column: str | Non
         return out.write(rows_of(records, entity, id_column or entity))
 
 
-def partition_options(
-    *,
-    entity: str,
-    url: str,
-    prefix: str,
-    id_column: str | None = None,
-    ttl_s: float | None = None,
-    store_url: str | None = None,
-    **writer: Any,
-) -> dict[str, Any]:
+class SnapshotTarget(TypedDict, total=False):
+    """The keyword arguments of an engine's write_features (sibyl.batch.spark, sibyl.batch.ray)."""
+
+    entity: Required[str]  # the entity every row is, e.g. "consumer_id"
+    url: Required[str]  # Redis URL
+    prefix: Required[str]  # the new snapshot's key prefix: switch features.prefix to it once written
+    id_column: str | None  # the column of entity ids (default: the entity's name)
+    ttl_s: float | None  # expire the keys after this long (default: never)
+    store_url: str | None  # a model store whose manifests give the dtypes (default: from the values)
+    cluster: bool  # the rest are SnapshotWriter's
+    field_hash: FieldHash
+    chunk_rows: int
+    timeout_s: float
+
+
+def partition_options(**target: Unpack[SnapshotTarget]) -> dict[str, Any]:
     """write_partition's keyword arguments for an engine's write_features (Spark, Ray): dtypes come from the
     manifests in store_url (as `sibyl features load` takes them from the model store), else from the values."""
+    writer: dict[str, Any] = dict(target)
+    store_url = writer.pop("store_url", None)
     specs = specs_from_store(ModelStoreSettings(url=store_url)) if store_url else None
-    options = {"entity": entity, "id_column": id_column, "url": url, "prefix": prefix, "ttl_s": ttl_s}
-    return options | {"specs": specs, **writer}
+    return {**writer, "specs": specs}
