@@ -128,7 +128,7 @@ class JsonData:
     def numbers(self, name: str, datatype: str, count: int, shape: list[int]) -> np.ndarray:
         dtype = NUMPY_TYPES[datatype]
         try:
-            wide = np.asarray(self.data, dtype=np.float64 if datatype in FLOAT_TYPES else dtype)
+            wide = _floats(self.data) if datatype in FLOAT_TYPES else np.asarray(self.data, dtype=dtype)
             with np.errstate(over="ignore"):  # an overflow to inf is reported below, by name
                 values = wide.astype(dtype, copy=False)
         except (ValueError, TypeError, OverflowError):
@@ -153,6 +153,17 @@ class JsonData:
         except UnicodeEncodeError:
             raise InvalidArgument(f"entity ids {name!r}: not UTF-8 text") from None
         return ids
+
+
+def _floats(data: Any) -> np.ndarray:
+    """Numbers as float64: a flat list in one pass (np.fromiter, half the time of np.asarray on a list), anything
+    else (nested lists, null, a refusal to word) as np.asarray reads it."""
+    if isinstance(data, list) and data and not isinstance(data[0], list):
+        try:
+            return np.fromiter(data, np.float64, count=len(data))
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return np.asarray(data, dtype=np.float64)
 
 
 def _leaves(data: Any) -> Iterator[Any]:
