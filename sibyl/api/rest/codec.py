@@ -1,7 +1,8 @@
 """KServe V2 REST bodies <-> sibyl, straight: an inference request's JSON tensors (and the binary-data extension's
-bytes) become an InferCall, which api.v2.tensors checks and decodes as it does a gRPC call's; the Answer becomes
-the JSON response, its score as JSON numbers or as binary data, as the caller asked. The metadata, config, index
-and statistics messages (api.v2.messages) are written as Triton's JSON (triton_json).
+bytes) become an InferCall (its data as DataValues, its binary data as RawContents), which api.v2.tensors checks
+and decodes as it does a gRPC call's; the Answer becomes the JSON response, its score as JSON numbers or as
+binary data, as the caller asked. The metadata, config, index and statistics messages (api.v2.messages) are
+written as Triton's JSON (triton_json).
 
 Binary-data extension: the header `Inference-Header-Content-Length: N` says the first N body bytes are the
 JSON; an input with parameter "binary_data_size": K takes the next K bytes (in input order). An output is
@@ -16,22 +17,21 @@ readably why it refuses the rest.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from sibyl.api.v2.infer import OUTPUT
-from sibyl.api.v2.tensors import NUMPY_TYPES, InferCall, InputTensor, Parameter, RawContents
+from sibyl.api.v2.tensors import DataValues, InferCall, InputTensor, Parameter, RawContents
 from sibyl.errors import InvalidArgument
 from sibyl.serving.answer import Answer
 
+if TYPE_CHECKING:
+    from sibyl.api.wire import Field
+
 HEADER_LENGTH = "inference-header-content-length"
-FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 PARAMETER_TYPES = (bool, int, float, str)
 
 
@@ -84,7 +84,7 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise InvalidArgument(f"input {name!r}: shape must be a list of integers, e.g. [3, 1]")
         size = _parameters(spec.get("parameters"), f"input {name!r}").get("binary_data_size")
-        contents: RawContents | JsonData
+        contents: RawContents | DataValues
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidArgument(f"input {name!r}: binary_data_size must be a byte count")
@@ -96,7 +96,7 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
             contents = RawContents(binary[offset : offset + size])
             offset += size
         elif "data" in spec:
-            contents = JsonData(spec["data"])
+            contents = DataValues(spec["data"])
         else:
             raise InvalidArgument(f'input {name!r} has no "data" and no binary_data_size parameter')
         inputs.append(InputTensor(name, datatype, shape, contents))
@@ -113,70 +113,6 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
         names.append(_text(out.get("name"), f"outputs[{j}].name"))
         wants_binary |= bool(_parameters(out.get("parameters"), f"outputs[{j}]").get("binary_data", False))
     return InferCall(model, version, request_id, inputs, parameters, names, wants_binary, _timeout_s(parameters))
-
-
-@dataclass(frozen=True, slots=True)
-class JsonData:
-    """A tensor's JSON "data": numbers (or ids) flat or nested, row-major. The values are in memory already
-    (parsed from a body within server.max_message_bytes), so they are counted as they are decoded."""
-
-    data: Any
-
-    def check(self, name: str, datatype: str, count: int, shape: list[int]) -> None:
-        return None
-
-    def numbers(self, name: str, datatype: str, count: int, shape: list[int]) -> np.ndarray:
-        dtype = NUMPY_TYPES[datatype]
-        try:
-            wide = _floats(self.data) if datatype in FLOAT_TYPES else np.asarray(self.data, dtype=dtype)
-            with np.errstate(over="ignore"):  # an overflow to inf is reported below, by name
-                values = wide.astype(dtype, copy=False)
-        except (ValueError, TypeError, OverflowError):
-            raise InvalidArgument(f"input {name!r}: data is not a list of {datatype} numbers") from None
-        if values.size != count:
-            raise InvalidArgument(f"input {name!r}: {values.size} values in data, shape {shape} needs {count}")
-        if datatype in FLOAT_TYPES and np.isinf(values).any() and not np.isinf(wide).any():
-            raise InvalidArgument(f"input {name!r}: a value is too large for {datatype}")
-        return values
-
-    def ids(self, name: str, count: int, shape: list[int]) -> list[str]:
-        items = list(_leaves(self.data))
-        if len(items) != count:
-            raise InvalidArgument(f"input {name!r}: {len(items)} elements in data, shape {shape} needs {count}")
-        ids = []
-        for item in items:
-            if isinstance(item, bool) or not isinstance(item, str | int):
-                raise InvalidArgument(f"input {name!r}: BYTES data holds strings (ids), not {type(item).__name__}")
-            ids.append(item if isinstance(item, str) else str(item))
-        try:
-            "".join(ids).encode()  # a lone surrogate ("\ud800") is JSON, not text
-        except UnicodeEncodeError:
-            raise InvalidArgument(f"entity ids {name!r}: not UTF-8 text") from None
-        return ids
-
-
-def _floats(data: Any) -> np.ndarray:
-    """Numbers as float64: a flat list in one pass (np.fromiter, half the time of np.asarray on a list), anything
-    else (nested lists, null, a refusal to word) as np.asarray reads it."""
-    if isinstance(data, list) and data and not isinstance(data[0], list):
-        try:
-            return np.fromiter(data, np.float64, count=len(data))
-        except (ValueError, TypeError, OverflowError):
-            pass
-    return np.asarray(data, dtype=np.float64)
-
-
-def _leaves(data: Any) -> Iterator[Any]:
-    """The items of nested lists that are not lists, row-major (a non-list is its own one item); no recursion."""
-    stack = [iter((data,))]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            yield item
-        else:
-            stack.pop()
 
 
 def _text(value: Any, what: str) -> str:
@@ -247,7 +183,7 @@ def triton_json(message: Message) -> dict[str, Any]:
     return out
 
 
-def _value(field: FieldDescriptor | Any, value: Any) -> Any:
+def _value(field: Field, value: Any) -> Any:
     if field.message_type is not None:
         return triton_json(value)
     if field.enum_type is not None:

@@ -1,8 +1,8 @@
 """A KServe V2 infer call, whatever its transport, -> sibyl's request header and rows, within its work budget.
 
 Both transports describe a call the same way (InferCall: model, version, id, parameters and InputTensors, each
-with its Contents): gRPC from its ModelInferRequest (api.v2.messages), REST from its JSON and binary data
-(api.rest.codec). This module checks and decodes that description, so a bad input is refused for the same
+with its Contents: RawContents, DataValues parsed from JSON, or gRPC typed contents): gRPC from its
+ModelInferRequest (api.v2.messages), REST from its JSON and binary data (api.rest.codec). This module checks and decodes that description, so a bad input is refused for the same
 reason, with the same message, over either port.
 
 How tensors map onto sibyl (docs/protocols.md): a numeric tensor [N] or [N, k] is a feature (k > 1: a vector,
@@ -20,7 +20,7 @@ step per value), and BYTES raw contents are split in at most N steps.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ Parameter = str | int | float | bool  # a V2 parameter's value (InferParameter's
 RESERVED_PARAMETERS = frozenset(
     {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "binary_data_output", "headers"}
 )
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 NUMPY_TYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype("?"),
     "UINT8": np.dtype("u1"),
@@ -53,7 +54,7 @@ NUMPY_TYPES: dict[str, np.dtype[Any]] = {
 
 
 class Contents(Protocol):
-    """Where a tensor's values are: raw bytes, gRPC typed contents or REST JSON data."""
+    """Where a tensor's values are: raw bytes, values parsed from JSON, or gRPC typed contents."""
 
     def check(self, name: str, datatype: str, count: int, shape: list[int]) -> None:
         """Refuse contents that do not hold `count` values of `datatype`, before any array is built
@@ -109,6 +110,71 @@ class RawContents:
                 "declares"
             )
         return utf8(name, items)
+
+
+@dataclass(frozen=True, slots=True)
+class DataValues:
+    """Values as parsed from JSON: numbers (or ids) in a list, flat or nested, row-major (REST's "data"). They
+    are in memory already (parsed from a body within server.max_message_bytes), so they are counted as they are
+    decoded."""
+
+    data: Any
+
+    def check(self, name: str, datatype: str, count: int, shape: list[int]) -> None:
+        return None
+
+    def numbers(self, name: str, datatype: str, count: int, shape: list[int]) -> np.ndarray:
+        dtype = NUMPY_TYPES[datatype]
+        try:
+            wide = _floats(self.data) if datatype in FLOAT_TYPES else np.asarray(self.data, dtype=dtype)
+            with np.errstate(over="ignore"):  # an overflow to inf is reported below, by name
+                values = wide.astype(dtype, copy=False)
+        except (ValueError, TypeError, OverflowError):
+            raise InvalidArgument(f"input {name!r}: data is not a list of {datatype} numbers") from None
+        if values.size != count:
+            raise InvalidArgument(f"input {name!r}: {values.size} values in data, shape {shape} needs {count}")
+        if datatype in FLOAT_TYPES and np.isinf(values).any() and not np.isinf(wide).any():
+            raise InvalidArgument(f"input {name!r}: a value is too large for {datatype}")
+        return values
+
+    def ids(self, name: str, count: int, shape: list[int]) -> list[str]:
+        items = list(_leaves(self.data))
+        if len(items) != count:
+            raise InvalidArgument(f"input {name!r}: {len(items)} elements in data, shape {shape} needs {count}")
+        ids = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, str | int):
+                raise InvalidArgument(f"input {name!r}: BYTES data holds strings (ids), not {type(item).__name__}")
+            ids.append(item if isinstance(item, str) else str(item))
+        try:
+            "".join(ids).encode()  # a lone surrogate ("\ud800") is JSON, not text
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"entity ids {name!r}: not UTF-8 text") from None
+        return ids
+
+
+def _floats(data: Any) -> np.ndarray:
+    """Numbers as float64: a flat list in one pass (np.fromiter, half the time of np.asarray on a list), anything
+    else (nested lists, null, a refusal to word) as np.asarray reads it."""
+    if isinstance(data, list) and data and not isinstance(data[0], list):
+        try:
+            return np.fromiter(data, np.float64, count=len(data))
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return np.asarray(data, dtype=np.float64)
+
+
+def _leaves(data: Any) -> Iterator[Any]:
+    """The items of nested lists that are not lists, row-major (a non-list is its own one item); no recursion."""
+    stack = [iter((data,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            yield item
+        else:
+            stack.pop()
 
 
 @dataclass(frozen=True, slots=True)
