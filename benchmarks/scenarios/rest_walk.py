@@ -12,7 +12,10 @@ into site-packages or the standard library leaves the sibyl frame that made it c
 - stack: the file of the innermost sibyl frame after every call and every return: the calls walk plus each
   return to the caller's file;
 - api: the stack walk as the V2 path's own code sees it: a frame outside sibyl/api that api code called
-  (serving.PredictionService's entry points) stands for everything it calls in turn.
+  (serving.PredictionService's entry points) stands for everything it calls in turn;
+- reader: the files a reader opens following the code from call to call: a call into another sibyl file than
+  the caller's is a hop (a helper in the caller's own file, coming back to the caller, and a hop into the file
+  the last hop went to, are not); a hop into a file the walk has already been in is a return. This is the walk issue 32's target counts.
 
 Each walk, with repeats merged, gives the distinct files in the order first entered, and its returns: entries
 into a file that appears earlier in the walk (a file already left).
@@ -69,6 +72,7 @@ class Walk:
         self.places: list[str] = []  # the stack walk
         self.entered: list[str] = []  # the calls walk
         self.api: list[str] = []  # the api walk
+        self.reader: list[str] = []  # the reader walk: hops from one sibyl file into another
         self._frames: set[FrameType] = set()  # frames entered once: a later "call" event resumes them
 
     def _inside(self, frame: FrameType | None) -> bool:
@@ -118,6 +122,8 @@ class Walk:
             own = str(path.relative_to(SIBYL.parent)) if path.is_relative_to(SIBYL) and not inline else None
             if own is not None and (not self.entered or self.entered[-1] != own):
                 self.entered.append(own)
+            if own is not None and own != self._place(frame.f_back) and (not self.reader or self.reader[-1] != own):
+                self.reader.append(own)
 
 
 def summary(walk: list[str]) -> tuple[list[str], int]:
@@ -170,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence", action="store_true", help="also print the whole sequence of places")
     args = parser.parse_args(argv)
     tracer = asyncio.run(walk(args.rows, args.warmup))
-    for label, places in (("calls", tracer.entered), ("stack", tracer.places), ("api", tracer.api)):
+    walks = (("reader", tracer.reader), ("calls", tracer.entered), ("stack", tracer.places), ("api", tracer.api))
+    for label, places in walks:
         files, returns = summary(places)
         print(f"{label} walk: {len(files)} files, {returns} returns to a file already left ({args.rows} row(s), JSON)")
         for i, name in enumerate(files, 1):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,28 +16,29 @@ from sibyl.models.manifest import ModelKey, check_name
 class ModelRef:
     name: str
     version: str | None = None  # None: the newest version in the store
+    # How the registry files a loaded version; an unversioned ref has version "". A field, not a property: the
+    # request path reads it on every call.
+    key: ModelKey = field(init=False, repr=False, compare=False)
+    # ModelRef.parse('model' or 'model@version'), names checked so they can never escape the store: _parse_ref.
+    parse: ClassVar[Callable[[str], ModelRef]]
 
-    @classmethod
-    def parse(cls, text: str) -> ModelRef:
-        """'model' or 'model@version'; names are checked so they can never escape the store."""
-        return _parse_ref(text)
-
-    @property
-    def key(self) -> ModelKey:
-        """How the registry files a loaded version; an unversioned ref has version ""."""
-        return (self.name, self.version or "")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.name, self.version or ""))
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}" if self.version else self.name
 
 
-@functools.lru_cache(maxsize=4096)  # the same few refs are parsed on every request
+@functools.lru_cache(maxsize=4096)  # the same few refs are parsed on every request: a hit runs no Python
 def _parse_ref(text: str) -> ModelRef:
     name, _, version = text.partition("@")
     check_name("model name", name)
     if version:
         check_name("version", version)
     return ModelRef(name, version or None)
+
+
+ModelRef.parse = _parse_ref
 
 
 def _pinned(ref: str) -> str:

@@ -56,6 +56,10 @@ class OnnxModel:
         self._session = self._load(model_bytes, 1)
         self._check_schema()
         self._many = self._load(model_bytes, self.threads) if self.threads > 1 else self._session
+        # Each session's C++ run, without InferenceSession.run's Python checks (sibyl.compat.onnxruntime_run),
+        # looked up once here rather than on every inference.
+        self._run_one, self._run_many = run_function(self._session), run_function(self._many)
+        self._input_name = manifest.input_name
         self._output = [manifest.output.name]
         self.default_row = np.array(
             [v for spec in manifest.inputs for v in spec.default_values], dtype=np.float32
@@ -104,8 +108,8 @@ class OnnxModel:
 
     def run(self, matrix: np.ndarray) -> np.ndarray:
         """float32 [N, columns] → float32 [N, dim]."""
-        # The session's C++ run, without InferenceSession.run's Python checks (sibyl.compat.onnxruntime_run).
-        raw = run_function(self.session_for(matrix.shape[0]))(self._output, {self.manifest.input_name: matrix}, None)[0]
+        run = self._run_many if matrix.shape[0] >= MANY_ROWS else self._run_one  # as session_for chooses
+        raw = run(self._output, {self._input_name: matrix}, None)[0]
         out = np.asarray(raw, dtype=np.float32)
         if out.ndim == 1:
             out = out.reshape(-1, 1)

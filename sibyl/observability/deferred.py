@@ -27,20 +27,23 @@ Metric = Histogram | Counter | Gauge  # a labelled child (or an unlabelled metri
 
 class Deferred(Collector):
     def __init__(self, registry: CollectorRegistry | None = None, limit: int = 65_536) -> None:
-        self._items: deque[tuple[Metric, float]] = deque()
+        self.items: deque[tuple[Metric, float]] = deque()
+        # The request path's own append, (metric, value): deque.append in C, no Python call per update. Such a
+        # caller checks len(items) against limit itself once per call, as observe() does for each update.
+        self.append = self.items.append
         self.limit = limit
         if registry is not None:
             registry.register(self)  # first in the registry: flushed before any metric is collected
 
     def observe(self, metric: Metric, value: float) -> None:
         """Histogram.observe(value) or Counter.inc(value), later. Thread-safe (deque.append)."""
-        self._items.append((metric, value))
-        if len(self._items) > self.limit:
+        self.items.append((metric, value))
+        if len(self.items) > self.limit:
             self.flush()
 
     def flush(self) -> int:
         """Apply everything queued so far; returns how many updates. Any thread; safe to run concurrently."""
-        items = self._items
+        items = self.items
         groups: dict[Metric, list[float]] = {}
         count = 0
         for _ in range(len(items)):

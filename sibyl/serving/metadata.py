@@ -9,7 +9,7 @@ the primary's model at version 7, "model@7" names any model (a model override: s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sibyl.models.predictor import ModelRef
 from sibyl.models.registry import ModelRegistry, Snapshot
@@ -32,20 +32,18 @@ class ModelInfo:
     predictor: str
     override: str  # the model override the version implies: "" or "model@version"
     model: OnnxModel
+    # Fields, not properties: a V2 call reads them on every call.
+    input_name: str = field(init=False)  # the model's ONNX input, float32 [N, len(columns)]
+    columns: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_name", self.model.manifest.input_name)
+        object.__setattr__(self, "columns", self.model.columns)
 
     @property
     def ref(self) -> str:
         """The answering model, "model@version"."""
         return self.model.ref
-
-    @property
-    def input_name(self) -> str:
-        """The model's ONNX input, float32 [N, len(columns)]."""
-        return self.model.manifest.input_name
-
-    @property
-    def columns(self) -> list[str]:
-        return self.model.columns
 
     @property
     def features(self) -> list[tuple[str, int]]:

@@ -14,7 +14,6 @@ import contextlib
 import functools
 import os
 import random
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from prometheus_client import Histogram
 from sibyl.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from sibyl.features.base import FeatureFetcher, FetchResult
 from sibyl.models.predictor import ModelRef, PredictorConfig
-from sibyl.models.registry import ModelRegistry
+from sibyl.models.registry import ModelRegistry, Snapshot
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 from sibyl.observability.tracing import Tracing
@@ -35,8 +34,8 @@ from sibyl.serving import assembly, metadata
 from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.answer import Answer, Scored
 from sibyl.serving.decode import Limits, RowBatch, decode
+from sibyl.serving.followup import Call, Followup
 from sibyl.serving.metadata import CallStats, ModelInfo, PredictorStats, RepositoryEntry
-from sibyl.serving.records import build_record
 from sibyl.serving.routing import ROLE_NAMES, choose
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, Role
 
@@ -69,7 +68,8 @@ class PredictionService:
         self.in_flight = 0
         self.draining = False  # set on shutdown: new calls get UNAVAILABLE, in-flight ones finish
         self.tracing: Tracing | None = None  # observability.tracing; None (off) costs one test per call
-        self.host = f"{socket.gethostname()}:{os.getpid()}"
+        o = options
+        self._followup = Followup(registry, sink, after, metrics, self._score_now, o.log_features, o.drift_sample)
         # Labelled metric children bound once: .labels() costs a lock and a dict lookup per call.
         stage = metrics.stage_latency
         self._t_decode, self._t_route, self._t_features, self._t_infer, self._t_encode = (
@@ -79,9 +79,14 @@ class PredictionService:
             metrics.feature_lookups.labels(s) for s in ("request", "store", "default")
         )
         self._timers: dict[tuple[str, str, int], Histogram] = {}
-        self._defer = metrics.deferred.observe  # per-call updates, applied in bulk off the request path
+        # Per-call metric updates, (metric, value), applied in bulk off the request path (observability.deferred).
+        self._deferred = metrics.deferred
+        self._defer = metrics.deferred.append
         self._call_metrics: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._stats: dict[str, CallStats] = {}  # per predictor, the calls a servicer asked to count
+        # model_info's answers for the snapshot they were computed from: a new snapshot starts afresh.
+        self._infos: dict[tuple[str, str], ModelInfo] = {}
+        self._infos_of: Snapshot | None = None
 
     def busy(self, fraction: float) -> bool:
         return self.in_flight > fraction * self.options.max_in_flight
@@ -99,10 +104,13 @@ class PredictionService:
             if len(self._call_metrics) < 10_000:
                 self._call_metrics[(label, code)] = children
         defer = self._defer
-        defer(children[0], 1)
-        defer(children[1], elapsed_s)
+        defer((children[0], 1))
+        defer((children[1], elapsed_s))
         if ok:
-            defer(children[2], rows)
+            defer((children[2], rows))
+        deferred = self._deferred
+        if len(deferred.items) > deferred.limit:  # checked once per call: nothing has flushed for a while
+            deferred.flush()
         if counted and known:
             self._stats.setdefault(predictor, CallStats()).record(ok, elapsed_s, rows)
 
@@ -117,7 +125,18 @@ class PredictionService:
         return metadata.model_ready(self.registry.snapshot, predictor, version)
 
     async def model_info(self, predictor: str, version: str = "") -> ModelInfo:
-        return await metadata.model_info(self.registry, predictor, version)
+        """serving.metadata.model_info, remembered while the registry's snapshot stays the same (a V2 call asks
+        it on every call)."""
+        snapshot = self.registry.snapshot
+        if snapshot is not self._infos_of:
+            self._infos, self._infos_of = {}, snapshot
+        info = self._infos.get((predictor, version))
+        if info is None:
+            info = await metadata.model_info(self.registry, predictor, version)
+            pinned = not info.override or ModelRef.parse(info.override).version  # "model@": the newest, may move
+            if pinned and self.registry.snapshot is snapshot and len(self._infos) < 1_000:
+                self._infos[(predictor, version)] = info
+        return info
 
     def versions(self, predictor: str) -> list[str]:
         return metadata.versions(self.registry.snapshot, predictor)
@@ -140,12 +159,12 @@ class PredictionService:
             raise ResourceExhausted(f"server busy: {self.in_flight} calls in flight; retry with backoff")
         self.in_flight += 1
         gauge = self.metrics.in_flight
-        self._defer(gauge, 1)  # the gauge as deferred increments: a scrape flushes them first
+        self._defer((gauge, 1))  # the gauge as deferred increments: a scrape flushes them first
         try:
             yield
         finally:
             self.in_flight -= 1
-            self._defer(gauge, -1)
+            self._defer((gauge, -1))
 
     async def off_loop(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) in a worker thread when the request is over decode_offload_bytes (one large legal request
@@ -163,7 +182,7 @@ class PredictionService:
         tensors straight to rows)."""
         start = time.perf_counter()
         out = fn(*args, self.options.limits)
-        self._defer(self._t_decode, time.perf_counter() - start)
+        self._defer((self._t_decode, time.perf_counter() - start))
         return out
 
     async def predict(self, request: PredictRequest, time_remaining_s: float | None = None) -> PredictResponse:
@@ -212,15 +231,16 @@ class PredictionService:
         t1 = time.perf_counter()
 
         # 2. Route: the model that answers (primary, experiment arm or override), extras, sampled shadows.
-        config = self.registry.predictor(request.predictor)
+        snapshot = self.registry.snapshot
+        config = snapshot.predictors.get(request.predictor) or self.registry.predictor(request.predictor)  # NotFound
         route = choose(config, request.context, request.model_override)
-        to_score = [(await self.registry.model(route.model), route.role, route.arm)]
+        to_score = [(await self._model(snapshot, route.model), route.role, route.arm)]
         for text in request.extra_models:
-            to_score.append((await self.registry.model(ModelRef.parse(text)), Role.ROLE_EXTRA, ""))
+            to_score.append((await self._model(snapshot, ModelRef.parse(text)), Role.ROLE_EXTRA, ""))
         shadows = self._sample_shadows(config, {m.key for m, _, _ in to_score})
         self._check_feature_names(batch, config, [m for m, _, _ in to_score])
         t2 = time.perf_counter()
-        self._defer(self._t_route, t2 - t1)
+        self._defer((self._t_route, t2 - t1))
 
         # 3. Features: what the request lacks, for every model, in one fetch; then defaults.
         plan = assembly.plan(batch, [m for m, _, _ in to_score] + shadows)
@@ -229,30 +249,33 @@ class PredictionService:
         defaulted = assembly.defaulted(plan)
         self._count_features(plan, from_store, defaulted)
         t3 = time.perf_counter()
-        self._defer(self._t_features, t3 - t2)
+        self._defer((self._t_features, t3 - t2))
 
         # 4. Infer: one matrix and one session.run per model.
         _check_deadline(deadline, "before inference")
         scored = [await self._score(model, role, arm, plan) for model, role, arm in to_score]
         t4 = time.perf_counter()
-        self._defer(self._t_infer, t4 - t3)
+        self._defer((self._t_infer, t4 - t3))
 
         # 5. Respond; logging and shadows run after the response is on its way.
         prediction_id = os.urandom(16).hex()  # 128 random bits, like uuid4, without a UUID object
         answer = Answer(prediction_id, request.request_id, request.predictor, batch.num_rows, scored, defaulted)
         response = respond(answer)
         t5 = time.perf_counter()
-        self._defer(self._t_encode, t5 - t4)
+        self._defer((self._t_encode, t5 - t4))
         if stages is not None:  # tracing on: the stage spans are written from these readings
             stages += [("route", t1, t2), ("features", t2, t3), ("infer", t3, t4), ("encode", t4, t5)]
         # Scores, drift, the log record and the shadows: on the after-response threads, not on the event loop.
-        self.after.submit_followup(
-            functools.partial(self._after_response, request, prediction_id, batch, plan, defaulted, scored, shadows),
-            records=len(scored),
-        )
+        call = Call(request, prediction_id, batch, plan, defaulted, scored, shadows)
+        self.after.submit_followup(functools.partial(self._followup.run, call), records=len(scored))
         return response
 
     # ---- steps
+    async def _model(self, snapshot: Snapshot, ref: ModelRef) -> OnnxModel:
+        """A pinned model the snapshot holds, else the registry's answer (it resolves and loads on demand)."""
+        loaded = snapshot.models.get(ref.key) if ref.version else None
+        return loaded if loaded is not None else await self.registry.model(ref)
+
     def _sample_shadows(self, config: PredictorConfig, answering: set[tuple[str, str]]) -> list[OnnxModel]:
         chosen = []
         for shadow in config.shadows:
@@ -291,7 +314,7 @@ class PredictionService:
         return await self.fetcher.fetch(plan.wanted, budget)  # the fetcher times itself, per backend
 
     def _count_features(self, plan: assembly.Plan, from_store: int, defaulted: dict[str, np.ndarray]) -> None:
-        self._defer(self._from_request, plan.from_request)
+        self._defer((self._from_request, plan.from_request))
         if from_store:
             self._from_store.inc(from_store)
         for feature, rows in defaulted.items():
@@ -310,40 +333,8 @@ class PredictionService:
         start = time.perf_counter()
         scores = model.run(matrix)
         elapsed = time.perf_counter() - start
-        self._defer(self._inference_timer(model, role), elapsed)
+        self._defer((self._inference_timer(model, role), elapsed))
         return Scored(model, role, arm, matrix, scores, elapsed * 1000)
-
-    def _after_response(
-        self,
-        request: PredictRequest,
-        prediction_id: str,
-        batch: RowBatch,
-        plan: assembly.Plan,
-        defaulted: dict[str, np.ndarray],
-        scored: list[Scored],
-        shadows: list[OnnxModel],
-    ) -> None:
-        """On the after-response records thread, after the response: never on the event loop."""
-        sent_at = time.time_ns()
-        for s in scored:
-            self._observe_scores(s)
-            self._observe_drift(s)
-            self._log(request, prediction_id, batch, defaulted, s, sent_at)
-        for model in shadows:
-
-            def job(model: OnnxModel = model) -> None:  # on a shadow thread
-                s = self._score_now(model, Role.ROLE_SHADOW, "", plan)
-                self._observe_scores(s)
-                self._observe_drift(s)
-                self._log(request, prediction_id, batch, defaulted, s, time.time_ns())
-
-            self.after.submit_shadow(request.predictor, job)
-
-    def _observe_drift(self, s: Scored) -> None:
-        monitor = self.registry.drift.get(s.model.key)
-        # A sample of calls estimates the live distribution as well as all of them, at a fraction of the cost.
-        if monitor is not None and random.random() < self.options.drift_sample:
-            monitor.observe(s.matrix, s.scores[:, 0])
 
     def _inference_timer(self, model: OnnxModel, role: int) -> Histogram:
         key = (model.name, model.version, role)
@@ -353,39 +344,6 @@ class PredictionService:
                 model.name, model.version, ROLE_NAMES[role]
             )
         return timer
-
-    def _observe_scores(self, s: Scored) -> None:
-        if s.scores.shape[0]:  # one row per call samples the distribution
-            self._defer(self.metrics.scores.labels(s.model.name, ROLE_NAMES[s.role]), float(s.scores[0, 0]))
-
-    def _log(
-        self,
-        request: PredictRequest,
-        prediction_id: str,
-        batch: RowBatch,
-        defaulted: dict[str, np.ndarray],
-        s: Scored,
-        sent_at_ns: int,
-    ) -> None:
-        self.sink.submit(
-            build_record(
-                prediction_id=prediction_id,
-                request_id=request.request_id,
-                predictor=request.predictor,
-                model=s.model.name,
-                version=s.model.version,
-                role=s.role,
-                arm=s.arm,
-                sent_at_ns=sent_at_ns,
-                batch=batch,
-                columns=s.model.columns,
-                matrix=s.matrix if self.options.log_features else None,
-                defaulted=defaulted,
-                scores=s.scores,
-                latency_ms=s.latency_ms,
-                host=self.host,
-            )
-        )
 
 
 def _check_deadline(deadline: float | None, where: str) -> None:

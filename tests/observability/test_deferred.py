@@ -46,7 +46,7 @@ def test_queue_is_bounded_without_any_flush() -> None:
     deferred.limit = 100
     for _ in range(1_000):
         deferred.observe(histogram.labels("a"), 0.001)
-    assert len(deferred._items) <= 100
+    assert len(deferred.items) <= 100
     deferred.flush()
     assert registry.get_sample_value("h_seconds_count", {"p": "a"}) == 1_000
 

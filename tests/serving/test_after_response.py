@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sibyl.observability.metrics import Metrics
-from sibyl.serving import service as service_module
+from sibyl.serving import followup as followup_module
 from sibyl.serving.after_response import AfterResponse
 from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
 from tests.support.inproc import running_server
@@ -80,7 +80,7 @@ async def test_a_slow_shadow_does_not_delay_primary_calls(store: Path) -> None:
 
 async def test_a_slow_record_build_does_not_delay_primary_calls(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gate = Gate()
-    monkeypatch.setattr(service_module, "build_record", gate.wrap(service_module.build_record, "record build"))
+    monkeypatch.setattr(followup_module, "build_record", gate.wrap(followup_module.build_record, "record build"))
     async with running_server(store) as server:
         await server.service.predict(request(0))
         assert await asyncio.to_thread(gate.started.wait, 10)

@@ -22,11 +22,8 @@ from sibyl.api.v2.tensors import InferCall, to_rows
 from sibyl.errors import InvalidArgument
 from sibyl.observability.tracing import carrier
 from sibyl.serving.answer import Answer
-from sibyl.serving.decode import RowBatch
-from sibyl.serving.metadata import ModelInfo
 from sibyl.serving.routing import ROLE_NAMES
 from sibyl.serving.service import PredictionService
-from sibyl.v1.predict_pb2 import PredictRequest
 
 R = TypeVar("R")
 EXTENSIONS = ("model_repository", "model_configuration", "statistics")  # what the server metadata lists
@@ -64,7 +61,9 @@ class Inference:
                     if wanted != OUTPUT:
                         raise InvalidArgument(f"output {wanted!r} unknown; sibyl answers one output {OUTPUT!r}")
                 info = await service.model_info(call.model, call.version)
-                predict, batch = await service.off_loop(size, self._decode, call, info)
+                matrix_inputs = {info.input_name: info.columns}
+                decode = service.timed_decode
+                predict, batch = await service.off_loop(size, decode, to_rows, call, info.override, matrix_inputs)
                 trace = carrier(metadata()) if service.tracing is not None else None
                 deadline = call.timeout_s
                 if deadline is None and time_remaining is not None:
@@ -77,9 +76,6 @@ class Inference:
             raise
         self.observe(predictor, grpc.StatusCode.OK, start, batch.num_rows)
         return response
-
-    def _decode(self, call: InferCall, info: ModelInfo) -> tuple[PredictRequest, RowBatch]:
-        return self.service.timed_decode(to_rows, call, info.override, {info.input_name: info.columns})
 
     def observe(self, predictor: str, code: grpc.StatusCode, start: float, rows: int = 0) -> None:
         """Metrics, and the statistics extension's counts: V2 statistics count infer calls only."""
