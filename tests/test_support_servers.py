@@ -6,9 +6,9 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from sibyl.predlog.tail import MAX_FRAME_BYTES
+from tests.support.kafkaread import read_messages
 from tests.support.needs import missing
 from tests.support.s3_server import s3_client
 from tests.support.servers import (
@@ -103,27 +103,6 @@ def test_redis_cluster_restarts_on_same_ports(redis_cluster: RedisCluster) -> No
         client.close()
 
 
-def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        consumer_timeout_ms=5000,
-        enable_auto_commit=False,
-        receive_message_max_bytes=MAX_FRAME_BYTES,
-    )
-    try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        values: list[bytes] = []
-        for record in consumer:
-            values.append(record.value)
-            if len(values) >= expected:
-                break
-        return values
-    finally:
-        consumer.close()
-
-
 def test_kafka_produce_consume_and_restart(kafka_broker: KafkaBroker) -> None:
     topic = f"t-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_broker.bootstrap, topic)
@@ -131,7 +110,7 @@ def test_kafka_produce_consume_and_restart(kafka_broker: KafkaBroker) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     producer.send(topic, b"hello").get(timeout=10)
     producer.close()
-    assert _consume_all(kafka_broker.bootstrap, topic, 1) == [b"hello"]
+    assert [m.value for m in read_messages(kafka_broker.bootstrap, topic, 1)] == [b"hello"]
 
     port = kafka_broker.port
     kafka_broker.stop()
@@ -141,7 +120,7 @@ def test_kafka_produce_consume_and_restart(kafka_broker: KafkaBroker) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     producer.send(topic, b"again").get(timeout=10)
     producer.close()
-    assert _consume_all(kafka_broker.bootstrap, topic, 1) == [b"again"]
+    assert [m.value for m in read_messages(kafka_broker.bootstrap, topic, 1)] == [b"again"]
 
 
 def test_s3_put_get_restart_and_reset(s3_server: S3Server) -> None:

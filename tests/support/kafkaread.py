@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -14,7 +15,18 @@ from sibyl.v1.predlog_pb2 import PredictionLog
 
 
 def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.0) -> list[PredictionLog]:
-    """Every record of partition 0 from the beginning (assign + seek: tansu's group join is slow)."""
+    """Every prediction record of partition 0 from the beginning, each keyed by its prediction_id."""
+    out: list[PredictionLog] = []
+    for m in read_messages(bootstrap, topic, at_least, timeout_s):
+        rec = PredictionLog.FromString(m.value)
+        assert m.key == rec.prediction_id.encode()
+        out.append(rec)
+    return out
+
+
+def read_messages(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.0) -> list[Any]:
+    """Every message (kafka-python's ConsumerRecord: key, value) of partition 0 from the beginning, until at
+    least `at_least` came and two polls came back empty (assign + seek: tansu's group join is slow)."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -26,17 +38,14 @@ def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 20.
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
-        out: list[PredictionLog] = []
+        out: list[Any] = []
         deadline = time.monotonic() + timeout_s
         idle = 0
         while time.monotonic() < deadline and (len(out) < at_least or idle < 2):
             batch = consumer.poll(timeout_ms=300)
             idle = 0 if batch else idle + 1
             for messages in batch.values():
-                for m in messages:
-                    rec = PredictionLog.FromString(m.value)
-                    assert m.key == rec.prediction_id.encode()
-                    out.append(rec)
+                out.extend(messages)
         return out
     finally:
         consumer.close()
