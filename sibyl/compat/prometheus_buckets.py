@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ def fast_path_taken(histogram: Histogram) -> bool:
     return all(getattr(histogram, name, None) is not None for name in ("_upper_bounds", "_buckets", "_sum"))
 
 
-def observe_many(histogram: Histogram, values: list[float]) -> None:
+def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> None:
     """histogram.observe(value) for every value: the same buckets and sum, in bulk."""
     if not fast_path_taken(histogram):  # a prometheus_client without these internals
         for value in values:

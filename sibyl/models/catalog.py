@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from sibyl.errors import FailedPrecondition, InvalidArgument, ModelStoreError, NotFound
 from sibyl.models.manifest import Baselines, FeatureSpec, Manifest, OutputSpec, Source, Validation, check_name
-from sibyl.models.predictor import Arm, ModelRef, PredictorConfig, Shadow
+from sibyl.models.predictor import Arm, ModelRef, PredictorConfig, Shadow, check_slices
 from sibyl.models.store import BlobStore
 
 
@@ -215,6 +215,8 @@ class Catalog:
         return str(pinned)
 
     def _save(self, config: PredictorConfig, action: str, before: PredictorConfig | None, **detail: Any) -> None:
+        if config.slices:  # a slice must name what the (new) primary takes, else the servers refuse the file
+            check_slices(config.slices, self.read_manifest(ModelRef.parse(config.primary)).inputs, config.primary)
         config.updated_at = now_iso()
         record = AuditRecord(
             at=config.updated_at,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sibyl.models.manifest import ModelKey, check_name
+from sibyl.errors import InvalidArgument
+from sibyl.models.manifest import FeatureSpec, ModelKey, check_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,66 @@ class Arm(BaseModel):
     traffic: float = Field(gt=0.0, le=1.0, description="Share of units routed to this arm.")
 
 
+SLICE_NAME_RE = r"^[a-z][a-z0-9_]{0,31}$"
+MAX_SLICES = 8
+
+
+class Slice(BaseModel):
+    """One way to cut a predictor's rows into groups; every verdict series and drift carry a `slice` label per
+    group (docs/observability.md#slices). Exactly one of feature, entity, defaulted. Each kind has a bounded set of
+    values, so no input can grow the series without bound."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=SLICE_NAME_RE, description="Label prefix: the slice label reads name=value.")
+    feature: str | None = Field(None, description="A numeric input of the primary: bins by edges, else its values.")
+    edges: tuple[float, ...] | None = Field(None, description="Bin edges for feature, ascending: [1, 3, 10].")
+    entity: str | None = Field(None, description="An entity id (e.g. store_id): the `top` most frequent, else other.")
+    top: int = Field(20, ge=1, le=200, description="Most distinct values labelled one by one (entity, feature).")
+    defaulted: str | None = Field(None, description="An input of the primary: whether the row used its default.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Slice:
+        kinds = [k for k in ("feature", "entity", "defaulted") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"slice {self.name!r} needs exactly one of feature, entity, defaulted (has {kinds})")
+        if self.edges is not None:
+            if self.feature is None:
+                raise ValueError(f"slice {self.name!r}: edges go with a feature")
+            if not self.edges or any(not b > a for a, b in itertools.pairwise(self.edges)):
+                raise ValueError(f"slice {self.name!r}: edges must be ascending and distinct, e.g. [1, 3, 10]")
+            if len(self.edges) > 32 or not all(abs(e) < float("inf") for e in self.edges):
+                raise ValueError(f"slice {self.name!r}: at most 32 finite edges")
+        return self
+
+
+def check_slices(slices: list[Slice], inputs: tuple[FeatureSpec, ...] | list[FeatureSpec], primary: str) -> None:
+    """InvalidArgument unless every slice names a feature or an entity the primary model takes."""
+    features = {spec.name: spec for spec in inputs}
+    entities = {spec.entity for spec in inputs if spec.entity}
+    for s in slices:
+        feature = s.feature or s.defaulted
+        if feature is not None and feature not in features:
+            raise InvalidArgument(
+                f"slice {s.name!r} names feature {feature!r}, which the primary {primary} does not take; "
+                f"its inputs: {sorted(features)[:12]}"
+            )
+        if s.feature is not None and features[s.feature].dim != 1:
+            raise InvalidArgument(f"slice {s.name!r}: feature {s.feature!r} is a vector; slice by a scalar input")
+        if s.entity is not None and s.entity not in entities:
+            raise InvalidArgument(
+                f"slice {s.name!r} names entity {s.entity!r}, which no input of the primary {primary} belongs to; "
+                f"its entities: {sorted(entities)}"
+            )
+
+
+class RankAgreement(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(10_000, ge=100, le=1_000_000, description="Rows per (candidate, slice) in the window.")
+    every: int = Field(1_000, ge=1, description="Rows between exports of the gauge (fewer: every flush).")
+
+
 class PredictorConfig(BaseModel):
     """predictors/<name>.json in the model store."""
 
@@ -76,6 +138,14 @@ class PredictorConfig(BaseModel):
     shadows: list[Shadow] = Field(default_factory=list)
     experiments: list[Arm] = Field(default_factory=list)
     unit_key: str = Field("consumer_id", description="Context key whose value assigns a unit to an arm.")
+    # Verdicts on live traffic (docs/observability.md#verdicts)
+    decision_threshold: float = Field(0.5, description="A row's decision: score >= this (dim 1), else arg-max.")
+    alert_agreement: float | None = Field(None, ge=0.0, le=1.0, description="SibylShadowDisagreement below this.")
+    positive_rate_shift: float | None = Field(
+        None, gt=0.0, description="SibylPositiveRateShift when the last hour's positive rate is off the day's by more."
+    )
+    slices: list[Slice] = Field(default_factory=list, max_length=MAX_SLICES)
+    rank_agreement: RankAgreement = Field(default_factory=RankAgreement)
     updated_at: str | None = None
 
     @field_validator("name")
@@ -89,6 +159,9 @@ class PredictorConfig(BaseModel):
             raise ValueError("experiment traffic shares add up to more than 1")
         if len({a.name for a in self.experiments}) != len(self.experiments):
             raise ValueError("experiment arm names must be unique")
+        names = [s.name for s in self.slices]
+        if len(set(names)) != len(names) or "all" in names:
+            raise ValueError("slice names must be unique and not 'all' (the series of every row)")
         return self
 
     def model_refs(self) -> set[str]:

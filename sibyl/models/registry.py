@@ -18,7 +18,7 @@ from sibyl.errors import ModelLoadError, ModelStoreError, NotFound, SibylError
 from sibyl.models.catalog import Catalog
 from sibyl.models.drift import DriftMonitor
 from sibyl.models.manifest import ModelKey
-from sibyl.models.predictor import ModelRef, PredictorConfig
+from sibyl.models.predictor import ModelRef, PredictorConfig, check_slices
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 from sibyl.observability.multiprocess import drop_series
@@ -120,6 +120,8 @@ class ModelRegistry:
                         ref = ModelRef.parse(text)
                         if ref.key not in models:
                             models[ref.key] = await self._load(ref)
+                    primary = models[ModelRef.parse(config.primary).key]
+                    check_slices(config.slices, primary.manifest.inputs, config.primary)  # a hand-edited file
                 except SibylError as exc:
                     # Not marked seen: every later poll tries again. A version uploaded manifest-first (as
                     # `aws s3 sync` does) or a store hiccup then applies once the files are there, without

@@ -4,9 +4,10 @@ A prometheus_client `Histogram.observe` walks the buckets in Python and takes tw
 updates (stage and request latencies, rows, counters), a visible share of a 1-row call's CPU
 (docs/performance.md#metric-updates). The request path now appends (metric, value) to a deque (no lock) and
 `flush()` applies what is queued: per histogram child, one bisect or numpy `searchsorted` pass and one `inc` per
-non-empty bucket (sibyl.compat.prometheus_buckets), however many calls came in. Flushed by the records lane after
-each batch of answered calls (serving.after_response), before every scrape (a collector registered first in the
-registry), and inline when nothing has flushed for `limit` updates, so the queue stays bounded. The values are
+non-empty bucket (sibyl.compat.prometheus_buckets), however many calls came in. Settled (the `hooks`, then the
+queue) by the records lane after each batch of answered calls (serving.after_response) and before every scrape (a
+collector registered first in the registry); flushed inline when nothing has flushed for `limit` updates, so the
+queue stays bounded. The values are
 prometheus_client's own, so multiprocess mode works as before; a scrape lags the calls by at most one records
 batch (~ms).
 """
@@ -14,7 +15,7 @@ batch (~ms).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -32,6 +33,8 @@ class Deferred(Collector):
         # caller checks len(items) against limit itself once per call, as observe() does for each update.
         self.append = self.items.append
         self.limit = limit
+        # Other bulk producers (serving.verdicts) flushed with the queue, off the request path: see settle().
+        self.hooks: list[Callable[[], object]] = []
         if registry is not None:
             registry.register(self)  # first in the registry: flushed before any metric is collected
 
@@ -64,10 +67,17 @@ class Deferred(Collector):
                 metric.inc(sum(values))
         return count
 
-    # Collector: nothing of its own to export; collecting flushes.
+    def settle(self) -> int:
+        """The hooks, then flush(): after each records batch and before each scrape, never on the event loop (the
+        request path's inline flush() leaves the hooks alone)."""
+        for hook in self.hooks:
+            hook()
+        return self.flush()
+
+    # Collector: nothing of its own to export; collecting settles.
     def describe(self) -> Iterable[Any]:
         return []
 
     def collect(self) -> Iterable[Any]:
-        self.flush()
+        self.settle()
         return []

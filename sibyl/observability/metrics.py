@@ -38,6 +38,9 @@ LATENCY_BUCKETS = (
     5.0,
 )
 ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+SCORE_BUCKETS = (0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+# Fine enough to tell float noise (1e-6), a retrained twin (1e-4..1e-3) and a different model (0.05+) apart.
+DELTA_BUCKETS = (1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
 class Metrics:
@@ -145,7 +148,7 @@ class Metrics:
             "sibyl_prediction_score",
             "Distribution of scores (first output column) by model and role.",
             ["model", "role"],
-            buckets=(0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            buckets=SCORE_BUCKETS,
             registry=r,
         )
 
@@ -155,6 +158,49 @@ class Metrics:
             "Shadow predictions by outcome (run, shed, failed).",
             ["predictor", "outcome"],
             registry=r,
+        )
+
+        # Verdicts: shadows and arms against the primary on the same rows, and the primary's own output, by slice
+        # (serving.verdicts; docs/observability.md#verdicts). slice is "all" or "<slice name>=<value>".
+        self.shadow_abs_delta = Histogram(
+            "sibyl_shadow_abs_delta",
+            "|candidate score - primary score| per row scored by both.",
+            ["predictor", "model", "version", "role", "slice"],
+            buckets=DELTA_BUCKETS,
+            registry=r,
+        )
+        self.shadow_decisions = Counter(
+            "sibyl_shadow_decisions",
+            "Rows scored by a candidate and the primary, by whether their decisions agree (agree, disagree).",
+            ["predictor", "model", "version", "role", "slice", "outcome"],
+            registry=r,
+        )
+        self.shadow_rank_agreement = Gauge(
+            "sibyl_shadow_rank_agreement",
+            "Spearman correlation of candidate and primary scores over the last rows (a sliding window).",
+            ["predictor", "model", "version", "slice"],
+            registry=r,
+            multiprocess_mode="livemin",  # several workers: the worst window shows
+        )
+        self.decisions = Counter(
+            "sibyl_decisions",
+            "Rows answered by the primary (or an arm), by decision (positive, negative; class_<i> for dim > 1).",
+            ["predictor", "model", "version", "slice", "decision"],
+            registry=r,
+        )
+        self.slice_scores = Histogram(
+            "sibyl_slice_score",
+            "Scores (first output column) of every row the primary (or an arm) answered, by slice.",
+            ["predictor", "model", "version", "slice"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.predictor_setting = Gauge(
+            "sibyl_predictor_setting",
+            "A predictor's alert settings in force (alert_agreement, positive_rate_shift, decision_threshold).",
+            ["predictor", "setting"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
 
         # Prediction log
@@ -186,4 +232,9 @@ class Metrics:
             ["model", "version", "feature"],
             registry=r,
             multiprocess_mode="livemax",
+        )
+
+        # Feast online store (features.backend feast-redis): values older than their view's ttl, served as defaults
+        self.feature_stale = Counter(
+            "sibyl_feature_stale", "Feast feature values older than their view's ttl, per view.", ["view"], registry=r
         )

@@ -1,9 +1,11 @@
 """What a scored call leaves for after its response, run on the after-response threads (serving.after_response),
 never on the event loop: the score and drift metrics of each model that answered, their prediction log records,
-and the sampled shadows, each scored, measured and logged the same way on a shadow thread."""
+the verdicts (serving.verdicts: the answer by slice, every candidate against the primary), and the sampled shadows,
+each scored, measured, judged and logged the same way on a shadow thread."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sibyl.models.predictor import ModelRef
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
@@ -20,13 +23,15 @@ from sibyl.predlog.base import PredictionSink
 from sibyl.serving import assembly
 from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.answer import Scored
-from sibyl.serving.decode import RowBatch
+from sibyl.serving.decode import CodedIds, RowBatch
 from sibyl.serving.records import build_record
 from sibyl.serving.routing import ROLE_NAMES
+from sibyl.serving.verdicts import PredictorVerdicts, Verdicts
 from sibyl.v1.predict_pb2 import PredictRequest, Role
 
 # (model, role, arm, plan) -> the model's scores of the plan's rows, timed: PredictionService's own scoring.
 ScoreNow = Callable[[OnnxModel, int, str, assembly.Plan], Scored]
+ANSWERING = (Role.ROLE_PRIMARY, Role.ROLE_EXPERIMENT)  # the roles whose answer is the predictor's output
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,22 +57,49 @@ class Followup:
         score_now: ScoreNow,
         log_features: bool,
         drift_sample: float,
+        verdicts: Verdicts | None = None,
     ) -> None:
         self.registry, self.sink, self.after, self.metrics = registry, sink, after, metrics
+        self.verdicts = verdicts if verdicts is not None else Verdicts(metrics)
         self.score_now, self.log_features, self.drift_sample = score_now, log_features, drift_sample
         self.host = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(self, call: Call) -> None:
-        """On the after-response records thread: the answering models' metrics and records, then the shadows."""
+        """On the after-response records thread: the answering models' metrics, records and verdicts, then the
+        shadows."""
         sent_at = time.time_ns()
+        judge = self._judge(call)  # before the records: what a reader finds in the log is counted already
         for s in call.scored:
             self._measure_and_log(call, s, sent_at)
         for model in call.shadows:
 
             def job(model: OnnxModel = model) -> None:  # on a shadow thread
-                self._measure_and_log(call, self.score_now(model, Role.ROLE_SHADOW, "", call.plan), time.time_ns())
+                s = self.score_now(model, Role.ROLE_SHADOW, "", call.plan)
+                if judge is not None:  # first: a shadow record in the log is then already counted
+                    judge(s)
+                self._measure_and_log(call, s, time.time_ns())
 
             self.after.submit_shadow(call.request.predictor, job)
+
+    def _judge(self, call: Call) -> Callable[[Scored], None] | None:
+        """The call's verdicts: the answer counted by slice, each other model that scored the primary's rows
+        compared with it. Returns how a shadow's scores are compared later, or None (no primary scores here)."""
+        config = self.registry.snapshot.predictors.get(call.request.predictor)
+        if config is None or not call.scored:
+            return None
+        state = self.verdicts.of(config)
+        labels = state.labels(CallRows(call))
+        answer = call.scored[0]
+        if answer.role in ANSWERING:
+            state.answered(answer.model, labels, answer.scores)
+        primary_key = ModelRef.parse(config.primary).key
+        primary = next((s for s in call.scored if s.model.key == primary_key), None)
+        if primary is None:  # an arm answered without the primary beside it: nothing to compare with
+            return None
+        for s in call.scored:
+            if s is not primary:
+                state.compared(s.model, ROLE_NAMES[s.role], labels, primary.scores, s.scores)
+        return functools.partial(_compare_shadow, state, labels, primary.scores)
 
     def _measure_and_log(self, call: Call, s: Scored, sent_at_ns: int) -> None:
         if s.scores.shape[0]:  # one row per call samples the distribution
@@ -97,3 +129,29 @@ class Followup:
                 host=self.host,
             )
         )
+
+
+def _compare_shadow(state: PredictorVerdicts, labels: np.ndarray, primary: np.ndarray, shadow: Scored) -> None:
+    state.compared(shadow.model, ROLE_NAMES[shadow.role], labels, primary, shadow.scores)
+
+
+class CallRows:
+    """A call's rows as slices read them (serving.slices.SliceRows): a feature's values from the first model
+    that took it (defaults in, as the model saw them), else from the request."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.num_rows = call.batch.num_rows
+        self.defaulted = call.defaulted
+
+    def column(self, feature: str) -> np.ndarray | None:
+        for s in self.call.scored:
+            if feature in s.model.column_set:
+                return s.matrix[:, s.model.columns.index(feature)]
+        layout = self.call.plan.layout
+        if feature in layout.columns:
+            return self.call.plan.values[:, layout.columns.index(feature)]
+        return None
+
+    def entity_ids(self, entity: str) -> str | CodedIds | None:
+        return self.call.batch.entity_ids(entity)

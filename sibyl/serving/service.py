@@ -37,6 +37,7 @@ from sibyl.serving.decode import Limits, RowBatch, decode
 from sibyl.serving.followup import Call, Followup
 from sibyl.serving.metadata import CallStats, ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.routing import ROLE_NAMES, choose
+from sibyl.serving.verdicts import Verdicts
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, Role
 
 T = TypeVar("T")
@@ -69,7 +70,11 @@ class PredictionService:
         self.draining = False  # set on shutdown: new calls get UNAVAILABLE, in-flight ones finish
         self.tracing: Tracing | None = None  # observability.tracing; None (off) costs one test per call
         o = options
-        self._followup = Followup(registry, sink, after, metrics, self._score_now, o.log_features, o.drift_sample)
+        self.verdicts = Verdicts(metrics)
+        metrics.deferred.hooks.append(self.verdicts.flush)  # after each records batch and before each scrape
+        self._followup = Followup(
+            registry, sink, after, metrics, self._score_now, o.log_features, o.drift_sample, self.verdicts
+        )
         # Labelled metric children bound once: .labels() costs a lock and a dict lookup per call.
         stage = metrics.stage_latency
         self._t_decode, self._t_route, self._t_features, self._t_infer, self._t_encode = (

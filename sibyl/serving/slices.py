@@ -1,0 +1,223 @@
+"""Which slice each row of a call falls in, for every slice its predictor declares (models.predictor.Slice).
+
+A predictor's slice labels live in one `Vocabulary` (label id -> "all", "distance=1-3", "store=s17", ...), so a
+call's assignment is one int32 array [1 + slices, rows] of label ids whose first row is 0 ("all"): verdicts count
+it with bincount, whatever the number of rows. Every kind of slice has a bounded set of labels
+(docs/observability.md#slices):
+- a feature with edges: its bins ("distance=<1", "distance=1-3", ..., "distance=>=10") and "missing";
+- a feature without edges: its first `top` distinct values seen, then "other"; "missing";
+- an entity: ids promoted for good once they are heavy hitters (`EntityTop`), at most `top`; every other id
+  "other"; rows without an id "none";
+- defaulted: "yes" when the row's feature fell back to its default, else "no".
+Work per call is a fixed number of numpy calls per slice plus a dictionary step per distinct entity id or value, not
+per row. Slices are assigned on the records thread only (one thread): the state here takes no lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+from sibyl.models.predictor import Slice
+from sibyl.serving.decode import CodedIds
+
+ALL = "all"
+
+
+class SliceRows(Protocol):
+    """A call's rows, as slices read them."""
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def defaulted(self) -> Mapping[str, np.ndarray]:
+        """feature -> rows that used its default."""
+        ...
+
+    def column(self, feature: str) -> np.ndarray | None:
+        """The feature's value per row as the models saw it (defaults in), or None when no model took it."""
+        ...
+
+    def entity_ids(self, entity: str) -> str | CodedIds | None:
+        """One id for every row, coded per-row ids, or None."""
+        ...
+
+
+class Vocabulary:
+    """Label id <-> label text for one predictor. Only grows; every slice bounds what it adds."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = [ALL]
+        self._ids: dict[str, int] = {ALL: 0}
+
+    def id(self, name: str) -> int:
+        found = self._ids.get(name)
+        if found is None:
+            found = self._ids[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+
+def _number(x: float) -> str:
+    return f"{x:g}"
+
+
+class Binned:
+    """A numeric feature cut by edges: [e_i, e_i+1) bins, below the first, from the last up, and missing."""
+
+    def __init__(self, spec: Slice, vocabulary: Vocabulary) -> None:
+        assert spec.feature is not None and spec.edges is not None
+        self.feature, e = spec.feature, spec.edges
+        names = [f"<{_number(e[0])}"] + [f"{_number(a)}-{_number(b)}" for a, b in itertools.pairwise(e)]
+        names += [f">={_number(e[-1])}", "missing"]
+        self.ids = np.array([vocabulary.id(f"{spec.name}={n}") for n in names], np.int32)
+        self.edges = np.asarray(e, np.float64)
+
+    def assign(self, rows: SliceRows) -> np.ndarray:
+        values = rows.column(self.feature)
+        if values is None:
+            return np.full(rows.num_rows, self.ids[-1], np.int32)
+        bins = np.searchsorted(self.edges, values, side="right")  # NaN sorts last: fixed below
+        bins[np.isnan(values)] = len(self.ids) - 1
+        return self.ids[bins]
+
+
+class Valued:
+    """A feature without edges (a flag, a small code): its first `top` distinct values, then "other"."""
+
+    def __init__(self, spec: Slice, vocabulary: Vocabulary) -> None:
+        assert spec.feature is not None
+        self.feature, self.name, self.top, self.vocabulary = spec.feature, spec.name, spec.top, vocabulary
+        self.known: dict[float, int] = {}
+        self.other = vocabulary.id(f"{spec.name}=other")
+        self.missing = vocabulary.id(f"{spec.name}=missing")
+
+    def assign(self, rows: SliceRows) -> np.ndarray:
+        values = rows.column(self.feature)
+        if values is None:
+            return np.full(rows.num_rows, self.missing, np.int32)
+        distinct, inverse = np.unique(values, return_inverse=True)
+        ids = np.array([self._id(v) for v in distinct.tolist()], np.int32)
+        return ids[inverse.reshape(-1)]
+
+    def _id(self, value: float) -> int:
+        if math.isnan(value):
+            return self.missing
+        found = self.known.get(value)
+        if found is None:
+            if len(self.known) >= self.top:
+                return self.other
+            found = self.known[value] = self.vocabulary.id(f"{self.name}={_number(value)}")
+        return found
+
+
+class EntityTop:
+    """Entity ids labelled one by one once they are heavy hitters, at most `top` of them, for good (a label that
+    came and went would leave a dead series behind). Counts are a Misra-Gries summary (`capacity` counters; when
+    full, every counter drops by one and the zeros go), so memory is bounded however many ids arrive; an id is
+    promoted when its count reaches `min_count` and 1/(2*top) of the rows seen so far. Rows of an id seen before
+    its promotion count under "other"."""
+
+    MIN_COUNT = 5
+
+    def __init__(self, spec: Slice, vocabulary: Vocabulary) -> None:
+        assert spec.entity is not None
+        self.entity, self.name, self.top, self.vocabulary = spec.entity, spec.name, spec.top, vocabulary
+        self.capacity = max(64, 8 * spec.top)
+        self.counts: dict[str, int] = {}
+        self.labelled: dict[str, int] = {}
+        self.seen = 0
+        self.other = vocabulary.id(f"{spec.name}=other")
+        self.none = vocabulary.id(f"{spec.name}=none")
+
+    def assign(self, rows: SliceRows) -> np.ndarray:
+        ids = rows.entity_ids(self.entity)
+        n = rows.num_rows
+        if ids is None:
+            return np.full(n, self.none, np.int32)
+        if isinstance(ids, str):
+            return np.full(n, self._observe(ids, n), np.int32)
+        per_id = np.bincount(ids.codes, minlength=len(ids.values))
+        table = np.full(len(ids.values), self.none, np.int32)
+        for code in np.flatnonzero(per_id).tolist():
+            table[code] = self._observe(ids.values[code], int(per_id[code]))
+        out: np.ndarray = table[ids.codes]
+        return out
+
+    def _observe(self, value: str, rows: int) -> int:
+        if not value:
+            return self.none
+        self.seen += rows
+        label = self.labelled.get(value)
+        if label is not None:
+            return label
+        counts = self.counts
+        count = counts.get(value, 0) + rows
+        if value not in counts and len(counts) >= self.capacity:
+            for key in list(counts):  # amortised: each decrement is paid for by an earlier increment
+                if counts[key] <= 1:
+                    del counts[key]
+                else:
+                    counts[key] -= 1
+            count -= 1
+        if count <= 0:
+            return self.other
+        counts[value] = count
+        if len(self.labelled) < self.top and count >= max(self.MIN_COUNT, self.seen / (2 * self.top)):
+            label = self.labelled[value] = self.vocabulary.id(f"{self.name}={value}")
+            del counts[value]
+            return label
+        return self.other
+
+
+class Defaulted:
+    """Whether the row's feature fell back to its default: "yes" or "no"."""
+
+    def __init__(self, spec: Slice, vocabulary: Vocabulary) -> None:
+        assert spec.defaulted is not None
+        self.feature = spec.defaulted
+        self.no, self.yes = vocabulary.id(f"{spec.name}=no"), vocabulary.id(f"{spec.name}=yes")
+
+    def assign(self, rows: SliceRows) -> np.ndarray:
+        out = np.full(rows.num_rows, self.no, np.int32)
+        used = rows.defaulted.get(self.feature)
+        if used is not None:
+            out[used] = self.yes
+        return out
+
+
+Dimension = Binned | Valued | EntityTop | Defaulted
+
+
+def dimension(spec: Slice, vocabulary: Vocabulary) -> Dimension:
+    if spec.entity is not None:
+        return EntityTop(spec, vocabulary)
+    if spec.defaulted is not None:
+        return Defaulted(spec, vocabulary)
+    return Binned(spec, vocabulary) if spec.edges is not None else Valued(spec, vocabulary)
+
+
+class Slicer:
+    """One predictor's slices. `dimensions` keeps each slice's state (an entity's counts and labels) across config
+    changes that keep the slice as it was: a promote must not relabel the stores."""
+
+    def __init__(self) -> None:
+        self.vocabulary = Vocabulary()
+        self.dimensions: dict[Slice, Dimension] = {}
+        self.active: list[Dimension] = []
+
+    def configure(self, slices: list[Slice]) -> None:
+        self.active = [self.dimensions.get(s) or self.dimensions.setdefault(s, dimension(s, self.vocabulary))
+                       for s in slices]  # fmt: skip
+
+    def assign(self, rows: SliceRows) -> np.ndarray:
+        """[1 + slices, rows] label ids; row 0 is "all"."""
+        out = np.zeros((1 + len(self.active), rows.num_rows), np.int32)
+        for i, dim in enumerate(self.active, start=1):
+            out[i] = dim.assign(rows)
+        return out

@@ -1,0 +1,195 @@
+"""Verdicts on live traffic: every shadow and arm against the primary on the same rows, and the primary's own
+output, by slice (docs/observability.md#verdicts).
+
+The after-response threads hand over each call's scores (`answered` for the model that answered, `compared` for a
+candidate scored on the same rows as the primary) with the call's slice labels (serving.slices); the work is a few
+numpy calls and a list append. `flush` (after each records batch, before each scrape, and when enough rows wait)
+turns everything pending into the metrics in bulk: one bincount per series family, one histogram pass per
+(candidate, slice), and each rank-agreement window refreshed. Nothing here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from sibyl.compat.prometheus_buckets import observe_many
+from sibyl.models.predictor import PredictorConfig
+from sibyl.models.runtime import OnnxModel
+from sibyl.observability.metrics import Metrics
+from sibyl.observability.multiprocess import drop_series
+from sibyl.serving.rank_window import RankWindow
+from sibyl.serving.slices import Slicer, SliceRows
+
+FLUSH_ROWS = 4_096  # rows pending before the thread that adds them flushes itself (a bound on memory)
+SETTINGS = ("decision_threshold", "alert_agreement", "positive_rate_shift")
+
+
+def decisions(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Each row's decision: 1 when its score >= threshold (one output column), else its arg-max class."""
+    if scores.shape[1] == 1:
+        return (scores[:, 0] >= threshold).astype(np.int32)
+    chosen: np.ndarray = np.argmax(scores, axis=1).astype(np.int32)
+    return chosen
+
+
+def decision_name(dim: int, decision: int) -> str:
+    if dim == 1:
+        return "positive" if decision else "negative"
+    return f"class_{decision}"
+
+
+def groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(key, indices of the rows with it) for each key present, ascending: one sort for all of them."""
+    order = np.argsort(keys, kind="stable")
+    counts = np.bincount(keys)
+    start = 0
+    for key in np.flatnonzero(counts).tolist():
+        end = start + int(counts[key])
+        yield key, order[start:end]
+        start = end
+
+
+class PredictorVerdicts:
+    """One predictor's slices and what waits for the metrics. `configure` runs when its config changes."""
+
+    def __init__(self, name: str, metrics: Metrics) -> None:
+        self.name, self.metrics = name, metrics
+        self.slicer = Slicer()
+        self.config: PredictorConfig | None = None
+        self.threshold = 0.5
+        self.window, self.every = 10_000, 1_000
+        self._lock = threading.Lock()  # guards the pending lists: records and shadow threads add
+        self._flush_lock = threading.Lock()  # one flush at a time: windows and children are not thread-safe
+        # (name, version, dim) -> [(labels [D, n], decisions [n], first-column scores [n])]
+        self._answered: dict[tuple[str, str, int], list[tuple[np.ndarray, ...]]] = {}
+        # (name, version, role) -> [(labels [D, n], |delta| [n], agree [n], primary [n], candidate [n])]
+        self._compared: dict[tuple[str, str, str], list[tuple[np.ndarray, ...]]] = {}
+        self._pending = 0
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._windows: dict[tuple[str, str, int], RankWindow] = {}
+
+    def configure(self, config: PredictorConfig) -> None:
+        self.slicer.configure(config.slices)
+        self.threshold = config.decision_threshold
+        self.window, self.every = config.rank_agreement.window, config.rank_agreement.every
+        gauge = self.metrics.predictor_setting
+        for setting in SETTINGS:
+            value = getattr(config, setting)
+            if value is None:
+                drop_series(gauge, self.name, setting)
+            else:
+                gauge.labels(self.name, setting).set(float(value))
+        self.config = config
+
+    def labels(self, rows: SliceRows) -> np.ndarray:
+        """The call's slice labels, [1 + slices, rows]: on the records thread only."""
+        return self.slicer.assign(rows)
+
+    def answered(self, model: OnnxModel, labels: np.ndarray, scores: np.ndarray) -> None:
+        """The model that answered (primary or arm) scored these rows."""
+        item = (labels, decisions(scores, self.threshold), scores[:, 0])
+        self._add(self._answered, (model.name, model.version, scores.shape[1]), item, scores.shape[0])
+
+    def compared(
+        self, model: OnnxModel, role: str, labels: np.ndarray, primary: np.ndarray, candidate: np.ndarray
+    ) -> None:
+        """A candidate (shadow, arm, extra) scored the same rows as the primary."""
+        if primary.shape != candidate.shape:  # a model with another output width is not the primary's twin
+            primary, candidate = primary[:, :1], candidate[:, :1]
+        delta = np.abs(candidate - primary).max(axis=1)  # one column: |c - p|; several: the largest
+        agree = decisions(candidate, self.threshold) == decisions(primary, self.threshold)
+        item = (labels, delta, agree, primary[:, 0], candidate[:, 0])
+        self._add(self._compared, (model.name, model.version, role), item, primary.shape[0])
+
+    def _add(self, pending: dict[Any, list[tuple[np.ndarray, ...]]], key: Any, item: Any, rows: int) -> None:
+        with self._lock:
+            pending.setdefault(key, []).append(item)
+            self._pending += rows
+            full = self._pending >= FLUSH_ROWS
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            with self._lock:
+                answered, compared, self._answered, self._compared = self._answered, self._compared, {}, {}
+                self._pending = 0
+            for model, items in answered.items():
+                self._flush_answered(model, items)
+            for candidate, items in compared.items():
+                self._flush_compared(candidate, items)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def _flush_answered(self, key: tuple[str, str, int], items: list[tuple[np.ndarray, ...]]) -> None:
+        model, version, dim = key
+        labels = np.concatenate([i[0] for i in items], axis=1)
+        chosen = np.concatenate([i[1] for i in items])
+        scores = np.concatenate([i[2] for i in items])
+        names, classes = self.slicer.vocabulary.names, max(2, dim)
+        counts = np.bincount((labels * classes + chosen).ravel())  # chosen repeats over the slice rows
+        for code in np.flatnonzero(counts).tolist():
+            label, decision = divmod(code, classes)
+            child = self._child(
+                self.metrics.decisions, self.name, model, version, names[label], decision_name(dim, decision)
+            )
+            child.inc(int(counts[code]))
+        for row in labels:
+            for label, rows in groups(row):
+                child = self._child(self.metrics.slice_scores, self.name, model, version, names[label])
+                observe_many(child, scores[rows])
+
+    def _flush_compared(self, key: tuple[str, str, str], items: list[tuple[np.ndarray, ...]]) -> None:
+        model, version, role = key
+        labels = np.concatenate([i[0] for i in items], axis=1)
+        delta, agree, primary, candidate = (np.concatenate([i[k] for i in items]) for k in range(1, 5))
+        names = self.slicer.vocabulary.names
+        counts = np.bincount((labels * 2 + agree).ravel())
+        for code in np.flatnonzero(counts).tolist():
+            label, agreed = divmod(code, 2)
+            outcome = "agree" if agreed else "disagree"
+            child = self._child(self.metrics.shadow_decisions, self.name, model, version, role, names[label], outcome)
+            child.inc(int(counts[code]))
+        for row in labels:
+            for label, rows in groups(row):
+                child = self._child(self.metrics.shadow_abs_delta, self.name, model, version, role, names[label])
+                observe_many(child, delta[rows])
+                window = self._windows.get((model, version, label))
+                if window is None:
+                    window = self._windows[(model, version, label)] = RankWindow(self.window, self.every)
+                window.add(primary[rows], candidate[rows])
+                if window.due():
+                    value = window.spearman()
+                    if value is not None:
+                        gauge = self._child(self.metrics.shadow_rank_agreement, self.name, model, version, names[label])
+                        gauge.set(value)
+
+
+class Verdicts:
+    """Every predictor's verdict state, by name."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._predictors: dict[str, PredictorVerdicts] = {}
+
+    def of(self, config: PredictorConfig) -> PredictorVerdicts:
+        """This predictor's state, configured by this config (records thread)."""
+        state = self._predictors.get(config.name)
+        if state is None:
+            state = self._predictors[config.name] = PredictorVerdicts(config.name, self.metrics)
+        if state.config is not config:
+            state.configure(config)
+        return state
+
+    def flush(self) -> None:
+        for state in list(self._predictors.values()):
+            state.flush()

@@ -1,0 +1,131 @@
+"""Slice assignment (serving.slices) and slice settings (models.predictor.Slice, check_slices)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from sibyl.errors import InvalidArgument
+from sibyl.models.manifest import FeatureSpec
+from sibyl.models.predictor import PredictorConfig, Slice, check_slices
+from sibyl.serving.decode import CodedIds
+from sibyl.serving.slices import Slicer
+
+
+@dataclass
+class Rows:
+    num_rows: int
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: dict[str, str | CodedIds] = field(default_factory=dict)
+    defaulted: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def column(self, feature: str) -> np.ndarray | None:
+        return self.columns.get(feature)
+
+    def entity_ids(self, entity: str) -> str | CodedIds | None:
+        return self.ids.get(entity)
+
+
+def slicer(*slices: dict[str, object]) -> Slicer:
+    s = Slicer()
+    s.configure([Slice.model_validate(x) for x in slices])
+    return s
+
+
+def names(s: Slicer, labels: np.ndarray) -> list[list[str]]:
+    return [[s.vocabulary.names[i] for i in row] for row in labels.tolist()]
+
+
+def test_edges_bin_rows_and_missing() -> None:
+    s = slicer({"name": "distance", "feature": "d", "edges": [1, 3, 10]})
+    rows = Rows(6, {"d": np.array([0.5, 1.0, 2.9, 3.0, 11.0, np.nan], np.float32)})
+    assert names(s, s.assign(rows)) == [
+        ["all"] * 6,
+        ["distance=<1", "distance=1-3", "distance=1-3", "distance=3-10", "distance=>=10", "distance=missing"],
+    ]
+
+
+def test_values_are_bounded_by_top() -> None:
+    s = slicer({"name": "hour", "feature": "h", "top": 2})
+    labels = s.assign(Rows(5, {"h": np.array([1, 0, 1, 7, np.nan], np.float32)}))
+    assert names(s, labels)[1] == ["hour=1", "hour=0", "hour=1", "hour=other", "hour=missing"]
+
+
+def test_defaulted_marks_the_rows_that_used_the_default() -> None:
+    s = slicer({"name": "no_rating", "defaulted": "rating"})
+    labels = s.assign(Rows(4, defaulted={"rating": np.array([1, 3])}))
+    assert names(s, labels)[1] == ["no_rating=no", "no_rating=yes", "no_rating=no", "no_rating=yes"]
+
+
+def test_heavy_entities_get_labels_and_the_rest_other() -> None:
+    s = slicer({"name": "store", "entity": "store_id", "top": 2})
+    ids = ["big"] * 10 + ["mid"] * 6 + ["rare"] * 2 + [""]
+    labels = s.assign(Rows(len(ids), ids={"store_id": CodedIds.of(ids)}))
+    assert names(s, labels)[1] == ["store=big"] * 10 + ["store=mid"] * 6 + ["store=other"] * 2 + ["store=none"]
+    # A shared id for every row of a call, and no id at all.
+    assert names(s, s.assign(Rows(2, ids={"store_id": "big"})))[1] == ["store=big"] * 2
+    assert names(s, s.assign(Rows(1)))[1] == ["store=none"]
+
+
+def test_a_hundred_thousand_distinct_ids_make_at_most_top_plus_one_labels() -> None:
+    top = 20
+    s = slicer({"name": "store", "entity": "store_id", "top": top})
+    rng = np.random.default_rng(3)
+    seen: set[str] = set()
+    for call in range(200):
+        ids = [f"s{call}-{i}" for i in range(1_000)]  # the second half of each call: 100,000 distinct ids
+        ids[:500] = [f"hot{j}" for j in rng.integers(0, 10, 500)]  # and 10 heavy ones, ~5% of the rows each
+        labels = s.assign(Rows(len(ids), ids={"store_id": CodedIds.of(ids)}))
+        seen |= set(names(s, labels)[1])
+    assert len(seen) <= top + 1
+    assert "store=other" in seen
+    assert {f"store=hot{j}" for j in range(10)} <= seen  # the heavy hitters got their own labels
+    assert len(s.active[0].counts) <= s.active[0].capacity  # type: ignore[union-attr]  # memory stays bounded
+
+
+def test_slice_state_survives_a_config_change_that_keeps_the_slice() -> None:
+    spec = {"name": "store", "entity": "store_id", "top": 1}
+    s = slicer(spec)
+    s.assign(Rows(10, ids={"store_id": "a"}))
+    s.configure([Slice.model_validate(spec), Slice.model_validate({"name": "w", "feature": "w"})])
+    labels = s.assign(Rows(10, {"w": np.zeros(10, np.float32)}, ids={"store_id": "b"}))
+    assert names(s, labels)[1] == ["store=other"] * 10  # a's label stays; the one slot is taken
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "x"},
+        {"name": "x", "feature": "a", "entity": "e"},
+        {"name": "x", "entity": "e", "edges": [1]},
+        {"name": "x", "feature": "a", "edges": [3, 1]},
+        {"name": "Bad name", "feature": "a"},
+    ],
+)
+def test_slice_settings_are_checked(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Slice.model_validate(bad)
+
+
+def test_slice_names_are_unique_and_not_all() -> None:
+    for slices in ([{"name": "a", "feature": "x"}, {"name": "a", "feature": "y"}], [{"name": "all", "feature": "x"}]):
+        with pytest.raises(ValidationError, match="unique"):
+            PredictorConfig.model_validate({"name": "p", "primary": "m@1", "slices": slices})
+
+
+def test_check_slices_refuses_what_the_primary_does_not_take() -> None:
+    inputs = [FeatureSpec(name="d"), FeatureSpec(name="r", entity="store_id"), FeatureSpec(
+        name="v", dtype="float_vector", dim=2, default=(0.0, 0.0))]  # fmt: skip
+    check_slices([Slice(name="ok", feature="d"), Slice(name="s", entity="store_id")], inputs, "m@1")
+    for bad, words in [
+        (Slice(name="x", feature="nope"), "does not take"),
+        (Slice(name="x", defaulted="nope"), "does not take"),
+        (Slice(name="x", entity="consumer_id"), "no input"),
+        (Slice(name="x", feature="v"), "vector"),
+    ]:
+        with pytest.raises(InvalidArgument, match=words):
+            check_slices([bad], inputs, "m@1")
