@@ -45,7 +45,8 @@ class App:
         tracer = tracing.build(
             s.tracing
         )  # None unless tracing.enabled (free when off); first: a missing extra fails now
-        store = open_store(s.model_store.url, s.model_store.s3_endpoint_url, s.model_store.s3_region)
+        ms = s.model_store
+        store = open_store(ms.url, ms.s3_endpoint_url, ms.s3_region, ms.s3_read_timeout_s)
         registry = ModelRegistry(
             Catalog(store),
             metrics,

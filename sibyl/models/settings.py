@@ -14,6 +14,9 @@ class ModelStoreSettings(BaseModel):
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, SeaweedFS, ...).")
     s3_region: str = Field("us-east-1", description="S3 region name.")
     poll_interval_s: float = Field(5.0, gt=0, description="How often the store is checked for changes.")
+    s3_read_timeout_s: float = Field(
+        300.0, gt=0, description="Longest one whole s3:// file read may take; slower fails, retried at the next poll."
+    )
 
     @field_validator("url")
     @classmethod

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from sibyl.errors import ConfigError, MissingDependency, ModelStoreError, NotFound
+
+# A download is read in chunks of about this many seconds at the rate seen so far (within the bounds below), so
+# the read deadline is checked often on a slow link and the per-chunk cost stays small on a fast one.
+_CHUNK_S = 0.25
+_CHUNK_BYTES = (4 * 1024, 4 * 1024 * 1024)
 
 
 class BlobStore(Protocol):
@@ -85,7 +91,12 @@ class FileStore:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, region: str) -> None:
+    """read_timeout_s bounds a whole read (GET and body), not each socket read: a store that trickles bytes
+    (docs/reliability.md#slow-dependencies) fails the read instead of holding the poller for hours."""
+
+    def __init__(
+        self, bucket: str, prefix: str, endpoint_url: str | None, region: str, read_timeout_s: float = 300.0
+    ) -> None:
         try:
             import boto3
             from botocore.config import Config
@@ -93,11 +104,13 @@ class S3Store:
             raise MissingDependency("boto3", "s3", "an s3:// model store") from None
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.read_timeout_s = read_timeout_s
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=10)
         self._s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
         self._errors = (BotoCoreError, ClientError)
+        self._read_timeout = ReadTimeoutError
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{_check_key(key)}" if self.prefix else _check_key(key)
@@ -106,12 +119,47 @@ class S3Store:
         return ModelStoreError(f"{what} in {self.url} failed: {exc}")
 
     def read(self, key: str) -> bytes:
+        """The whole object; a body shorter than its Content-Length (a cut connection) raises ModelStoreError, as
+        does a read that has not finished within read_timeout_s."""
+        deadline = time.monotonic() + self.read_timeout_s
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            response = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))
+            body = response["Body"]
+            try:
+                return self._read_body(body, int(response["ContentLength"]), key, deadline)
+            finally:
+                body.close()
         except self._errors as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _error_code(exc) in ("NoSuchKey", "404"):
                 raise NotFound(f"{key} not found in model store {self.url}") from None
+            if isinstance(exc, self._read_timeout) and time.monotonic() >= deadline:  # out of the time left
+                raise self._too_slow(key) from None
             raise self._fail(f"reading {key}", exc) from None
+
+    def _read_body(self, body: Any, length: int, key: str, deadline: float) -> bytes:
+        """botocore's StreamingBody in chunks until Content-Length bytes are in, each socket read bounded by the
+        time left (the socket is only there until the last byte is read)."""
+        chunks: list[bytes] = []
+        size, chunk, start = 0, _CHUNK_BYTES[0], time.monotonic()
+        while size < length:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._too_slow(key)
+            body.set_socket_timeout(left)
+            data = body.read(min(chunk, length - size))
+            if not data:
+                raise ModelStoreError(f"reading {key} from {self.url}: body ended at {size} of {length} bytes")
+            chunks.append(data)
+            size += len(data)
+            rate = size / max(time.monotonic() - start, 1e-3)
+            chunk = int(min(max(rate * _CHUNK_S, _CHUNK_BYTES[0]), _CHUNK_BYTES[1]))
+        return b"".join(chunks)
+
+    def _too_slow(self, key: str) -> ModelStoreError:
+        return ModelStoreError(
+            f"reading {key} from {self.url} did not finish within {self.read_timeout_s:g} s "
+            "(model_store.s3_read_timeout_s)"
+        )
 
     def write(self, key: str, data: bytes) -> None:
         try:
@@ -135,12 +183,22 @@ class S3Store:
         try:
             return self._s3.head_object(Bucket=self.bucket, Key=self._key(key))["ETag"]
         except self._errors as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise self._fail(f"checking {key}", exc) from None
 
 
-def open_store(url: str, endpoint_url: str | None = None, region: str = "us-east-1") -> BlobStore:
+def _error_code(exc: Exception) -> str | None:
+    """S3's error code of a ClientError; None for botocore's own errors, whose `response` may be None (a read
+    timeout, a connection cut mid-body)."""
+    response = getattr(exc, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
+
+
+def open_store(
+    url: str, endpoint_url: str | None = None, region: str = "us-east-1", s3_read_timeout_s: float = 300.0
+) -> BlobStore:
     """file:///path, a plain /path, or s3://bucket[/prefix]."""
     if url.startswith("/"):
         return FileStore(url)
@@ -150,5 +208,5 @@ def open_store(url: str, endpoint_url: str | None = None, region: str = "us-east
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ConfigError(f"model store url {url!r} names no bucket (s3://bucket/prefix)")
-        return S3Store(parsed.netloc, parsed.path, endpoint_url, region)
+        return S3Store(parsed.netloc, parsed.path, endpoint_url, region, s3_read_timeout_s)
     raise ConfigError(f"model store url {url!r}: use file:///path or s3://bucket/prefix")
