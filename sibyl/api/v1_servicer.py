@@ -22,7 +22,9 @@ from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
 
 WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)  # which process answered: useful behind SO_REUSEPORT
-STREAM_WINDOW = 32  # requests of one stream scored at once; the client is slowed by flow control beyond it
+# Requests of one stream read and not yet answered on the wire: scored, or waiting to be written to a client
+# that is not reading. Beyond it the server stops reading the stream, and HTTP/2 flow control slows the client.
+STREAM_WINDOW = 32
 SERVICE = "sibyl.v1.PredictionService"
 MALFORMED = PredictRequest()  # stands in for an unparsable request in metrics
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -88,23 +90,32 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
     async def PredictStream(
         self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[PredictStreamResponse]:
-        """Responses in order of completion; an error answers its own message and the stream goes on."""
+        """Responses in order of completion; an error answers its own message and the stream goes on.
+
+        The window is released when a response has been written (grpc resumes the generator once its send
+        completed, which HTTP/2 flow control holds while the client does not read), not when it is scored: a
+        client that writes and never reads makes the server stop reading, holding at most STREAM_WINDOW
+        answers (sibyl_stream_pending_responses counts them)."""
         done: asyncio.Queue[PredictStreamResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
+        pending = self.service.metrics.stream_pending
+        queued = 0  # answers of this stream scored and not yet written
 
         async def score(data: bytes) -> None:
+            nonlocal queued
             call = _Call()
             try:
                 response = await self._predict(data, call, context, context.time_remaining())
                 self._observe(call, grpc.StatusCode.OK)
-                await done.put(PredictStreamResponse(request_id=call.request.request_id, response=response))
+                answer = PredictStreamResponse(request_id=call.request.request_id, response=response)
             except Exception as exc:
                 code, message = to_status(exc)
                 self._observe(call, code)
                 error = Status(code=code.value[0], code_name=code.name, message=message)
-                await done.put(PredictStreamResponse(request_id=call.request.request_id, error=error))
-            finally:
-                window.release()
+                answer = PredictStreamResponse(request_id=call.request.request_id, error=error)
+            queued += 1
+            pending.inc()
+            done.put_nowait(answer)  # at most STREAM_WINDOW answers wait: the window bounds the queue
 
         async def read() -> None:
             tasks: set[asyncio.Task[None]] = set()
@@ -116,12 +127,17 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
                     task.add_done_callback(tasks.discard)
                 await asyncio.gather(*tasks)
             finally:
-                await done.put(None)  # also when the request stream breaks: else the writer waits forever
+                done.put_nowait(None)  # also when the request stream breaks: else the writer waits forever
 
         reader = asyncio.create_task(read())
         try:
             while (item := await done.get()) is not None:
-                yield item
+                yield item  # resumes once written
+                queued -= 1
+                pending.dec()
+                window.release()
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
+            if queued:  # the stream ended (cancelled, broken) with answers never written
+                pending.dec(queued)

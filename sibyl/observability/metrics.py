@@ -238,3 +238,11 @@ class Metrics:
         self.feature_stale = Counter(
             "sibyl_feature_stale", "Feast feature values older than their view's ttl, per view.", ["view"], registry=r
         )
+
+        # PredictStream: answers scored and not yet written (a client that does not read holds at most the window)
+        self.stream_pending = Gauge(
+            "sibyl_stream_pending_responses",
+            "PredictStream answers scored and not yet written to their client.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
