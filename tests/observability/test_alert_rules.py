@@ -24,7 +24,10 @@ RULES = PROM / "rules" / "sibyl.yml"
 RULE_TESTS = PROM / "tests" / "sibyl_test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sibyl.json"
 DS_REF = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-ROWS = {"Overview", "Traffic & errors", "Latency", "Features", "Models", "Prediction log", "Drift"}
+ROWS = {
+    "Overview", "Traffic & errors", "Latency", "Features", "Models", "Prediction log", "Drift",
+    "Shadows and arms vs primary", "Primary output by slice",
+}  # fmt: skip
 SCRAPE_LABELS = {"instance", "job", "le"}  # added by Prometheus or the histogram itself
 NOT_SIBYL = {"up"}  # Prometheus' own series the rules/dashboard may use
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}

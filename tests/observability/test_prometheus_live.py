@@ -59,6 +59,8 @@ ALERT_SIGNALS = {
     "SibylPredlogRecordsDropped": 'sum by (instance) (increase(sibyl_predlog_records_total{outcome="dropped"}[5m]))',
     "SibylPredlogSenderRestarting": "sum by (instance) (increase(sibyl_predlog_sender_restarts_total[15m]))",
     "SibylDriftPSIHigh": "max by (model, version, feature) (sibyl_drift_psi)",
+    "SibylShadowDisagreement": 'predictor_model_role_slice:sibyl_shadow_agreement:ratio_rate30m{slice="all"}',
+    "SibylPositiveRateShift": 'predictor_model_slice:sibyl_positive_rate:ratio_1h{slice="all"}',
 }
 # Alerts without a `for:` that this test's faults must set firing.
 MUST_FIRE = {"SibylModelLoadFailed": {"model": "gbdt"}, "SibylPredlogRecordsDropped": {}}
@@ -70,7 +72,7 @@ pytestmark = pytest.mark.timeout(120)
 def substitute(expr: str) -> str:
     for name, value in GRAFANA_VARS.items():
         expr = expr.replace(name, value)
-    for var in ("${predictor}", "$predictor", "${model}", "$model"):
+    for var in ("${predictor}", "$predictor", "${model}", "$model", "${slice}", "$slice"):
         expr = expr.replace(var, ".*")
     return expr
 
