@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,9 @@ from sibyl.config import FeatureSettings, Settings
 from sibyl.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from sibyl.features import build_store
 from sibyl.features.codec import DecodeError, decode, decode_json, describe, entity_key, field_name
+from sibyl.features.feast_codec import decode_value, timestamp_s, to_feature
+from sibyl.features.feast_codec import field as feast_field
+from sibyl.features.feast_redis import FeastRedisStore
 from sibyl.features.loader import LoadReport, load
 from sibyl.features.memory import MemoryFeatureStore
 from sibyl.features.redis import RedisFeatureStore, connect
@@ -62,7 +66,11 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
 
 def _feature_settings(args: argparse.Namespace, settings: Settings) -> FeatureSettings:
     update: dict[str, Any] = {}
-    if args.url:
+    if settings.features.backend == "feast-redis":  # the URL and --cluster point at Feast's store
+        update.update({"url": args.url} if args.url else {})
+        if args.cluster:
+            update["feast"] = settings.features.feast.model_copy(update={"cluster": True})
+    elif args.url:
         update["url"] = args.url
         update["backend"] = "redis-cluster" if args.cluster else "redis"
     elif args.cluster:
@@ -147,6 +155,8 @@ async def _get(
                 raise NotFound(f"{entity}={entity_id} is not in {fs.memory_file}")
             values = {n: _decode_json(specs.get(n), raw_json.get(n)) for n in (names or sorted(raw_json))}
             return {"header": f"{entity}={entity_id}  (memory: {fs.memory_file})", "values": values}
+        if isinstance(store, FeastRedisStore):
+            return await _get_feast(store, fs, entity, entity_id, names, specs)
         try:
             raw = await store.read_raw(entity, entity_id)
             ttl = await store.ttl_s(entity, entity_id) if raw else None
@@ -169,6 +179,56 @@ async def _get(
         return {"header": header, "values": values}
     finally:
         await store.close()
+
+
+async def _get_feast(
+    store: FeastRedisStore,
+    fs: FeatureSettings,
+    entity: str,
+    entity_id: str,
+    names: list[str],
+    specs: dict[str, FeatureSpec],
+) -> dict[str, Any]:
+    """One entity of a Feast online store: each input the manifests (or --feature) name, each view's event time."""
+    try:
+        raw = await store.read_raw(entity, entity_id)
+    except ValueError as exc:
+        raise InvalidArgument(f"{entity}={entity_id}: {exc} (features.feast.entities)") from None
+    except Exception as exc:  # redis-py connection/timeout errors
+        raise Unavailable(f"cannot read {fs.url}: {exc}") from None
+    join_key, value_type = fs.feast.join(entity)
+    where = f"Feast project {fs.feast.project!r}, {join_key} ({value_type})"
+    if not raw:
+        raise NotFound(f"{entity}={entity_id} is not in {fs.url} ({where}); check features.feast.project/entities")
+    wanted = names or [n for n, s in specs.items() if s.entity == entity]
+    by_field = {feast_field(*ref): (n, ref) for n in wanted if (ref := fs.feast.ref(n)) is not None}
+    values: dict[str, Any] = {}
+    for fld, data in raw.items():
+        if fld.startswith(b"_ts:"):
+            view, ts = fld[4:].decode(errors="replace"), timestamp_s(data)
+            ttl = fs.feast.ttl_s.get(view, 0)
+            age = None if ts is None else time.time() - ts
+            stale = " STALE (older than the view's ttl: served as the default)" if age and 0 < ttl < age else ""
+            values[f"_ts:{view}"] = "none" if age is None else f"{age:.0f} s ago{stale}"
+            continue
+        name, ref = by_field.get(fld, (None, None))
+        if name is None:
+            if not names:
+                values[f"<field 0x{fld.hex()}>"] = _feast_value(None, data)
+            continue
+        values[f"{name} ({ref[0]}:{ref[1]})" if ref else name] = _feast_value(specs.get(name), data)
+    for n in wanted:
+        if not any(label.split(" ")[0] == n for label in values):
+            values[n] = "(absent: the server would use the default)"
+    return {"header": f"{entity}={entity_id}  {where}  {len(raw)} fields", "values": values}
+
+
+def _feast_value(spec: FeatureSpec | None, data: bytes) -> Any:
+    try:
+        value = decode_value(data) if spec is None else to_feature(spec, data)
+    except DecodeError as exc:
+        return f"UNREADABLE: {exc} (the server treats it as missing)"
+    return "(null: the server would use the default)" if value is None else _show(value)
 
 
 def _decode_raw(spec: FeatureSpec | None, data: bytes) -> Any:

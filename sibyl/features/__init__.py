@@ -1,11 +1,12 @@
-"""Features the request lacks: in-process cache, then a store (memory, Redis, Redis Cluster), then defaults.
+"""Features the request lacks: in-process cache, then a store (memory, Redis, Redis Cluster, Feast), then defaults.
 
 `build_fetcher(settings, metrics)` is the one entry point for the server; `build_store(settings)` gives the bare
 backend (with its writer) to the loader, the CLI, tests and benchmarks.
 
-The request path: the store interface (base), the embedded store (memory) and Redis or Redis Cluster (redis), the
-Redis layout and value encoding (codec), the TTL cache (cache), the circuit breaker (breaker), and the fetcher that
-puts them together within a budget (fetcher); the backend's settings (settings). Bulk work: the blocking reader
+The request path: the store interface (base), the embedded store (memory) and Redis or Redis Cluster (redis),
+the Redis layout and value encoding (codec), a Feast online store in Redis (feast_redis, its layout in
+feast_codec), the TTL cache (cache), the circuit breaker (breaker), and the fetcher that puts them together
+within a budget (fetcher); the backend's settings (settings). Bulk work: the blocking reader
 and writer of batch jobs (bulk), the loader (loader) and its input files (sources), and the specs that say how
 a column is encoded (specs).
 
@@ -18,22 +19,25 @@ from __future__ import annotations
 from sibyl.features.base import FeatureFetcher
 from sibyl.features.breaker import CircuitBreaker
 from sibyl.features.cache import FeatureCache
+from sibyl.features.feast_redis import FeastRedisStore
 from sibyl.features.fetcher import Fetcher, NullFetcher
 from sibyl.features.memory import MemoryFeatureStore
 from sibyl.features.redis import RedisFeatureStore, connect
 from sibyl.features.settings import FeatureSettings
 from sibyl.observability.metrics import Metrics
 
-__all__ = ["MemoryFeatureStore", "RedisFeatureStore", "build_fetcher", "build_store"]
+__all__ = ["FeastRedisStore", "MemoryFeatureStore", "RedisFeatureStore", "build_fetcher", "build_store"]
 
 
-def build_store(settings: FeatureSettings) -> MemoryFeatureStore | RedisFeatureStore:
+def build_store(settings: FeatureSettings) -> MemoryFeatureStore | RedisFeatureStore | FeastRedisStore:
     """The configured backend, not yet wrapped; "none" has no store (ValueError)."""
     if settings.backend == "memory":
         return MemoryFeatureStore.from_jsonl(settings.memory_file)
     if settings.backend in ("redis", "redis-cluster"):
         client = connect(settings.url, cluster=settings.backend == "redis-cluster")
         return RedisFeatureStore(client, settings.prefix, settings.field_hash)
+    if settings.backend == "feast-redis":  # Feast's RedisOnlineStore layout (feast_redis)
+        return FeastRedisStore(connect(settings.url, cluster=settings.feast.cluster), settings.feast)
     raise ValueError(f"features backend {settings.backend!r} has no store")
 
 
@@ -50,4 +54,6 @@ def build_fetcher(settings: FeatureSettings, metrics: Metrics) -> FeatureFetcher
         metrics.feature_circuit_open.set(0)
         fetcher = Fetcher(store, metrics, budget_s, cache, breaker)
     store.on_decode_error = fetcher.on_decode_error
+    if isinstance(store, FeastRedisStore):
+        store.on_stale = lambda view, count: metrics.feature_stale.labels(view).inc(count)
     return fetcher

@@ -24,6 +24,7 @@ from sibyl.compat.redis_replies import read_replies_blocking
 from sibyl.errors import InvalidArgument, Unavailable
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import Dtype, EncodeError, FieldHash, check_collisions, entity_key
+from sibyl.features.feast_bulk import FeastReader
 from sibyl.features.memory import MemoryFeatureStore
 from sibyl.features.redis import (
     Row,
@@ -139,6 +140,8 @@ def open_reader(settings: FeatureSettings, chunk_entities: int = 10_000) -> Feat
         return NullReader()
     if settings.backend == "memory":
         return MemoryReader(MemoryFeatureStore.from_jsonl(settings.memory_file))
+    if settings.backend == "feast-redis":
+        return FeastReader(settings.url, settings.feast, chunk_entities)
     return RedisReader(
         settings.url, settings.prefix, settings.field_hash, settings.backend == "redis-cluster", chunk_entities
     )

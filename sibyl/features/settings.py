@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from sibyl.features.feast_redis import FeastSettings
+
 EXAMPLE_FEATURES = Path(__file__).parent.parent / "examples" / "features.jsonl"
 
 
 class FeatureSettings(BaseModel):
-    backend: Literal["memory", "redis", "redis-cluster", "none"] = Field(
+    backend: Literal["memory", "redis", "redis-cluster", "feast-redis", "none"] = Field(
         "memory", description="Where missing features come from."
     )
     url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (any node, for redis-cluster).")
@@ -23,3 +25,6 @@ class FeatureSettings(BaseModel):
     cache_max_entries: int = Field(100_000, ge=0, description="Entities held in the in-process cache.")
     breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
     breaker_reset_s: float = Field(2.0, gt=0, description="Seconds before a probe after the circuit opens.")
+    feast: FeastSettings = Field(
+        default_factory=FeastSettings, description="backend feast-redis: the Feast online store at `url` to read."
+    )
