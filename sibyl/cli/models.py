@@ -1,5 +1,6 @@
 """`sibyl models ...`: publish (checked, or converted from scikit-learn/XGBoost/LightGBM), validate, describe,
-and what serves: promote, rollback, shadow, experiment, history, list."""
+and what serves: promote, rollback, shadow, experiment, history, list; shadow-report (cli.shadow_report) reads a
+running server's verdicts."""
 
 from __future__ import annotations
 
@@ -159,6 +160,17 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_shadow_report(args: argparse.Namespace, settings: Settings) -> int:
+    from sibyl.cli import shadow_report
+
+    result = shadow_report.report(shadow_report.fetch(args.target), args.predictor)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        print(shadow_report.table(result), end="")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     models = sub.add_parser("models", help="publish, validate and describe models; set what serves").add_subparsers(
         dest="models_command", required=True
@@ -221,3 +233,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--end", action="store_true", help="end this arm")
     p = command("history", cmd_history, "who changed what served, when")
     p.add_argument("predictor", help="predictor name")
+    p = command(
+        "shadow-report",
+        cmd_shadow_report,
+        "each shadow and arm against the primary, per slice, from a running server's /metrics",
+        "Reads a running server's metrics: per candidate and slice, rows compared, decision agreement, |score delta| "
+        "mean and quantiles, rank agreement; then the answering model's positive rate per slice "
+        "(docs/observability.md#reading-a-verdict).",
+    )
+    p.add_argument("predictor", help="predictor name")
+    p.add_argument("--target", default="127.0.0.1:9100", help="the server's metrics endpoint, host:port or URL "
+                                                              "(default 127.0.0.1:9100)")  # fmt: skip
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output (default table)")

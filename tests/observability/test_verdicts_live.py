@@ -214,6 +214,29 @@ def test_every_verdict_series_equals_the_prediction_log(server: tuple[int, int, 
     assert Counter(label.split("=")[0] for label in exported)["store"] == 4  # s1, s2, s3, other
     assert metrics[sample("sibyl_predictor_setting", predictor="judged", setting="alert_agreement")] == 0.9
 
+    # The operator's view of the same numbers: `sibyl models shadow-report` against the server's metrics port.
+    shown = subprocess.run(
+        [sys.executable, "-m", "sibyl", "models", "shadow-report", "judged", "--target", f"127.0.0.1:{metrics_port}",
+         "--format", "json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    report = json.loads(shown.stdout)
+    (candidate,) = report["candidates"]
+    assert (candidate["model"], candidate["role"]) == ("cand", "shadow")
+    everything = candidate["slices"][0]
+    assert everything["slice"] == "all" and everything["rows"] == p_scores.size
+    assert everything["agreement"] == pytest.approx(agree.mean(), abs=1e-12)
+    assert everything["delta_mean"] == pytest.approx(delta.mean(), rel=1e-5)
+    assert everything["rank_agreement"] == pytest.approx(stats.spearmanr(p_scores, s_scores).statistic, abs=1e-9)
+    assert {r["slice"] for r in candidate["slices"]} == seen_slices
+    (answering,) = report["answering"]
+    assert answering["slices"][0]["positive_rate"] == pytest.approx((p_scores >= 0.5).mean(), abs=1e-12)
+    text = subprocess.run(
+        [sys.executable, "-m", "sibyl", "models", "shadow-report", "judged", "--target", f"127.0.0.1:{metrics_port}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "cand@1 (shadow) vs primary of judged" in text and "store=other" in text
+
 
 def test_slice_labels_stay_bounded_with_a_hundred_thousand_stores(server: tuple[int, int, Path]) -> None:
     port, metrics_port, _ = server
