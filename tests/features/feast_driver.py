@@ -111,7 +111,10 @@ def setup(repo: Path, options: dict[str, Any]) -> dict[str, Any]:
     }
     (repo / "feature_store.yaml").write_text(json.dumps(yaml))  # JSON is YAML
     (repo / "definitions.py").write_text(FEATURE_REPO)
-    data = {"drivers": drivers(now), "customers": customers(now)}
+    extra = [  # more drivers for a benchmark (benchmarks/scenarios/feast_fill.py)
+        {**drivers(now)[0], "driver_id": 2000 + i, "trips": i} for i in range(options.get("extra_drivers", 0))
+    ]
+    data = {"drivers": drivers(now) + extra, "customers": customers(now)}
     for name, rows in data.items():
         frame = pd.DataFrame([{k: v for k, v in r.items() if k != "ts"} for r in rows])
         frame["event_timestamp"] = pd.to_datetime([r["ts"] for r in rows], unit="s", utc=True)
