@@ -106,10 +106,14 @@ class Binner:
         """[N, K] values -> flat counts [total bins]; column k owns bins starts[k] : starts[k] + sizes[k].
 
         Overwrites `values` when it is already float64 (callers pass a scratch array)."""
+        return np.bincount(self.bins(values).ravel(), minlength=self.total).astype(np.float64)
+
+    def bins(self, values: np.ndarray) -> np.ndarray:
+        """[N, K] values -> [N, K] flat bin numbers (as counts(), before counting). Overwrites float64 `values`."""
         z = self._scale(np.asarray(values, dtype=np.float64))
         ranks = np.searchsorted(self._inner, z, side="right")
         ranks += self._column
-        return np.bincount(ranks.ravel(), minlength=self.total).astype(np.float64)
+        return ranks
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
         return np.split(flat, self.starts[1:])

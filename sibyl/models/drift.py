@@ -4,6 +4,10 @@ Counts cover a sliding window of the last `window`..2*`window` rows (two generat
 one fills up, it becomes the previous one), so a shift shows up within a window and old traffic ages out.
 `observe` is a fixed number of numpy calls per batch (one np.searchsorted bins every feature at once),
 cheap enough for every request; gauges are refreshed every `export_every` rows or on `export()`.
+
+Given the rows' slice labels (serving.slices: the answering model of a predictor that declares slices), the same
+counts are kept per slice as well, with the same two generations, and exported as sibyl_slice_drift_psi once a slice
+holds `min_rows` rows (a slice's own bins: one bincount for all of them).
 """
 
 from __future__ import annotations
@@ -65,13 +69,13 @@ class DriftMonitor:
             raise ValueError(f"{manifest.ref}: its baselines cover none of its inputs and no prediction")
         self._binner = Binner([h.edges for h in histograms])
         self.expected = np.concatenate([np.asarray(h.counts, dtype=np.float64) for h in histograms])
-        self._current = np.zeros_like(self.expected)
-        self._previous = np.zeros_like(self.expected)
-        self._rows = [0, 0]  # rows in the current and the previous generation
+        self._all = Generations(self.expected.size)
+        self._slices: dict[str, Generations] = {}  # slice label -> its rows' counts
         self._since_export = 0
         self._lock = threading.Lock()  # shadows may observe from executor threads
-        self._gauge_parent = metrics.drift_psi
+        self._gauge_parent, self._slice_parent = metrics.drift_psi, metrics.slice_drift_psi
         self._gauges: list[Gauge] = []  # bound at the first export: no misleading 0 before min_rows
+        self._slice_gauges: dict[str, list[Gauge]] = {}
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, metrics: Metrics) -> DriftMonitor | None:
@@ -83,40 +87,69 @@ class DriftMonitor:
 
     @property
     def rows(self) -> int:
-        return self._rows[0] + self._rows[1]
+        return self._all.rows
 
-    def observe(self, matrix: np.ndarray, scores: np.ndarray) -> None:
-        """matrix: the model's float32 [N, columns] input; scores: [N] (the manifest's output column)."""
+    def observe(
+        self, matrix: np.ndarray, scores: np.ndarray, slices: np.ndarray | None = None, labels: list[str] | None = None
+    ) -> None:
+        """matrix: the model's float32 [N, columns] input; scores: [N] (the manifest's output column); slices:
+        label ids [D, N] (row 0, "all", is skipped) into `labels` (serving.slices.Vocabulary.names)."""
         n = matrix.shape[0]
         if n == 0:
             return
         values = self._project(matrix)  # a fresh float64 scratch array the binner may overwrite
         if self._has_prediction:
             values[:, -1] = scores.reshape(n)
-        counts = self._binner.counts(values)
+        bins = self._binner.bins(values)
+        counts = np.bincount(bins.ravel(), minlength=self._binner.total).astype(np.float64)
+        by_slice = self._slice_counts(bins, slices, labels) if slices is not None and labels else []
         with self._lock:
-            if self._rows[0] >= self.window:
-                self._previous, self._current = self._current, np.zeros_like(self.expected)
-                self._rows = [0, self._rows[0]]
-            self._current += counts
-            self._rows[0] += n
+            self._all.add(counts, n, self.window)
+            for label, slice_counts, rows in by_slice:
+                generations = self._slices.get(label)
+                if generations is None:
+                    generations = self._slices[label] = Generations(self.expected.size)
+                generations.add(slice_counts, rows, self.window)
             self._since_export += n
             due = self.export_every > 0 and self._since_export >= self.export_every
         if due:
             self.export()
 
+    def _slice_counts(
+        self, bins: np.ndarray, slices: np.ndarray, labels: list[str]
+    ) -> list[tuple[str, np.ndarray, int]]:
+        """(label, its rows' flat counts, its rows) for every slice label present: one bincount per slice."""
+        total = self._binner.total
+        out = []
+        for keys in slices[1:]:
+            present = np.bincount(keys)
+            flat = (keys[:, None].astype(np.intp) * total + bins).ravel()
+            counts = np.bincount(flat, minlength=present.size * total).reshape(present.size, total)
+            out += [(labels[k], counts[k].astype(np.float64), int(present[k])) for k in np.flatnonzero(present)]
+        return out
+
     def export(self) -> dict[str, float]:
-        """PSI per tracked feature and "__prediction__"; sets the gauges. Empty until min_rows were seen."""
+        """PSI per tracked feature and "__prediction__"; sets the gauges (and each slice's with min_rows rows).
+        Empty until min_rows were seen."""
         with self._lock:
             self._since_export = 0
             if self.rows < self.min_rows:
                 return {}
-            actual = self._current + self._previous
+            actual = self._all.total()
+            sliced = [(label, g.total()) for label, g in self._slices.items() if g.rows >= self.min_rows]
         values = psi_segments(self.expected, actual, self._binner.starts)
         if not self._gauges:
             self._gauges = [self._gauge_parent.labels(self.model, self.version, name) for name in self.names]
         for gauge, value in zip(self._gauges, values, strict=True):
             gauge.set(float(value))
+        for label, counts in sliced:
+            gauges = self._slice_gauges.get(label)
+            if gauges is None:
+                gauges = self._slice_gauges[label] = [
+                    self._slice_parent.labels(self.model, self.version, label, name) for name in self.names
+                ]
+            for gauge, value in zip(gauges, psi_segments(self.expected, counts, self._binner.starts), strict=True):
+                gauge.set(float(value))
         return dict(zip(self.names, values.tolist(), strict=True))
 
     def close(self) -> None:
@@ -124,3 +157,30 @@ class DriftMonitor:
         self._gauges = []
         for name in self.names:
             drop_series(self._gauge_parent, self.model, self.version, name)
+        for label in self._slice_gauges:
+            for name in self.names:
+                drop_series(self._slice_parent, self.model, self.version, label, name)
+        self._slice_gauges = {}
+
+
+class Generations:
+    """Counts of the last `window`..2*`window` rows: when the current generation fills, it becomes the previous."""
+
+    def __init__(self, size: int) -> None:
+        self.current = np.zeros(size)
+        self.previous = np.zeros(size)
+        self.held = [0, 0]  # rows in the current and the previous generation
+
+    @property
+    def rows(self) -> int:
+        return self.held[0] + self.held[1]
+
+    def add(self, counts: np.ndarray, rows: int, window: int) -> None:
+        if self.held[0] >= window:
+            self.previous, self.current = self.current, np.zeros_like(self.current)
+            self.held = [0, self.held[0]]
+        self.current += counts
+        self.held[0] += rows
+
+    def total(self) -> np.ndarray:
+        return self.current + self.previous

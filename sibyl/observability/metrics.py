@@ -195,6 +195,13 @@ class Metrics:
             buckets=SCORE_BUCKETS,
             registry=r,
         )
+        self.slice_drift_psi = Gauge(
+            "sibyl_slice_drift_psi",
+            "PSI vs the manifest baseline of the rows in one slice (the answering model; feature or __prediction__).",
+            ["model", "version", "slice", "feature"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.predictor_setting = Gauge(
             "sibyl_predictor_setting",
             "A predictor's alert settings in force (alert_agreement, positive_rate_shift, decision_threshold).",

@@ -5,7 +5,6 @@ each scored, measured, judged and logged the same way on a shadow thread."""
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import socket
@@ -68,22 +67,22 @@ class Followup:
         """On the after-response records thread: the answering models' metrics, records and verdicts, then the
         shadows."""
         sent_at = time.time_ns()
-        judge = self._judge(call)  # before the records: what a reader finds in the log is counted already
-        for s in call.scored:
-            self._measure_and_log(call, s, sent_at)
+        judged = self._judge(call)  # before the records: what a reader finds in the log is counted already
+        for i, s in enumerate(call.scored):
+            self._measure_and_log(call, s, sent_at, judged if i == 0 else None)  # drift by slice: the answer's
         for model in call.shadows:
 
             def job(model: OnnxModel = model) -> None:  # on a shadow thread
                 s = self.score_now(model, Role.ROLE_SHADOW, "", call.plan)
-                if judge is not None:  # first: a shadow record in the log is then already counted
-                    judge(s)
+                if judged is not None and judged.primary is not None:  # first: its record is then counted already
+                    judged.state.compared(s.model, ROLE_NAMES[s.role], judged.labels, judged.primary, s.scores)
                 self._measure_and_log(call, s, time.time_ns())
 
             self.after.submit_shadow(call.request.predictor, job)
 
-    def _judge(self, call: Call) -> Callable[[Scored], None] | None:
-        """The call's verdicts: the answer counted by slice, each other model that scored the primary's rows
-        compared with it. Returns how a shadow's scores are compared later, or None (no primary scores here)."""
+    def _judge(self, call: Call) -> Judged | None:
+        """The call's verdicts: its rows' slices, the answer counted by slice, each other model that scored the
+        primary's rows compared with it. None when the predictor is gone."""
         config = self.registry.snapshot.predictors.get(call.request.predictor)
         if config is None or not call.scored:
             return None
@@ -95,20 +94,23 @@ class Followup:
         primary_key = ModelRef.parse(config.primary).key
         primary = next((s for s in call.scored if s.model.key == primary_key), None)
         if primary is None:  # an arm answered without the primary beside it: nothing to compare with
-            return None
+            return Judged(state, labels, None)
         for s in call.scored:
             if s is not primary:
                 state.compared(s.model, ROLE_NAMES[s.role], labels, primary.scores, s.scores)
-        return functools.partial(_compare_shadow, state, labels, primary.scores)
+        return Judged(state, labels, primary.scores)
 
-    def _measure_and_log(self, call: Call, s: Scored, sent_at_ns: int) -> None:
+    def _measure_and_log(self, call: Call, s: Scored, sent_at_ns: int, judged: Judged | None = None) -> None:
         if s.scores.shape[0]:  # one row per call samples the distribution
             score = self.metrics.scores.labels(s.model.name, ROLE_NAMES[s.role])
             self.metrics.deferred.append((score, float(s.scores[0, 0])))
         monitor = self.registry.drift.get(s.model.key)
         # A sample of calls estimates the live distribution as well as all of them, at a fraction of the cost.
         if monitor is not None and random.random() < self.drift_sample:
-            monitor.observe(s.matrix, s.scores[:, 0])
+            if judged is not None and judged.labels.shape[0] > 1:
+                monitor.observe(s.matrix, s.scores[:, 0], judged.labels, judged.state.slicer.vocabulary.names)
+            else:
+                monitor.observe(s.matrix, s.scores[:, 0])
         request = call.request
         self.sink.submit(
             build_record(
@@ -131,8 +133,13 @@ class Followup:
         )
 
 
-def _compare_shadow(state: PredictorVerdicts, labels: np.ndarray, primary: np.ndarray, shadow: Scored) -> None:
-    state.compared(shadow.model, ROLE_NAMES[shadow.role], labels, primary, shadow.scores)
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A call's verdict state: its predictor's, its rows' slice labels, the primary's scores (None: not scored)."""
+
+    state: PredictorVerdicts
+    labels: np.ndarray
+    primary: np.ndarray | None
 
 
 class CallRows:

@@ -253,3 +253,38 @@ def test_for_manifest_needs_baselines(baseline: tuple[Manifest, np.ndarray, np.n
     assert isinstance(DriftMonitor.for_manifest(manifest, Metrics()), DriftMonitor)
     with pytest.raises(ValueError, match="--sample"):
         DriftMonitor(bare, Metrics())
+
+
+def test_psi_by_slice_equals_a_monitor_fed_only_that_slices_rows(
+    baseline: tuple[Manifest, np.ndarray, np.ndarray],
+) -> None:
+    manifest, _, _ = baseline
+    rng = np.random.default_rng(6)
+    metrics = Metrics()
+    sliced = DriftMonitor(manifest, metrics, export_every=0, min_rows=100)
+    alone = {name: DriftMonitor(manifest, Metrics(), export_every=0, min_rows=100) for name in ("x=a", "x=b")}
+    labels = ["all", "x=a", "x=b", "x=c"]
+    for call in range(20):
+        shifted, plain = draw(rng, 30, shift=2.0), draw(rng, 70)
+        matrix, scores = np.concatenate([shifted[0], plain[0]]), np.concatenate([shifted[1], plain[1]])
+        slices = np.zeros((2, 100), np.int32)
+        slices[1] = [1] * 30 + [2] * 70
+        if call == 0:
+            slices[1, -5:] = 3  # x=c: five rows, under min_rows: no gauge
+        sliced.observe(matrix, scores, slices, labels)
+        alone["x=a"].observe(matrix[:30], scores[:30])
+        alone["x=b"].observe(matrix[30:95] if call == 0 else matrix[30:], scores[30:95] if call == 0 else scores[30:])
+    whole = sliced.export()
+    for name, monitor in alone.items():
+        expected = monitor.export()
+        for feature, value in expected.items():
+            got = metrics.registry.get_sample_value(
+                "sibyl_slice_drift_psi", {"model": "m", "version": "3", "slice": name, "feature": feature}
+            )
+            assert got == pytest.approx(value, abs=1e-12), (name, feature)
+    assert alone["x=a"].export()["a"] > 1.0 > whole["a"] > alone["x=b"].export()["a"]  # the slice shows the shift
+    c = {"model": "m", "version": "3", "slice": "x=c", "feature": "a"}
+    assert metrics.registry.get_sample_value("sibyl_slice_drift_psi", c) is None
+    sliced.close()
+    a = {"model": "m", "version": "3", "slice": "x=a", "feature": "a"}
+    assert metrics.registry.get_sample_value("sibyl_slice_drift_psi", a) is None
