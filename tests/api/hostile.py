@@ -7,6 +7,9 @@ example stays cheap and shrinking stays meaningful. The limits are the server de
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
 import struct
 
 import numpy as np
@@ -223,3 +226,135 @@ infer_bytes = st.one_of(
     wire_v2(),
     st.binary(max_size=256),
 )
+
+
+# ---- KServe V2 REST bodies (test_fuzz_rest.py): JSON text with the tokens a JSON library would not write
+class Raw(str):
+    """JSON text written as is: NaN, a 4,000-digit integer, a lone surrogate escape, a 100,000-deep array."""
+
+
+def dump(value: object) -> str:
+    """JSON text of value, Raw parts verbatim (also as object keys)."""
+    if isinstance(value, Raw):
+        return value
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k if isinstance(k, Raw) else json.dumps(k)}:{dump(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(dump(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+SURROGATE = Raw('"\\ud800"')
+HOSTILE_VALUES: list[object] = [
+    *(Raw("[" * n + "]" * n) for n in (33, 1_000, 100_000)),  # nesting past every parser's depth
+    Raw('{"a":' * 1_000 + "1" + "}" * 1_000),
+    *(Raw(sign + "9" * k) for sign in ("", "-") for k in (19, 20, 21, 400, 4_000)),  # past int64, u64, float
+    Raw("1e400"),
+    Raw("NaN"),
+    Raw("-Infinity"),
+    SURROGATE,
+    Raw('"a\\udfffb"'),
+    Raw("[" + ",".join(["1000000000000000000"] * 20_000) + "]"),  # many huge dims: the product is never taken
+    Raw("[" + ",".join(["9" * 300] * 2_000) + "]"),  # many 300-digit dims
+    [1] * 40,
+    [2**62, 2**62],
+    [-1, 3],
+    ["1", "2"],
+    None,
+    True,
+    1.5,
+    "x",
+    "",
+    {},
+    [],
+    {"a": [1, {"b": None}]},
+]
+CONTENT_TYPES = [  # mostly accepted ones, so that most bodies are read
+    None,
+    None,
+    None,
+    "application/json",
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "application/json; charset=latin-1",
+    "multipart/form-data; boundary=x",
+    "",
+]
+CONTENT_ENCODINGS = [*[None] * 8, "identity", "gzip", "br"]
+# The paths of a valid body that a hostile value replaces (a path of keys and list indexes).
+REST_PATHS: list[tuple[object, ...]] = [
+    (),
+    ("id",),
+    ("parameters",),
+    ("parameters", "consumer_id"),
+    ("parameters", "timeout"),
+    ("parameters", "binary_data_output"),
+    ("parameters", SURROGATE),
+    ("inputs",),
+    ("inputs", 0),
+    ("inputs", 0, "name"),
+    ("inputs", 0, "shape"),
+    ("inputs", 0, "shape", 0),
+    ("inputs", 0, "datatype"),
+    ("inputs", 0, "data"),
+    ("inputs", 0, "data", 0),
+    ("inputs", 0, "parameters"),
+    ("inputs", 0, "parameters", "binary_data_size"),
+    ("inputs", 1, "data", 0),
+    ("inputs", 1, "shape"),
+    ("outputs",),
+    ("outputs", 0),
+    ("outputs", 0, "name"),
+    ("outputs", 0, "parameters"),
+    ("outputs", 0, "parameters", "binary_data"),
+]
+
+
+def rest_skeleton() -> dict[object, object]:
+    """A valid V2 infer body for the test models' predictor p."""
+    return {
+        "id": "r1",
+        "parameters": {"store_id": "s1"},
+        "inputs": [
+            {"name": "amount", "shape": [2], "datatype": "FP32", "data": [1.5, 2.5]},
+            {"name": "consumer_id", "shape": [2], "datatype": "BYTES", "data": ["c1", "c2"]},
+        ],
+        "outputs": [{"name": "score", "parameters": {"binary_data": False}}],
+    }
+
+
+def _replace(doc: dict[object, object], path: tuple[object, ...], value: object) -> object:
+    if not path:
+        return value
+    node: object = doc
+    for key in path[:-1]:
+        node = node[key]  # type: ignore[index]
+    node[path[-1]] = value  # type: ignore[index]
+    return doc
+
+
+@st.composite
+def rest_request(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) of a V2 infer call: a valid body with 0-3 fields replaced by hostile values, maybe a NaN
+    (the standard library's parser then reads the body), and hostile Content-Type, -Encoding and binary-data
+    header values."""
+    doc: object = rest_skeleton()
+    for path in draw(st.lists(st.sampled_from(REST_PATHS), max_size=3, unique=True)):
+        value = copy.deepcopy(draw(st.sampled_from(HOSTILE_VALUES)))  # the pool's lists and dicts stay as they are
+        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier replacement removed the path
+            doc = _replace(doc, path, value)  # type: ignore[arg-type]
+    if isinstance(doc, dict) and draw(st.integers(0, 3)) == 0:
+        doc["nan"] = Raw("NaN")
+    body = dump(doc).encode("utf-8", "surrogatepass")
+    headers: dict[str, str] = {}
+    for name, pool in (("Content-Type", CONTENT_TYPES), ("Content-Encoding", CONTENT_ENCODINGS)):
+        value = draw(st.sampled_from(pool))
+        if value is not None:
+            headers[name] = value
+    length = draw(st.sampled_from([None, None, None, "0", "-1", "abc", "9" * 30, str(len(body))]))
+    if length is not None:
+        headers["Inference-Header-Content-Length"] = length
+    return body, headers

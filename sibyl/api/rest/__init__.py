@@ -1,7 +1,8 @@
 """The KServe V2 REST API on its own port, in the gRPC server's process and event loop: app (a bare ASGI app:
 the route table, bearer tokens, body limit, errors), codec (JSON tensors and the binary-data extension straight
 to an api.v2 InferCall and the answer straight to JSON, so api.v2.infer and serving.PredictionService do the
-work as for a gRPC call), server (uvicorn + httptools).
+work as for a gRPC call), server (uvicorn + httptools), connection (each HTTP/1.1 connection within header size,
+count and read-time limits and a pipelining bound).
 
 Part of the api package (tests/test_layout.py RANK): the same imports as the gRPC servicers.
 """

@@ -14,7 +14,9 @@ Routes (ROUTES: the V2 REST spec, plus Triton's extensions that tritonclient.htt
 An infer call takes the V2 path both ports share (api.v2.infer); this module only reads the HTTP request and
 writes the reply. Errors answer {"error": "..."} with the HTTP status of the gRPC code (api.status.to_http), so
 a call refused over REST is refused for the same reason, with the same message, as over gRPC. Bearer tokens, the
-message size limit and the metrics are the gRPC port's.
+message size limit and the metrics are the gRPC port's. A POST body's Content-Type and Content-Encoding are
+checked before it is read (MEDIA_TYPES; 415 otherwise); limits on the connection itself (header size, count and
+read time, pipelining) are api.rest.connection's.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ JSON: Headers = [(b"content-type", b"application/json")]
 OCTETS = b"application/octet-stream"
 WORKER = (b"sibyl-worker", str(os.getpid()).encode())  # which process answered, as the gRPC trailing metadata
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})  # probes work without a token, as over gRPC
+# A POST body's media types (docs/protocols.md): JSON, the binary-data extension's bytes, and what curl -d and
+# libcurl send unless told otherwise; no Content-Type means JSON. Any other is 415, as is a Content-Encoding.
+MEDIA_TYPES = frozenset({"application/json", "application/octet-stream", "application/x-www-form-urlencoded"})
+CHARSETS = frozenset({"utf-8", "utf8"})
 
 
 class Unauthenticated(SibylError):
@@ -58,6 +64,14 @@ class MethodNotAllowed(InvalidArgument):
     def __init__(self, method: str, allowed: str) -> None:
         super().__init__(f"use {allowed} for this path, not {method}")
         self.allowed = allowed
+
+
+class UnsupportedMediaType(InvalidArgument):
+    http_status = 415
+
+    def __init__(self, message: str, accept: tuple[bytes, bytes]) -> None:
+        super().__init__(message)
+        self.accept = accept  # the header that says what is accepted
 
 
 class Reply:
@@ -83,6 +97,8 @@ class Reply:
         reply = cls(status, codec.to_json({"error": message}))
         if isinstance(exc, MethodNotAllowed):
             reply.headers = [*JSON, (b"allow", exc.allowed.encode())]
+        elif isinstance(exc, UnsupportedMediaType):
+            reply.headers = [*JSON, exc.accept]
         return reply
 
 
@@ -100,9 +116,14 @@ class RestApp:
     def __init__(
         self, service: PredictionService, max_body: int, tokens: TokenSet | None = None, metrics: Metrics | None = None
     ) -> None:
-        self.service, self.max_body, self.tokens = service, max_body, tokens
+        self.service, self.max_body, self.tokens, self.metrics = service, max_body, tokens, metrics
         self.inference = Inference(service)
         self._rejected = metrics.rejected.labels("unauthenticated") if metrics is not None else None
+
+    def refused(self, reason: str) -> None:
+        """Count a request refused before any work (sibyl_rejected{reason}); the connection's refusals too."""
+        if self.metrics is not None:
+            self.metrics.rejected.labels(reason).inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan is off; nothing else is served
@@ -115,6 +136,10 @@ class RestApp:
         try:
             if self.tokens is not None and path not in OPEN_PATHS:
                 self._authenticate(headers.get("authorization"))
+            if method == "POST" and (
+                headers.get("content-type", "application/json") not in MEDIA_TYPES or headers.get("content-encoding")
+            ):
+                self._media(headers.get("content-type"), headers.get("content-encoding"))
             body = await self._body(receive, headers.get("content-length"))
             if chosen is None:
                 if routes:
@@ -147,6 +172,30 @@ class RestApp:
             self._rejected.inc()
         what = "no bearer token" if presented is None else "bearer token not accepted"
         raise Unauthenticated(f"{what}: send the header 'Authorization: Bearer <token>'")
+
+    def _media(self, content_type: str | None, encoding: str | None) -> None:
+        """Refuse (415) a body that says it is not JSON nor binary data, or that is encoded (compressed)."""
+        if content_type is not None:
+            media, *params = content_type.split(";")
+            media = media.strip().lower()
+            charsets = [
+                v.strip().strip('"').lower()
+                for k, _, v in (p.partition("=") for p in params)
+                if k.strip().lower() == "charset"
+            ]
+            if not (media in MEDIA_TYPES or media.endswith("+json")) or any(c not in CHARSETS for c in charsets):
+                self.refused("http_media_type")
+                raise UnsupportedMediaType(
+                    f"Content-Type {content_type[:100]!r} is not accepted: send application/json (UTF-8), or "
+                    "application/octet-stream with Inference-Header-Content-Length for binary data",
+                    (b"accept-post", b"application/json, application/octet-stream"),
+                )
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            self.refused("http_content_encoding")
+            raise UnsupportedMediaType(
+                f"Content-Encoding {encoding[:100]!r} is not accepted: send the body uncompressed",
+                (b"accept-encoding", b"identity"),
+            )
 
     async def _body(self, receive: Receive, length: str | None) -> bytes:
         if length is not None and length.isdigit() and int(length) > self.max_body:

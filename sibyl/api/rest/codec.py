@@ -12,6 +12,13 @@ response then carries the same header and the bytes after its JSON.
 Bodies are read with orjson. One it refuses is read again by the standard library's parser, which takes what
 V2 clients send beyond strict JSON (NaN and Infinity: Python's json.dumps writes missing values so) and says
 readably why it refuses the rest.
+
+Every body is bounded before it is parsed and every field before it is used, so a hostile body is a 400 that
+says what to fix, never a 500 or a stall (docs/protocols.md, "Hostile bodies"): nesting depth (MAX_DEPTH;
+counted over the brackets outside strings, vectorized, and only when the body has more brackets than that, so
+a usual body pays two byte counts), integers in shapes and parameters within int64 (nothing formats or
+multiplies a larger one), text that is UTF-8 (a lone surrogate is JSON but not text), and the type of every
+field read.
 """
 
 from __future__ import annotations
@@ -32,27 +39,63 @@ if TYPE_CHECKING:
     from sibyl.api.wire import Field
 
 HEADER_LENGTH = "inference-header-content-length"
-PARAMETER_TYPES = (bool, int, float, str)
+MAX_DEPTH = 32  # nesting levels of arrays and objects in a body; a V2 body needs about 5 (docs/protocols.md)
+MAX_LISTED_DIMS = 8  # a longer shape is refused by its length alone (api.v2.tensors), its values never read
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a gRPC shape or int64_param can hold
+OPEN, CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
+QUOTE, BACKSLASH = ord('"'), ord("\\")
 
 
 def json_body(data: bytes, what: str) -> dict[str, Any]:
-    """A JSON object from a request body (an empty body is {})."""
+    """A JSON object from a request body (an empty body is {}), nested at most MAX_DEPTH levels."""
     if not data.strip():
         return {}
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:  # else it cannot nest deeper: no scan
+        depth = nesting(data)
+        if depth > MAX_DEPTH:
+            raise InvalidArgument(
+                f"{what}: JSON nested {depth} levels deep; at most {MAX_DEPTH}: send tensors as flat or [N, k] lists"
+            )
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        try:  # integers past 64 bits become floats, as orjson reads them: nothing downstream sees a huge int
+            doc = json.loads(data, parse_int=_json_int)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError
             raise InvalidArgument(f"{what}: body is not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise InvalidArgument(f"{what}: body must be a JSON object, got {type(doc).__name__}")
     return doc
 
 
+def nesting(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, brackets inside strings not counted (a quote
+    after an odd run of backslashes is inside its string). Over the positions of brackets and quotes only, in
+    numpy: a parser (orjson's recursion included) never sees a body deeper than the check allowed."""
+    text = np.frombuffer(data, np.uint8)
+    quotes = np.flatnonzero(text == QUOTE)
+    if quotes.size and b"\\" in data:
+        slashes = np.flatnonzero(text == BACKSLASH)
+        breaks = np.flatnonzero(np.diff(slashes) != 1)
+        ends, starts = np.append(slashes[breaks], slashes[-1]), np.append(slashes[0], slashes[breaks + 1])
+        escaping = ends[(ends - starts) % 2 == 0]  # runs of odd length end just before an escaped quote
+        quotes = quotes[~np.isin(quotes - 1, escaping)]
+    opens = np.isin(text, OPEN)
+    brackets = np.flatnonzero(opens | np.isin(text, CLOSE))
+    outside = np.searchsorted(quotes, brackets) % 2 == 0  # an even number of quotes before it
+    steps = np.where(opens[brackets], 1, -1)[outside]
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _json_int(digits: str) -> int | float:
+    return int(digits) if len(digits) <= 20 else float(digits)
+
+
 def to_json(doc: Any) -> bytes:
-    return orjson.dumps(doc)
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # a lone surrogate in an error message: the standard library escapes it
+        return json.dumps(doc).encode()
 
 
 # ---- inference request
@@ -60,11 +103,12 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
     """The request as api.v2.tensors reads it; raw_output: the score goes back as binary data."""
     binary = memoryview(b"")
     if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise InvalidArgument(f"Inference-Header-Content-Length {header_length!r} is not a number") from None
-        if not 0 <= n <= len(body):
+        if not (header_length.isascii() and header_length.isdigit() and len(header_length) <= 18):
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {header_length[:20]!r} is not a number (a byte count)"
+            )
+        n = int(header_length)
+        if n > len(body):
             raise InvalidArgument(f"Inference-Header-Content-Length {n}, but the body has {len(body)} bytes")
         binary, body = memoryview(body)[n:], body[:n]
     doc = json_body(body, "inference request")
@@ -80,9 +124,7 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
             raise InvalidArgument(f"inputs[{i}] must be an object {{name, shape, datatype, data}}")
         name = _text(spec.get("name"), f"inputs[{i}].name")
         datatype = _text(spec.get("datatype"), f"input {name!r} datatype")
-        shape = spec.get("shape")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-            raise InvalidArgument(f"input {name!r}: shape must be a list of integers, e.g. [3, 1]")
+        shape = _shape(spec.get("shape"), name)
         size = _parameters(spec.get("parameters"), f"input {name!r}").get("binary_data_size")
         contents: RawContents | DataValues
         if size is not None:
@@ -118,17 +160,45 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"{what} must be a string")
+    if not value.isascii():
+        _utf8(value, what)
     return value
 
 
+def _utf8(value: str, what: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # "\ud800" is JSON (the standard library's parser takes it), not text
+        raise InvalidArgument(f"{what} is not UTF-8 text (a lone surrogate escape such as \\ud800)") from None
+
+
+def _shape(value: Any, name: str) -> list[int]:
+    """A list of int64s (as over gRPC); one longer than MAX_LISTED_DIMS goes on unread: its length refuses it."""
+    if isinstance(value, list) and (
+        len(value) > MAX_LISTED_DIMS or all(type(d) is int and INT64_MIN <= d <= INT64_MAX for d in value)
+    ):
+        return value
+    raise InvalidArgument(f"input {name!r}: shape must be a list of integers (int64), e.g. [3, 1]")
+
+
 def _parameters(given: Any, what: str) -> dict[str, Parameter]:
+    """Values as InferParameter holds them: bool, int64, float or UTF-8 text."""
     if given is None:
         return {}
     if not isinstance(given, dict):
         raise InvalidArgument(f"{what} parameters must be an object")
     for key, value in given.items():
-        if not isinstance(value, PARAMETER_TYPES):
+        kind = type(value)
+        if kind is str:
+            if not (key.isascii() and value.isascii()):
+                _utf8(key + value, f"{what} parameter {key!r}")
+        elif kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise InvalidArgument(f"{what} parameter {key!r}: integer out of int64 range")
+        elif kind is not bool and kind is not float:
             raise InvalidArgument(f"{what} parameter {key!r}: use a string, number or boolean")
+        elif not key.isascii():
+            _utf8(key, f"{what} parameter {key!r}")
     return given
 
 

@@ -2,13 +2,15 @@
 loop, one PredictionService. Chosen by measurement (docs/design.md, "KServe V2 REST").
 
 The socket is bound by `bind()` before anything serves, so a taken port fails start-up at once, and with
-several workers each binds the same port with SO_REUSEPORT like the gRPC port.
+several workers each binds the same port with SO_REUSEPORT like the gRPC port. Each connection is uvicorn's
+httptools protocol within api.rest.connection's limits (header size, count and read time, pipelining).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from sibyl.api.rest.app import RestApp
+from sibyl.api.rest.connection import BoundedHttpProtocol, ConnectionLimits
 from sibyl.errors import ConfigError
 
 START_TIMEOUT_S = 10.0
@@ -50,6 +53,7 @@ class HttpServer:
         sock: socket.socket,
         keep_alive_s: float,
         tls: tuple[str, str, str | None] | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
@@ -59,9 +63,10 @@ class HttpServer:
             options = {"ssl_certfile": cert, "ssl_keyfile": key}
             if client_ca:
                 options |= {"ssl_ca_certs": client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        protocol = functools.partial(BoundedHttpProtocol, limits=limits or ConnectionLimits(), refused=app.refused)
         config = uvicorn.Config(
             app,
-            http="httptools",
+            http=protocol,  # type: ignore[arg-type]  # a factory of the protocol, which is all uvicorn calls it as
             loop="none",  # the running uvloop loop: the gRPC server's
             lifespan="off",
             interface="asgi3",
