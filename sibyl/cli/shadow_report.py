@@ -113,8 +113,33 @@ def report(text: str, predictor: str) -> dict[str, Any]:
     }
 
 
-def _slice_order(row: dict[str, Any]) -> tuple[bool, str]:
-    return row["slice"] != "all", row["slice"]  # "all" first, then by name
+def _slice_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """ "all" first, then by slice name, bins and numbers in numeric order, other/none/missing last."""
+    if row["slice"] == "all":
+        return (0,)
+    name, _, value = row["slice"].partition("=")
+    return (1, name, *_value_order(value))
+
+
+def _value_order(value: str) -> tuple[int, float, str]:
+    for prefix, rank in ((">=", 2), ("<", 0)):
+        if value.startswith(prefix):
+            number = value.removeprefix(prefix)
+            if _is_number(number):
+                return (rank, float(number), "")
+    low = value.split("-", 1)[0] if not value.startswith("-") else value
+    if _is_number(value):
+        return (1, float(value), "")
+    if "-" in value[1:] and _is_number(low):
+        return (1, float(low), value)
+    return (4 if value in ("other", "none", "missing") else 3, 0.0, value)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _number(x: float | None, digits: int = 4) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sibyl.cli.shadow_report import metrics_url, quantile, report, table
+from sibyl.cli.shadow_report import _slice_order, metrics_url, quantile, report, table
 from sibyl.errors import InvalidArgument
 from sibyl.observability.metrics import Metrics
 
@@ -75,3 +75,10 @@ def test_an_unreachable_target_exits_with_one_line() -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and "cannot read http://127.0.0.1:1/metrics" in done.stderr
+
+
+def test_slices_read_in_bin_order_with_other_last() -> None:
+    labels = ["d=1-3", "d=>=10", "all", "d=<1", "d=missing", "d=3-10", "s=other", "s=42", "s=3", "s=none", "s=s1"]
+    ordered = sorted(labels, key=lambda label: _slice_order({"slice": label}))
+    assert ordered == ["all", "d=<1", "d=1-3", "d=3-10", "d=>=10", "d=missing", "s=3", "s=42", "s=s1", "s=none",
+                       "s=other"]  # fmt: skip
