@@ -255,12 +255,14 @@ def test_too_many_headers_are_431(server: Server) -> None:
 
 
 def test_slowloris_connections_are_closed(server: Server) -> None:
-    """Connections that start a request and never finish its headers get 408 and are closed (before: open for
-    ever, one file descriptor each)."""
-    socks = [socket.create_connection(("127.0.0.1", server.http_port), timeout=HANG_S * 3) for _ in range(50)]
+    """Connections that start a request and never finish its headers, or its body, get 408 and are closed
+    (before: open for ever, one file descriptor each)."""
+    head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    body = b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(ONE) + ONE[:10]
+    socks = [socket.create_connection(("127.0.0.1", server.http_port), timeout=HANG_S * 3) for _ in range(100)]
     try:
-        for sock in socks:
-            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for i, sock in enumerate(socks):
+            sock.sendall(head if i % 2 else body)
         answers = []
         for sock in socks:
             answer = b""
@@ -271,6 +273,7 @@ def test_slowloris_connections_are_closed(server: Server) -> None:
         for sock in socks:
             sock.close()
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers), {a[:40] for a in answers}
+    assert sum(b"request body" in a for a in answers) == 50
 
 
 def test_pipelined_requests_are_answered_in_order_and_a_flood_is_cut(server: Server) -> None:
@@ -294,6 +297,12 @@ def test_refusals_counted_and_the_probe_always_answered(server: Server) -> None:
         f"{server.rss_peak / 2**20:.0f} MiB; rejected {rejected}"
     )
     assert server.probes > 0 and not server.failures, server.failures[:5]
-    for reason in ("http_header_size", "http_header_count", "http_header_timeout", "http_media_type"):
+    for reason in (
+        "http_header_size",
+        "http_header_count",
+        "http_header_timeout",
+        "http_body_timeout",
+        "http_media_type",
+    ):
         assert rejected.get(reason, 0) >= 1, (reason, rejected)
     assert server.proc.poll() is None

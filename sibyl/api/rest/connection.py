@@ -7,6 +7,7 @@ Limits (ConnectionLimits; figures in docs/protocols.md, "Connection limits"):
 - the time from a request's first byte to the end of its headers: at most header_timeout_s (408, then closed:
   slowloris connections do not stay open); a connection that sends nothing is closed after keep_alive_s, as
   between requests;
+- a body being read that sends nothing for body_idle_s: 408, closed (the same attack, dripping the body);
 - requests parsed ahead of the one being answered (pipelining): at most max_pipelined, else the connection is
   closed after nothing more is read.
 
@@ -31,6 +32,7 @@ class ConnectionLimits:
     max_header_bytes: int = 64 * 1024  # request line + headers of one request
     max_headers: int = 100  # header fields of one request
     header_timeout_s: float = 10.0  # first byte of a request to the end of its headers
+    body_idle_s: float = 15.0  # no byte of a body being read for this long
     max_pipelined: int = 64  # requests read ahead of the one being answered
 
 
@@ -48,6 +50,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_budget = limits.max_header_bytes
         self._header_fields = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_data = 0.0  # loop.time() of the last bytes received
         self._refusal: tuple[int, str, str] | None = None  # (status, reason, message) of a refusal under way
 
     # ---- the connection
@@ -57,10 +61,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        self._cancel_timers()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._last_data = self.loop.time()
         while self._reading_head and len(data) > self._head_budget:  # only a chunk that would cross the budget
             head, data = data[: self._head_budget], data[self._head_budget :]
             self._head_budget = 0
@@ -89,16 +94,25 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
+        self._cancel_timers()
         self._reading_head = False
         super().on_headers_complete()
         if len(self.pipeline) > self.limits.max_pipelined:
             self._refusal = (429, "http_pipelined", f"more than {self.limits.max_pipelined} pipelined requests")
             raise _Refused
+        if not self.pipeline:  # its body is read now (a pipelined one's once the request before it is answered)
+            self._watch_body()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._cancel_timers()
         self._reading_head, self._head_budget = True, self.limits.max_header_bytes
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # starts the next pipelined request, if any, and reads on
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self._reading_head and not self.transport.is_closing():
+            self._watch_body()
 
     # ---- refusals
     def send_400_response(self, msg: str) -> None:
@@ -106,18 +120,35 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         status, reason, message = self._refusal or (400, "http_malformed", f"malformed HTTP request ({msg})")
         self._refuse(status, reason, message)
 
+    def _watch_body(self) -> None:
+        if self._body_timer is None:
+            self._last_data = self.loop.time()
+            self._body_timer = self.loop.call_later(self.limits.body_idle_s, self._body_idle)
+
+    def _body_idle(self) -> None:
+        """Re-armed for the time left while bytes keep coming: one timer per request, not one per chunk."""
+        idle_s = self.loop.time() - self._last_data
+        limit = self.limits.body_idle_s
+        if idle_s < limit:
+            self._body_timer = self.loop.call_later(limit - idle_s, self._body_idle)
+            return
+        self._body_timer = None
+        if not self.transport.is_closing():
+            # The app waits for the body and has not answered: this answer is the request's, then closed.
+            self._refuse(408, "http_body_timeout", f"no byte of the request body for {limit:g} s", answer=True)
+
     def _head_timeout(self) -> None:
         self._head_timer = None
         if self._reading_head and not self.transport.is_closing():
             timeout = self.limits.header_timeout_s
             self._refuse(408, "http_header_timeout", f"headers not complete within {timeout:g} s of the request")
 
-    def _refuse(self, status: int, reason: str, message: str) -> None:
+    def _refuse(self, status: int, reason: str, message: str, answer: bool = False) -> None:
         """Answer status with {"error": message} and close. With a response still owed to an earlier request
-        the connection is closed without a word: an answer cannot overtake it."""
+        the connection is closed without a word (an answer cannot overtake it), unless answer is set."""
         self._count_refusal(reason)
-        self._cancel_head_timer()
-        if self.cycle is None or (self.cycle.response_complete and not self.pipeline):
+        self._cancel_timers()
+        if answer or self.cycle is None or (self.cycle.response_complete and not self.pipeline):
             body = orjson.dumps({"error": message})
             self.transport.write(
                 b"".join(
@@ -132,7 +163,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             )
         self.transport.close()
 
-    def _cancel_head_timer(self) -> None:
+    def _cancel_timers(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
