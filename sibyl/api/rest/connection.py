@@ -100,19 +100,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if len(self.pipeline) > self.limits.max_pipelined:
             self._refusal = (429, "http_pipelined", f"more than {self.limits.max_pipelined} pipelined requests")
             raise _Refused
-        if not self.pipeline:  # its body is read now (a pipelined one's once the request before it is answered)
-            self._watch_body()
+        self._watch_body()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._cancel_timers()
         self._reading_head, self._head_budget = True, self.limits.max_header_bytes
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # starts the next pipelined request, if any, and reads on
-        cycle = self.cycle
-        if cycle is not None and cycle.more_body and not self._reading_head and not self.transport.is_closing():
-            self._watch_body()
 
     # ---- refusals
     def send_400_response(self, msg: str) -> None:
@@ -126,9 +119,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._body_timer = self.loop.call_later(self.limits.body_idle_s, self._body_idle)
 
     def _body_idle(self) -> None:
-        """Re-armed for the time left while bytes keep coming: one timer per request, not one per chunk."""
-        idle_s = self.loop.time() - self._last_data
-        limit = self.limits.body_idle_s
+        """Re-armed for the time left while bytes keep coming (one timer per request, not one per chunk), and
+        while the request is pipelined: its body is read once the request before it is answered."""
+        now, limit = self.loop.time(), self.limits.body_idle_s
+        if any(cycle is self.cycle for cycle, _ in self.pipeline):
+            self._last_data = now
+        idle_s = now - self._last_data
         if idle_s < limit:
             self._body_timer = self.loop.call_later(limit - idle_s, self._body_idle)
             return
