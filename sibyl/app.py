@@ -82,6 +82,7 @@ class App:
                 max_in_flight=s.server.max_in_flight,
                 log_features=s.predlog.log_features,
                 drift_sample=s.metrics.drift_sample,
+                verdicts=s.metrics.verdicts,
             ),
         )
         service.tracing = tracer

@@ -60,7 +60,10 @@ class ServerSettings(BaseModel):
     max_in_flight: int = Field(512, ge=1, description="Concurrent calls per process before RESOURCE_EXHAUSTED.")
     grace_s: float = Field(10.0, ge=0, description="Seconds in-flight calls get to finish on SIGTERM.")
     drain_s: float = Field(
-        1.0, ge=0, description="On SIGTERM, seconds new calls get UNAVAILABLE (retry elsewhere) before the port closes."
+        1.0,
+        ge=0,
+        description="On SIGTERM, seconds the server still answers while its health and readiness say NOT_SERVING, so "
+        "clients and balancers move before any call is refused (docs/deploy.md#graceful-shutdown).",
     )
     inference_threads: int = Field(
         0,
@@ -85,6 +88,9 @@ class MetricsSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address the metrics server binds to.")
     drift_sample: float = Field(
         0.1, ge=0, le=1, description="Share of calls whose inputs and scores feed the drift (PSI) histograms."
+    )
+    verdicts: bool = Field(
+        True, description="Compare shadows and arms with the primary and count decisions, by slice (the verdicts)."
     )
     multiprocess_dir: str | None = Field(None, description="prometheus multiprocess dir (set by --workers).")
 

@@ -25,10 +25,16 @@ from sibyl.v1 import predict_pb2
 SAMPLE_CSV = EXAMPLE_STORE.parent / "sample.csv"
 PRIMARY = "gbdt@1"
 SECOND = "mlp@1"
-# Predictors of the benchmark store: the example's models under routes each scenario needs.
+# Predictors of the benchmark store: the example's models under routes each scenario needs. bench-shadow is the
+# example predictor's route and verdict settings (its shadow, slices and thresholds).
+EXAMPLE_VERDICTS = {
+    k: v
+    for k, v in json.loads((EXAMPLE_STORE / "predictors" / "example.json").read_text()).items()
+    if k in ("decision_threshold", "alert_agreement", "positive_rate_shift", "slices")
+}
 PREDICTORS = {
     "bench": {"primary": PRIMARY, "shadows": []},
-    "bench-shadow": {"primary": PRIMARY, "shadows": [{"model": SECOND, "sample": 1.0}]},
+    "bench-shadow": {"primary": PRIMARY, "shadows": [{"model": SECOND, "sample": 1.0}], **EXAMPLE_VERDICTS},
     "bench-mlp": {"primary": SECOND, "shadows": []},
 }
 # Copies of gbdt@1 under new versions: extra models of a call that cost what the primary costs (growth runs).

@@ -1,10 +1,12 @@
 """`python -m benchmarks.scenarios.cost`: server CPU per call of sibyl alone, quickly, for before/after a cut.
 
 One `sibyl serve` per variant (defaults; `nolog`: SIBYL_PREDLOG__SINK=none; `nofeatures`: the log without
-feature values; `kafka`: the log to a real tansu broker; `confluent`: the same through confluent-kafka; `echo`:
-the grpc.aio echo floor instead of sibyl), a closed loop (c=8 by default) of V2 ModelInfer (stock tritonclient
-bytes) and native Predict (map-form rows) at 1 and 100 rows, `--repeats` runs of `--duration` s; prints the
-median (min-max) server-tree CPU µs per call (/proc, benchmarks.load.cpu), the client's, and the median p50/p99.
+feature values; `kafka`: the log to a real tansu broker; `confluent`: the same through confluent-kafka;
+`noverdicts`: SIBYL_METRICS__VERDICTS=false; `echo`: the grpc.aio echo floor instead of sibyl), asking predictor
+`--predictor` (bench: the primary alone; bench-shadow: the example's shadow and slices), a closed loop (c=8 by
+default) of V2 ModelInfer (stock tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows,
+`--repeats` runs of `--duration` s; prints the median (min-max) server-tree CPU µs per call (/proc,
+benchmarks.load.cpu), the client's, and the median p50/p99.
 `--interleave` runs the variants' repeats in turn (A B A B ...), all servers up at once: this box's speed drifts
 within minutes (docs/performance.md#the-box-drifts), so a ratio between variants is fair only when their runs
 alternate. `--profile DIR` also runs `py-spy record --nonblocking` (Python frames; `--native` stalled the
@@ -33,15 +35,16 @@ VARIANTS = {
     "nofeatures": ("plain", {"SIBYL_PREDLOG__LOG_FEATURES": "false"}),
     "kafka": ("kafka", {}),
     "confluent": ("kafka", {"SIBYL_PREDLOG__KAFKA_CLIENT": "confluent"}),
+    "noverdicts": ("plain", {"SIBYL_METRICS__VERDICTS": "false"}),
 }
 NATIVE = "/sibyl.v1.PredictionService/Predict"
 V2 = "/inference.GRPCInferenceService/ModelInfer"
 
 
-def payload(protocol: str, rows: int) -> tuple[str, bytes]:
+def payload(protocol: str, rows: int, predictor: str = "bench") -> tuple[str, bytes]:
     if protocol == "v2":
-        return V2, v2_request("bench", PRIMARY, rows)
-    return NATIVE, request_features("bench", PRIMARY, rows)
+        return V2, v2_request(predictor, PRIMARY, rows)
+    return NATIVE, request_features(predictor, PRIMARY, rows)
 
 
 @dataclass
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--interleave", action="store_true", help="alternate the variants' repeats, all servers up")
     p.add_argument("--profile", help="directory for py-spy flame graphs (one per cell)")
+    p.add_argument("--predictor", default="bench", help="bench (primary only) or bench-shadow (the example's "
+                                                        "shadow and slices)")  # fmt: skip
     args = p.parse_args(argv)
     rows = [int(r) for r in args.rows.split(",")]
     variants = args.variants.split(",")
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.ExitStack() as servers:
                 up = {v: servers.enter_context(start(v, store)) for v in group}
                 for protocol, n in cells:
-                    method, body = payload(protocol, n)
+                    method, body = payload(protocol, n, args.predictor)
                     results = {v: Cell() for v in group}
                     for i in range(args.repeats):
                         for v in group:

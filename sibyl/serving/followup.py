@@ -59,7 +59,7 @@ class Followup:
         verdicts: Verdicts | None = None,
     ) -> None:
         self.registry, self.sink, self.after, self.metrics = registry, sink, after, metrics
-        self.verdicts = verdicts if verdicts is not None else Verdicts(metrics)
+        self.verdicts = verdicts  # None: verdicts off (metrics.verdicts)
         self.score_now, self.log_features, self.drift_sample = score_now, log_features, drift_sample
         self.host = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -84,7 +84,7 @@ class Followup:
         """The call's verdicts: its rows' slices, the answer counted by slice, each other model that scored the
         primary's rows compared with it. None when the predictor is gone."""
         config = self.registry.snapshot.predictors.get(call.request.predictor)
-        if config is None or not call.scored:
+        if config is None or not call.scored or self.verdicts is None:
             return None
         state = self.verdicts.of(config)
         labels = state.labels(CallRows(call))

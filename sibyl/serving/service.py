@@ -52,6 +52,7 @@ class ServiceOptions:
     max_in_flight: int = 512
     log_features: bool = True
     drift_sample: float = 0.1  # share of calls whose inputs and scores feed the drift histograms
+    verdicts: bool = True  # serving.verdicts: candidates against the primary, decisions by slice
 
 
 class PredictionService:
@@ -67,11 +68,13 @@ class PredictionService:
         self.registry, self.fetcher, self.sink, self.after = registry, fetcher, sink, after
         self.metrics, self.options = metrics, options
         self.in_flight = 0
-        self.draining = False  # set on shutdown: new calls get UNAVAILABLE, in-flight ones finish
+        self.leaving = False  # set when a drain starts: not ready (clients and balancers move), still serving
+        self.draining = False  # set later in the drain: new calls get UNAVAILABLE, in-flight ones finish
         self.tracing: Tracing | None = None  # observability.tracing; None (off) costs one test per call
         o = options
-        self.verdicts = Verdicts(metrics)
-        metrics.deferred.hooks.append(self.verdicts.flush)  # after each records batch and before each scrape
+        self.verdicts = Verdicts(metrics) if o.verdicts else None
+        if self.verdicts is not None:
+            metrics.deferred.hooks.append(self.verdicts.flush)  # after each records batch and before each scrape
         self._followup = Followup(
             registry, sink, after, metrics, self._score_now, o.log_features, o.drift_sample, self.verdicts
         )
@@ -124,7 +127,7 @@ class PredictionService:
 
     def ready(self) -> bool:
         # Not ready while draining: clients and balancers stop sending, as with the gRPC health service.
-        return bool(self.registry.snapshot.predictors) and not self.draining
+        return bool(self.registry.snapshot.predictors) and not (self.leaving or self.draining)
 
     def model_ready(self, predictor: str, version: str = "") -> bool:
         return metadata.model_ready(self.registry.snapshot, predictor, version)
