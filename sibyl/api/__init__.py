@@ -1,6 +1,7 @@
 """The gRPC server on one port: sibyl.v1 Predict and PredictStream (v1_servicer), the KServe V2 / Open
 Inference Protocol (v2_servicer over the v2 package, which the REST port shares), health, reflection, token
-auth (auth) and TLS (tls); server wires them and serves /metrics. Servicers only convert messages and delegate
+auth (auth) and TLS (tls); server wires them, serves /metrics and drains on shutdown (drain: the gRPC
+connections closed at the end of a drain). Servicers only convert messages and delegate
 to serving.PredictionService; wire parses request bytes (in pieces when large); status is the one place errors
 become gRPC status codes (and HTTP statuses). The KServe V2 REST port is the rest package.
 

@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sibyl.api import auth, rest, tls, v2_servicer
+from sibyl.api import auth, drain, rest, tls, v2_servicer
 from sibyl.api.v1_servicer import PredictionServicer, add_to_server
 from sibyl.app import App
 from sibyl.config import Settings
@@ -24,6 +24,7 @@ from sibyl.observability.metrics import Metrics
 from sibyl.v1 import predict_pb2
 
 log = logging.getLogger(__name__)
+ANSWER_FLUSH_S = 0.05  # after the last call in flight returns, for gRPC to write its answer before the close
 SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, v2_servicer.SERVICE)
 
 
@@ -138,22 +139,43 @@ class SibylServer:
         self.metrics_port = server.server_port
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Health NOT_SERVING first (balancers stop sending), finish in-flight calls, then flush the log."""
+        """The drain (docs/deploy.md#graceful-shutdown): tell clients to move while still serving, then refuse
+        new calls and let in-flight ones finish, close the gRPC connections, stop both ports, flush the log."""
         if self._grpc is None or self._stopped.is_set():
             return
-        grace = self.settings.server.grace_s if grace_s is None else grace_s
+        s = self.settings.server
+        grace = s.grace_s if grace_s is None else grace_s
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
+        started = loop.time()
+        deadline = started + grace
+        # 1. Not ready, still serving: clients that watch health (sibyl.client) and balancers stop sending here at
+        #    once; a client that does not is still answered while resolvers drop this address.
         await self.health.enter_graceful_shutdown()
-        # Refuse new calls ourselves (UNAVAILABLE: clients retry elsewhere) while in-flight ones finish. Closing
-        # the port at once would let gRPC core cancel calls it has queued but not yet handed over (CANCELLED).
+        self.service.leaving = True
+        await asyncio.sleep(min(s.drain_s, grace))
+        # 2. Refuse new calls (UNAVAILABLE: retried on another address) until the calls in flight are answered.
         self.service.draining = True
-        await asyncio.sleep(min(self.settings.server.drain_s, grace))
+        waited = loop.time()
         while self.service.in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(min(ANSWER_FLUSH_S, max(0.0, deadline - loop.time())))  # their answers reach the wire
+        in_flight_left = self.service.in_flight
+        # 3. Close every gRPC connection, then stop the server (api/drain.py: why not GOAWAY).
+        listening, closed = drain.close_port(self.port)
+        await self._grpc.stop(max(0.0, deadline - loop.time()))
         if self._http is not None:
             await self._http.stop(max(0.0, deadline - loop.time()))
-        await self._grpc.stop(max(0.0, deadline - loop.time()))
+        log.info(
+            "sibyl drained",
+            extra={
+                "seconds": round(loop.time() - started, 3),
+                "refusing_s": round(loop.time() - waited, 3),
+                "in_flight_left": in_flight_left,
+                "connections_closed": closed,
+                "listening_closed": listening,
+                "refused": self.metrics.registry.get_sample_value("sibyl_rejected_total", {"reason": "draining"}),
+            },
+        )
         await self.app.close(grace)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import grpc
 
 from sibyl.errors import ResourceExhausted, SibylError
 
 log = logging.getLogger(__name__)
+# Trailing metadata on every gRPC answer, errors included: which process answered (useful behind SO_REUSEPORT).
+WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)
 
 # gRPC code -> HTTP status for the V2 REST port (the usual mapping, as in google.rpc.Code's comments).
 HTTP_STATUS = {

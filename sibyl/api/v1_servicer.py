@@ -7,7 +7,6 @@ Each message is admitted (max_in_flight, draining) before its bytes are parsed; 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,13 +14,12 @@ from typing import Any
 import grpc
 
 from sibyl.api import wire
-from sibyl.api.status import to_status
+from sibyl.api.status import WORKER_METADATA, to_status
 from sibyl.observability.tracing import carrier
 from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
 
-WORKER_METADATA = (("sibyl-worker", str(os.getpid())),)  # which process answered: useful behind SO_REUSEPORT
 # Requests of one stream read and not yet answered on the wire: scored, or waiting to be written to a client
 # that is not reading. Beyond it the server stops reading the stream, and HTTP/2 flow control slows the client.
 STREAM_WINDOW = 32
@@ -82,7 +80,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         except Exception as exc:
             code, message = to_status(exc)
             self._observe(call, code)
-            await context.abort(code, message)
+            await context.abort(code, message, WORKER_METADATA)
         self._observe(call, grpc.StatusCode.OK)
         context.set_trailing_metadata(WORKER_METADATA)
         return response
@@ -96,6 +94,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         completed, which HTTP/2 flow control holds while the client does not read), not when it is scored: a
         client that writes and never reads makes the server stop reading, holding at most STREAM_WINDOW
         answers (sibyl_stream_pending_responses counts them)."""
+        context.set_trailing_metadata(WORKER_METADATA)  # sent when the stream ends, however it ends
         done: asyncio.Queue[PredictStreamResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(STREAM_WINDOW)
         pending = self.service.metrics.stream_pending

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from sibyl import __version__
 from sibyl.api import wire
-from sibyl.api.status import to_status
+from sibyl.api.status import WORKER_METADATA, to_status
 from sibyl.api.v2 import messages
 from sibyl.api.v2.infer import EXTENSIONS, Inference
 from sibyl.api.v2.tensors import InferCall
@@ -68,13 +68,14 @@ class KServeServicer:
         """Bytes in: the V2 path admits the call before they are parsed (in pieces when large: api.wire)."""
         start = time.perf_counter()
         read = functools.partial(_read, data, self.max_fields, self.service.options.limits)
+        context.set_trailing_metadata(WORKER_METADATA)
         try:
             return await self.inference.run(
                 start, "", len(data), read, messages.infer_response, context.invocation_metadata, context.time_remaining
             )
         except Exception as exc:
             code, message = to_status(exc)
-            await context.abort(code, message)
+            await context.abort(code, message, WORKER_METADATA)
             raise  # unreachable: abort raises
 
 
@@ -105,13 +106,14 @@ def _wrap(servicer: KServeServicer, method: MethodDescriptor, request_type: type
     call: Handler = getattr(servicer, method.name)
 
     async def handle(data: bytes, context: Context) -> Message:
+        context.set_trailing_metadata(WORKER_METADATA)
         try:
             size, max_fields = len(data), servicer.max_fields
             request = await servicer.service.off_loop(size, wire.parse, request_type, data, max_fields)
             return await call(request, context)
         except Exception as exc:
             code, message = to_status(exc)
-            await context.abort(code, message)
+            await context.abort(code, message, WORKER_METADATA)
             raise  # unreachable: abort raises
 
     return handle

@@ -1,13 +1,25 @@
-"""How a client channel to sibyl is set up: target, round-robin, keepalive, retries, TLS and the bearer token.
+"""How a client channel to sibyl is set up: target, round-robin, health checking, keepalive, retries, TLS and the
+bearer token.
 
 - `host:port` becomes `dns:///host:port`; with `round_robin`, every address DNS returns (e.g. each pod of a
   headless Kubernetes Service) gets calls, and re-resolution picks up new pods.
+- Client-side health checking (service config healthCheckConfig): the channel watches each address's gRPC health
+  service for PredictionService, and an address that says NOT_SERVING (a server that started draining) gets no
+  more calls while its in-flight ones finish; a server without the health service is taken as healthy.
 - Keepalive pings find a dead connection (node gone, NAT timeout) before a call does; the server accepts a
   ping every 10 s or slower, so the interval stays above that.
-- Retries are gRPC's own (service config retryPolicy): UNAVAILABLE (a draining or restarting server) and
-  RESOURCE_EXHAUSTED (over max_in_flight) with exponential backoff, bounded by a retry budget
-  (retryThrottling) so a sick fleet is not hit by a retry storm. Predict has no side effects, so a retried
-  call is safe; other codes (INVALID_ARGUMENT, NOT_FOUND, ...) are the caller's to fix.
+- Retries are gRPC's own (service config retryPolicy): UNAVAILABLE (a draining or restarting server, a
+  connection that failed or ended) and RESOURCE_EXHAUSTED (over max_in_flight) with exponential backoff, each
+  attempt picked afresh by round_robin (so on another address), all within the call's deadline. Predict has no
+  side effects, so a retried call is safe; other codes (INVALID_ARGUMENT, NOT_FOUND, ...) are the caller's to
+  fix.
+- The retry budget (retryThrottling, RETRY_BUDGET): every attempt that fails with a retryable code spends a token,
+  every success earns RETRY_BUDGET["tokenRatio"] back, and retries stop while half the tokens or fewer are left.
+  With a ratio of 1, retries go on as long as no more than half of the attempts fail: a deploy, where one
+  replica of two or more refuses calls while it drains, stays below that. Beyond it the fleet is failing,
+  not draining: after 50 failures more than successes, each call gets one attempt until successes earn the
+  tokens back, so a failing fleet never sees more attempts than calls, and a healthy one at most two per
+  call on average (docs/deploy.md#calling-sibyl-from-a-backend-service).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from sibyl.errors import InvalidArgument
 SERVICE = "sibyl.v1.PredictionService"
 RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 MAX_ATTEMPTS = 5  # gRPC caps retryPolicy.maxAttempts at 5
+RETRY_BUDGET = {"maxTokens": 100, "tokenRatio": 1.0}  # why these: the module docstring
 SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
 
 
@@ -62,9 +75,9 @@ def normalize_target(target: str) -> str:
 
 
 def service_config(retries: int, backoff_s: float = 0.01, max_backoff_s: float = 0.2) -> dict[str, Any]:
-    """Round-robin; Predict retried `retries` times (0: never) on RETRYABLE codes with jittered exponential
-    backoff; retries stop while more than half of the budget's tokens are spent (each failure costs 1, each
-    success earns 0.1 back). PredictStream is not retried (a stream cannot be replayed once it has answered)."""
+    """Round-robin over the addresses whose health service says SERVING; Predict retried `retries` times (0:
+    never) on RETRYABLE codes with jittered exponential backoff, within RETRY_BUDGET. PredictStream is not
+    retried (a stream cannot be replayed once it has answered)."""
     method: dict[str, Any] = {"name": [{"service": SERVICE, "method": "Predict"}], "waitForReady": False}
     if retries > 0:
         method["retryPolicy"] = {
@@ -76,8 +89,9 @@ def service_config(retries: int, backoff_s: float = 0.01, max_backoff_s: float =
         }
     return {
         "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": SERVICE},
         "methodConfig": [method],
-        "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+        "retryThrottling": dict(RETRY_BUDGET),
     }
 
 

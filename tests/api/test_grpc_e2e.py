@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import grpc
@@ -12,6 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from sibyl.kserve import grpc_predict_v2_pb2 as v2_pb2
+from sibyl.kserve.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from sibyl.models.predictor import ModelRef
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, FeatureRow, PredictRequest, Role
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
@@ -140,3 +144,23 @@ async def test_every_answered_prediction_is_logged_with_its_shadow(store: Path) 
         by_role.setdefault(r["role"], set()).add(r["prediction_id"])
     assert by_role["ROLE_PRIMARY"] == set(ids)
     assert by_role["ROLE_SHADOW"] == set(ids)
+
+
+async def test_every_answer_names_its_process_errors_included(store: Path) -> None:
+    """The `sibyl-worker` trailer on answers and on refusals, both services (README: each answer carries it)."""
+    async with running_server(store) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            v1, v2 = PredictionServiceStub(channel), GRPCInferenceServiceStub(channel)
+            calls = {
+                "v1 answer": v1.Predict(PredictRequest(predictor="p", rows=[FeatureRow(features={"amount": 1.0})])),
+                "v1 error": v1.Predict(PredictRequest(predictor="nope", rows=[FeatureRow()])),
+                "v2 answer": v2.ServerReady(v2_pb2.ServerReadyRequest()),
+                "v2 infer error": v2.ModelInfer(v2_pb2.ModelInferRequest(model_name="nope")),
+                "v2 error": v2.ModelMetadata(v2_pb2.ModelMetadataRequest(name="nope")),
+            }
+            workers = {}
+            for name, call in calls.items():
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await call
+                workers[name] = dict(await call.trailing_metadata() or ()).get("sibyl-worker")
+    assert workers == dict.fromkeys(calls, str(os.getpid()))
