@@ -9,11 +9,11 @@ Limits (ConnectionLimits; figures in docs/protocols.md, "Connection limits"):
   between requests;
 - a body being read that sends nothing for body_idle_s: 408, closed (the same attack, dripping the body);
 - requests parsed ahead of the one being answered (pipelining): at most max_pipelined, else the connection is
-  closed after nothing more is read.
+  closed (429 only when no answer is owed: an answer cannot overtake an earlier one).
 
 llhttp (httptools) buffers a header field whole before handing it over, so the header budget is kept on the
 bytes fed to the parser: a chunk that would cross it is fed only up to the budget. A normal request pays one
-comparison per chunk and a timer per request. Each refusal is counted in sibyl_rejected{reason}.
+comparison per chunk and two timers (headers, body). Each refusal is counted in sibyl_rejected{reason}.
 """
 
 from __future__ import annotations
