@@ -1,4 +1,5 @@
-"""`sibyl features load FILE` and `sibyl features get ENTITY ID`: the bulk loader and an on-call look-up."""
+"""`sibyl features load FILE`, `sibyl features get ENTITY ID` and `sibyl features check`: the bulk loader, an
+on-call look-up, and a check of a Feast mapping against Feast's registry and store."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from sibyl.config import FeatureSettings, Settings
 from sibyl.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from sibyl.features import build_store
 from sibyl.features.codec import DecodeError, decode, decode_json, describe, entity_key, field_name
+from sibyl.features.feast_check import Finding, check_mapping, check_store
 from sibyl.features.feast_codec import decode_value, timestamp_s, to_feature
 from sibyl.features.feast_codec import field as feast_field
 from sibyl.features.feast_redis import FeastRedisStore
+from sibyl.features.feast_registry import read_registry
 from sibyl.features.loader import LoadReport, load
 from sibyl.features.memory import MemoryFeatureStore
 from sibyl.features.redis import RedisFeatureStore, connect
@@ -28,7 +31,9 @@ from sibyl.models.manifest import FeatureSpec
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = subparsers.add_parser("features", help="load features into Redis, look one entity up")
+    group = subparsers.add_parser(
+        "features", help="load features into Redis, look one entity up, check a Feast mapping"
+    )
     sub = group.add_subparsers(dest="features_command", required=True)
 
     p = sub.add_parser(
@@ -56,6 +61,20 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     g.add_argument("--json", action="store_true", help="print JSON")
     _connection_flags(g)
     g.set_defaults(handler=cmd_get)
+
+    c = sub.add_parser(
+        "check",
+        help="check a feast-redis mapping against Feast's registry and the live store",
+        description="Every entity input of the model store's manifests (and --manifest): its Feast ref, view, "
+        "feature, type, join key and ttl against a Feast file registry (--registry), then a sample of the live "
+        "store: values that do not decode, views not materialized, values older than their view's ttl. "
+        "Exit status 1 when something is wrong.",
+    )
+    c.add_argument("--registry", help="Feast file registry, e.g. feature_repo/data/registry.db")
+    c.add_argument("--manifest", action="append", default=[], help="model manifest.json to check (repeatable)")
+    c.add_argument("--sample", type=int, default=100, help="entities of the live store to read (default 100; 0: none)")
+    _connection_flags(c)
+    c.set_defaults(handler=cmd_check)
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -229,6 +248,43 @@ def _feast_value(spec: FeatureSpec | None, data: bytes) -> Any:
     except DecodeError as exc:
         return f"UNREADABLE: {exc} (the server treats it as missing)"
     return "(null: the server would use the default)" if value is None else _show(value)
+
+
+# ---- check (feast-redis)
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    fs = _feature_settings(args, settings)
+    if fs.backend != "feast-redis":
+        raise ConfigError(f"features check reads a Feast store; features.backend is {fs.backend!r}, not 'feast-redis'")
+    specs = dict(specs_from_store(settings.model_store))
+    for manifest in args.manifest:
+        specs.update({n: s for n, s in specs_from_manifest(manifest).items() if s.entity is not None})
+    inputs = sorted(specs.values(), key=lambda s: s.name)
+    findings: list[Finding] = []
+    if args.registry:
+        try:
+            registry = read_registry(args.registry, fs.feast.project)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        findings += check_mapping(fs.feast, registry, inputs)
+    if args.sample > 0:
+        findings += asyncio.run(_check_store(fs, inputs, args.sample))
+    for finding in findings:
+        print(f"{finding.level:<8} {finding.text}")
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    print(f"{len(inputs)} inputs, {errors} errors, {warnings} warnings", file=sys.stderr)
+    return 1 if errors else 0
+
+
+async def _check_store(fs: FeatureSettings, inputs: list[FeatureSpec], sample: int) -> list[Finding]:
+    store = build_store(fs)
+    assert isinstance(store, FeastRedisStore)
+    try:
+        return await check_store(store, inputs, sample)
+    except Exception as exc:  # redis-py connection/timeout errors
+        raise Unavailable(f"cannot read {fs.url}: {exc}") from None
+    finally:
+        await store.close()
 
 
 def _decode_raw(spec: FeatureSpec | None, data: bytes) -> Any:

@@ -193,6 +193,11 @@ def to_toml(data: dict[str, Any]) -> str:
             lines.append(f"# {key} is unset" if value is None else f"{key} = {_toml_value(value)}")
     for table, values in tables.items():
         lines += ["", f"[{table}]"]
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}  # e.g. features.feast
         for key, value in values.items():
-            lines.append(f"# {key} is unset" if value is None else f"{key} = {_toml_value(value)}")
+            if key not in nested:
+                lines.append(f"# {key} is unset" if value is None else f"{key} = {_toml_value(value)}")
+        for key, sub in nested.items():
+            lines += ["", f"[{table}.{key}]"]
+            lines += [f"# {k} is unset" if v is None else f"{k} = {_toml_value(v)}" for k, v in sub.items()]
     return "\n".join(lines).lstrip("\n") + "\n"

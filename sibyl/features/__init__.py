@@ -7,8 +7,9 @@ The request path: the store interface (base), the embedded store (memory) and Re
 the Redis layout and value encoding (codec), a Feast online store in Redis (feast_redis, its layout in
 feast_codec), the TTL cache (cache), the circuit breaker (breaker), and the fetcher that puts them together
 within a budget (fetcher); the backend's settings (settings). Bulk work: the blocking reader
-and writer of batch jobs (bulk), the loader (loader) and its input files (sources), and the specs that say how
-a column is encoded (specs).
+and writer of batch jobs (bulk) and the blocking reader of a Feast store (feast_bulk), the loader (loader) and its
+input files (sources), and the specs that say how a column is encoded (specs). `sibyl features check`: Feast's
+file registry read by hand (feast_registry) and the checks of a mapping against it and a live store (feast_check).
 
 May import (tests/test_layout.py RANK): models (feature specs of manifests), observability, errors and the
 generated v1/kserve code; never predlog (same rank) or anything above.

@@ -114,7 +114,7 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
+def proto_fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
     """(field number, wire type, value) of a message: a varint or fixed width as int, length-delimited as bytes."""
     out: list[tuple[int, int, int | bytes]] = []
     pos, n = 0, len(buf)
@@ -144,7 +144,7 @@ def timestamp_s(raw: bytes | None) -> float | None:
     if not raw:
         return None
     seconds = nanos = 0
-    for number, _, value in _fields(raw):
+    for number, _, value in proto_fields(raw):
         if isinstance(value, int) and number == 1:
             seconds = _signed(value)
         elif isinstance(value, int) and number == 2:
@@ -180,7 +180,7 @@ def _list(number: int, payload: bytes) -> np.ndarray:
     """The numbers of an Int32List/Int64List/DoubleList/FloatList/BoolList message (packed or not)."""
     kind = _LISTS[number]
     items: list[float] = []
-    for inner, wire, value in _fields(payload):
+    for inner, wire, value in proto_fields(payload):
         if inner != 1:
             continue
         if wire == 2:  # packed: proto3's default for repeated numbers
@@ -219,7 +219,7 @@ def decode_value(raw: bytes) -> float | np.ndarray | None:
         if end == n:
             return float(_int32(whole)) if raw[0] == 0x18 else float(_signed(whole))
     found: float | np.ndarray | None = None
-    for number, wire, value in _fields(raw):  # a oneof: the last field wins, as in protobuf
+    for number, wire, value in proto_fields(raw):  # a oneof: the last field wins, as in protobuf
         if number in _SCALARS:
             found = _scalar(number, wire, value)
         elif number in _LISTS:

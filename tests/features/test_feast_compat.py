@@ -81,8 +81,8 @@ def wanted() -> dict[tuple[str, str], list[FeatureSpec]]:
 class Written:
     """What Feast wrote and read back for one (server, serialization version)."""
 
-    def __init__(self, url: str, project: str, version: int, cluster: bool, feast: dict[str, Any]) -> None:
-        self.url, self.project, self.version, self.cluster = url, project, version, cluster
+    def __init__(self, url: str, project: str, version: int, cluster: bool, feast: dict[str, Any], repo: Path) -> None:
+        self.url, self.project, self.version, self.cluster, self.repo = url, project, version, cluster, repo
         drivers, customers = feast["reads"]
         self.online = {("driver_id", str(i)): {} for i in DRIVER_IDS} | {("customer_id", c): {} for c in CUSTOMER_IDS}
         for read, entity, ids in ((drivers, "driver_id", DRIVER_IDS), (customers, "customer_id", CUSTOMER_IDS)):
@@ -109,15 +109,14 @@ def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
          "rows": [{"customer_id": c} for c in CUSTOMER_IDS]},
     ]  # fmt: skip
     options = {"connection": server.url.split("//")[1].split("/")[0], "project": project, "version": version}
+    repo = Path(tmp_path_factory.mktemp("feast")) / project
     try:
-        feast = run_feast(
-            Path(tmp_path_factory.mktemp("feast")) / project, {**options, "cluster": kind == "cluster", "reads": reads}
-        )
+        feast = run_feast(repo, {**options, "cluster": kind == "cluster", "reads": reads})
     except FeastUnavailable as exc:
         if in_ci():
             pytest.fail(str(exc), pytrace=False)
         pytest.skip(str(exc))
-    yield Written(server.url, project, version, kind == "cluster", feast)
+    yield Written(server.url, project, version, kind == "cluster", feast, repo)
 
 
 def as_model_sees(value: Any) -> Any:
@@ -177,8 +176,9 @@ def test_sibyl_fills_what_feast_serves(written: Written, ttl: bool) -> None:
 def test_through_the_fetcher_and_the_batch_reader(written: Written) -> None:
     """The server's fetcher counts stale values per view and reads unmapped inputs as missing; the batch reader
     (sibyl.batch on Spark/Ray) reads exactly what the server's source reads."""
-    settings = FeatureSettings(backend="feast-redis", url=written.url, cache_ttl_s=0, feast=feast_settings(
-        written.project, written.version, written.cluster))  # fmt: skip
+    feast = feast_settings(written.project, written.version, written.cluster)
+    # a generous budget: the first fetch from a cluster also discovers its slots, on a busy box
+    settings = FeatureSettings(backend="feast-redis", url=written.url, cache_ttl_s=0, budget_ms=10_000, feast=feast)
     metrics = Metrics(CollectorRegistry())
     plan = wanted()
     plan[("driver_id", "1001")] = [*plan[("driver_id", "1001")], FeatureSpec(name="unmapped", entity="driver_id")]
@@ -220,3 +220,39 @@ def test_features_get_shows_a_feast_entity(
     assert "_ts:customer_profile" in out and "STALE" in out
     assert main([*base, "driver_id", "x"]) == 2
     assert "is not a Feast int64" in capsys.readouterr().err
+
+
+def test_features_check_against_the_registry_and_the_store(
+    written: Written, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sibyl features check`: a right mapping passes; a wrong type, a missing feature, a wrong join key type and
+    an unset ttl are named; the live sample counts the stale customers."""
+    feast = feast_settings(written.project, written.version, written.cluster).model_dump()
+    manifest = {
+        "name": "m", "version": "1", "input_name": "x", "output": {"name": "y"}, "sha256": "0" * 64,
+        "inputs": [spec.model_dump() for spec, _ in INPUTS.values()],
+    }  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "models").mkdir()
+
+    def check(feast: dict[str, Any]) -> tuple[int, str]:
+        config = tmp_path / "sibyl.json"
+        features = {"backend": "feast-redis", "url": written.url, "feast": feast}
+        config.write_text(json.dumps({"features": features, "model_store": {"url": str(tmp_path / "models")}}))
+        registry = written.repo / "data" / "registry.db"
+        args = ["--config", str(config), "features", "check", "--registry", str(registry)]
+        code = main([*args, "--manifest", str(tmp_path / "manifest.json")])
+        return code, capsys.readouterr().out
+
+    code, out = check(feast)
+    assert code == 0, out
+    assert out.count("ok ") >= len(INPUTS) and "error" not in out
+    assert "view 'customer_profile': 4 of" in out and "2 stale" in out  # c1..c4 sampled, c3 and c4 stale
+    wrong = {**feast, "features": [*feast["features"], "emb=driver_stats:conv_rate", "trips=driver_stats:nope"]}
+    wrong |= {"entities": ["driver_id=int32", "customer_id=string"], "ttl": []}
+    code, out = check(wrong)
+    assert code == 1
+    assert "emb (driver_stats:conv_rate): Feast type FLOAT cannot feed a float_vector[4] input" in out
+    assert "view 'driver_stats' has no feature 'nope'" in out
+    assert "set features.feast.entities 'driver_id=driver_id:int64'" in out
+    assert "view ttl is 3600 s in the registry, unset in features.feast.ttl ('customer_profile=3600')" in out
