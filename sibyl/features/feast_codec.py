@@ -207,6 +207,39 @@ def _decode_int(kind: str, v: int) -> float:
     return float(_signed(v))
 
 
+_LIST_TAGS = {0x6A, 0x72, 0x7A, 0x82, 0x8A}  # first tag byte of int32/int64/double/float/bool_list_val, wire 2
+
+
+def _packed_list(raw: bytes) -> np.ndarray | None:
+    """float32 array of a Value holding one packed list and nothing else; None when the shape is anything else."""
+    tag, pos = _varint(raw, 0)
+    number = tag >> 3
+    if tag & 7 != 2 or number not in _LISTS or _LISTS[number] == "unix_timestamp":
+        return None
+    size, pos = _varint(raw, pos)
+    if pos + size != len(raw):
+        return None
+    if size == 0:
+        return np.zeros(0, dtype=np.float32)
+    if raw[pos] != 0x0A:  # field 1, packed
+        return None
+    length, start = _varint(raw, pos + 1)
+    if start + length != len(raw):
+        return None
+    kind, payload = _LISTS[number], raw[start:]
+    if kind == "float":
+        if length % 4:
+            raise DecodeError("packed floats of a length that is not a multiple of 4")
+        return np.frombuffer(payload, dtype="<f4")  # read-only view: safe to share through the cache
+    if kind == "double":
+        if length % 8:
+            raise DecodeError("packed doubles of a length that is not a multiple of 8")
+        return np.frombuffer(payload, dtype="<f8").astype(np.float32)
+    if max(payload) < 0x80:  # every varint one byte (0..127, and bools, which are 0 or 1): no Python loop
+        return np.frombuffer(payload, dtype=np.uint8).astype(np.float32)
+    return None  # larger or negative ints: the general walk
+
+
 def decode_value(raw: bytes) -> float | np.ndarray | None:
     """A Value proto as a number or a float32 array; None when it holds no value (empty message, null_val)."""
     n = len(raw)
@@ -218,6 +251,10 @@ def decode_value(raw: bytes) -> float | np.ndarray | None:
         whole, end = _varint(raw, 1)
         if end == n:
             return float(_int32(whole)) if raw[0] == 0x18 else float(_signed(whole))
+    if n > 2 and raw[0] in _LIST_TAGS:  # a list alone, packed (what Feast writes): no general walk
+        packed = _packed_list(raw)
+        if packed is not None:
+            return packed
     found: float | np.ndarray | None = None
     for number, wire, value in proto_fields(raw):  # a oneof: the last field wins, as in protobuf
         if number in _SCALARS:
