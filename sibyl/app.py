@@ -92,6 +92,8 @@ class App:
     async def close(self, timeout_s: float) -> None:
         """Finish queued log records and shadows, stop polling, flush the prediction log, close the feature store."""
         await self.after.stop(timeout_s=min(timeout_s, 5.0))
+        if self.service.verdicts is not None:
+            self.service.verdicts.close()  # the last verdicts into the metrics, the flusher thread ended
         await self.registry.stop()
         await asyncio.to_thread(self.sink.close, max(timeout_s, 5.0))
         await self.fetcher.close()

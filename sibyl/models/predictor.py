@@ -125,7 +125,7 @@ class RankAgreement(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     window: int = Field(10_000, ge=100, le=1_000_000, description="Rows per (candidate, slice) in the window.")
-    every: int = Field(1_000, ge=1, description="Rows between exports of the gauge (fewer: every flush).")
+    every_s: float = Field(5.0, ge=0.0, le=3600.0, description="Seconds between refreshes of a window's gauge.")
 
 
 class PredictorConfig(BaseModel):

@@ -4,10 +4,10 @@ A prometheus_client `Histogram.observe` walks the buckets in Python and takes tw
 updates (stage and request latencies, rows, counters), a visible share of a 1-row call's CPU
 (docs/performance.md#metric-updates). The request path now appends (metric, value) to a deque (no lock) and
 `flush()` applies what is queued: per histogram child, one bisect or numpy `searchsorted` pass and one `inc` per
-non-empty bucket (sibyl.compat.prometheus_buckets), however many calls came in. Settled (the `hooks`, then the
-queue) by the records lane after each batch of answered calls (serving.after_response) and before every scrape (a
-collector registered first in the registry); flushed inline when nothing has flushed for `limit` updates, so the
-queue stays bounded. The values are
+non-empty bucket (sibyl.compat.prometheus_buckets), however many calls came in. Flushed by the records lane after
+each batch of answered calls (serving.after_response), before every scrape (a collector registered first in the
+registry; other bulk producers' `hooks` run first, see `settle`), and inline when nothing has flushed for `limit`
+updates, so the queue stays bounded. The values are
 prometheus_client's own, so multiprocess mode works as before; a scrape lags the calls by at most one records
 batch (~ms).
 """
@@ -33,7 +33,7 @@ class Deferred(Collector):
         # caller checks len(items) against limit itself once per call, as observe() does for each update.
         self.append = self.items.append
         self.limit = limit
-        # Other bulk producers (serving.verdicts) flushed with the queue, off the request path: see settle().
+        # Other bulk producers (serving.verdicts) flushed before a scrape: see settle().
         self.hooks: list[Callable[[], object]] = []
         if registry is not None:
             registry.register(self)  # first in the registry: flushed before any metric is collected
@@ -68,8 +68,7 @@ class Deferred(Collector):
         return count
 
     def settle(self) -> int:
-        """The hooks, then flush(): after each records batch and before each scrape, never on the event loop (the
-        request path's inline flush() leaves the hooks alone)."""
+        """The hooks, then flush(): before each scrape (collect), so a scrape shows every update made before it."""
         for hook in self.hooks:
             hook()
         return self.flush()

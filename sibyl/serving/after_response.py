@@ -200,7 +200,7 @@ class AfterResponse:
         # than their work (docs/performance.md#records-lane).
         # Records, shadows and metric updates then start up to 20 ms after the response; a scrape still flushes.
         self._records = BatchLane(
-            "sibyl-records", record_queue_size, linger_s=RECORDS_LINGER_S, after_batch=metrics.deferred.settle
+            "sibyl-records", record_queue_size, linger_s=RECORDS_LINGER_S, after_batch=metrics.deferred.flush
         )
         self._is_busy = is_busy
         self._dropped = metrics.predlog_records.labels("dropped")

@@ -74,7 +74,7 @@ class PredictionService:
         o = options
         self.verdicts = Verdicts(metrics) if o.verdicts else None
         if self.verdicts is not None:
-            metrics.deferred.hooks.append(self.verdicts.flush)  # after each records batch and before each scrape
+            metrics.deferred.hooks.append(self.verdicts.flush)  # before each scrape; a thread flushes every second
         self._followup = Followup(
             registry, sink, after, metrics, self._score_now, o.log_features, o.drift_sample, self.verdicts
         )

@@ -3,14 +3,18 @@ output, by slice (docs/observability.md#verdicts).
 
 The after-response threads hand over each call's scores (`answered` for the model that answered, `compared` for a
 candidate scored on the same rows as the primary) with the call's slice labels (serving.slices); the work is a few
-numpy calls and a list append. `flush` (after each records batch, before each scrape, and when enough rows wait)
-turns everything pending into the metrics in bulk: one bincount per series family, one histogram pass per
-(candidate, slice), and each rank-agreement window refreshed. Nothing here runs on the event loop.
+numpy calls and a list append. `flush` turns everything pending into the metrics in bulk: one bincount per series
+family, one histogram pass per (candidate, slice), and the rank-agreement windows that are due. It runs on a thread
+of its own every FLUSH_EVERY_S, before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is
+spread over however many calls came in meanwhile (flushing after each records batch cost a 1-row call tens of µs:
+docs/performance.md#verdicts). Nothing here runs on the event loop.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +28,9 @@ from sibyl.observability.multiprocess import drop_series
 from sibyl.serving.rank_window import RankWindow
 from sibyl.serving.slices import Slicer, SliceRows
 
-FLUSH_ROWS = 4_096  # rows pending before the thread that adds them flushes itself (a bound on memory)
+log = logging.getLogger(__name__)
+FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
+FLUSH_EVERY_S = 1.0  # the flusher thread: the metrics lag the calls by at most this (a scrape flushes first)
 SETTINGS = ("decision_threshold", "alert_agreement", "positive_rate_shift")
 
 
@@ -61,7 +67,7 @@ class PredictorVerdicts:
         self.slicer = Slicer()
         self.config: PredictorConfig | None = None
         self.threshold = 0.5
-        self.window, self.every = 10_000, 1_000
+        self.window, self.every_s = 10_000, 5.0
         self._lock = threading.Lock()  # guards the pending lists: records and shadow threads add
         self._flush_lock = threading.Lock()  # one flush at a time: windows and children are not thread-safe
         # (name, version, dim) -> [(labels [D, n], decisions [n], first-column scores [n])]
@@ -75,7 +81,7 @@ class PredictorVerdicts:
     def configure(self, config: PredictorConfig) -> None:
         self.slicer.configure(config.slices)
         self.threshold = config.decision_threshold
-        self.window, self.every = config.rank_agreement.window, config.rank_agreement.every
+        self.window, self.every_s = config.rank_agreement.window, config.rank_agreement.every_s
         gauge = self.metrics.predictor_setting
         for setting in SETTINGS:
             value = getattr(config, setting)
@@ -100,10 +106,14 @@ class PredictorVerdicts:
         """A candidate (shadow, arm, extra) scored the same rows as the primary."""
         if primary.shape != candidate.shape:  # a model with another output width is not the primary's twin
             primary, candidate = primary[:, :1], candidate[:, :1]
-        delta = np.abs(candidate - primary).max(axis=1)  # one column: |c - p|; several: the largest
-        agree = decisions(candidate, self.threshold) == decisions(primary, self.threshold)
-        item = (labels, delta, agree, primary[:, 0], candidate[:, 0])
-        self._add(self._compared, (model.name, model.version, role), item, primary.shape[0])
+        p, c = primary[:, 0], candidate[:, 0]
+        if primary.shape[1] == 1:
+            delta = np.abs(c - p)
+            agree = (c >= self.threshold) == (p >= self.threshold)
+        else:  # several columns: the largest difference, and the arg-max classes
+            delta = np.abs(candidate - primary).max(axis=1)
+            agree = decisions(candidate, self.threshold) == decisions(primary, self.threshold)
+        self._add(self._compared, (model.name, model.version, role), (labels, delta, agree, p, c), p.shape[0])
 
     def _add(self, pending: dict[Any, list[tuple[np.ndarray, ...]]], key: Any, item: Any, rows: int) -> None:
         with self._lock:
@@ -159,33 +169,39 @@ class PredictorVerdicts:
             outcome = "agree" if agreed else "disagree"
             child = self._child(self.metrics.shadow_decisions, self.name, model, version, role, names[label], outcome)
             child.inc(int(counts[code]))
+        now = time.monotonic()
         for row in labels:
             for label, rows in groups(row):
                 child = self._child(self.metrics.shadow_abs_delta, self.name, model, version, role, names[label])
                 observe_many(child, delta[rows])
                 window = self._windows.get((model, version, label))
                 if window is None:
-                    window = self._windows[(model, version, label)] = RankWindow(self.window, self.every)
+                    window = self._windows[(model, version, label)] = RankWindow(self.window, self.every_s)
                 window.add(primary[rows], candidate[rows])
-                if window.due():
-                    value = window.spearman()
-                    if value is not None:
-                        gauge = self._child(self.metrics.shadow_rank_agreement, self.name, model, version, names[label])
-                        gauge.set(value)
+        for (m, v, label), window in self._windows.items():
+            if m == model and v == version and window.due(now):
+                value = window.spearman(now)
+                if value is not None:
+                    self._child(self.metrics.shadow_rank_agreement, self.name, m, v, names[label]).set(value)
 
 
 class Verdicts:
-    """Every predictor's verdict state, by name."""
+    """Every predictor's verdict state, by name, and the thread that flushes it every FLUSH_EVERY_S."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, metrics: Metrics, flush_every_s: float = FLUSH_EVERY_S) -> None:
+        self.metrics, self.flush_every_s = metrics, flush_every_s
         self._predictors: dict[str, PredictorVerdicts] = {}
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def of(self, config: PredictorConfig) -> PredictorVerdicts:
         """This predictor's state, configured by this config (records thread)."""
         state = self._predictors.get(config.name)
         if state is None:
             state = self._predictors[config.name] = PredictorVerdicts(config.name, self.metrics)
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_forever, name="sibyl-verdicts", daemon=True)
+                self._flusher.start()
         if state.config is not config:
             state.configure(config)
         return state
@@ -193,3 +209,17 @@ class Verdicts:
     def flush(self) -> None:
         for state in list(self._predictors.values()):
             state.flush()
+
+    def _flush_forever(self) -> None:
+        while not self._stop.wait(self.flush_every_s):
+            try:
+                self.flush()
+            except Exception:  # a bug here must not end the flushing
+                log.exception("flushing the verdicts failed")
+
+    def close(self) -> None:
+        """Flush what is pending and end the thread."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(5.0)
+        self.flush()

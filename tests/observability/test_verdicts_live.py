@@ -52,7 +52,7 @@ def build_store(root: Path) -> None:
     catalog.promote("judged", "prim@1")
     catalog.set_shadow("judged", "cand@1", 1.0)
     config = json.loads((root / "predictors" / "judged.json").read_text())
-    config.update(slices=SLICES, rank_agreement={"window": 10_000, "every": 1}, alert_agreement=0.9)
+    config.update(slices=SLICES, rank_agreement={"window": 10_000, "every_s": 0}, alert_agreement=0.9)
     (root / "predictors" / "judged.json").write_text(json.dumps(config))
 
 

@@ -30,7 +30,7 @@ def test_constant_or_tiny_windows_have_no_value() -> None:
 def test_the_window_keeps_only_the_last_rows() -> None:
     rng = np.random.default_rng(7)
     a, b = rng.random(2_500), rng.random(2_500)
-    window = RankWindow(size=1_000, every=300)
+    window = RankWindow(size=1_000, every_s=5.0)
     for start in range(0, 2_500, 70):  # uneven chunks wrap the ring
         window.add(a[start : start + 70], b[start : start + 70])
     assert window.filled == 1_000
@@ -38,15 +38,14 @@ def test_the_window_keeps_only_the_last_rows() -> None:
     assert window.spearman() == pytest.approx(expected, abs=1e-12)
 
 
-def test_due_every_n_rows_and_while_small() -> None:
-    window = RankWindow(size=10_000, every=100)
+def test_due_when_rows_came_and_every_s_passed() -> None:
+    window = RankWindow(size=10_000, every_s=5.0)
+    assert not window.due(now=100.0)  # nothing added yet
     window.add(np.arange(20.0), np.arange(20.0))
-    assert window.due()  # fewer rows than `every`: every add refreshes the gauge
-    assert window.spearman() == pytest.approx(1.0)
-    window.add(np.arange(100.0), np.arange(100.0))
-    assert window.due()
-    window.spearman()
+    assert window.due(now=100.0)  # never refreshed
+    assert window.spearman(now=100.0) == pytest.approx(1.0)
     window.add(np.arange(50.0), np.arange(50.0))
-    assert not window.due()
-    window.add(np.arange(50.0), np.arange(50.0))
-    assert window.due()
+    assert not window.due(now=104.9)
+    assert window.due(now=105.0)
+    window.spearman(now=105.0)
+    assert not window.due(now=200.0)  # no new rows: nothing to refresh

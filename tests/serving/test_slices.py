@@ -129,3 +129,33 @@ def test_check_slices_refuses_what_the_primary_does_not_take() -> None:
     ]:
         with pytest.raises(InvalidArgument, match=words):
             check_slices([bad], inputs, "m@1")
+
+
+def test_one_row_calls_take_the_scalar_path_with_the_same_labels() -> None:
+    specs = [
+        {"name": "distance", "feature": "d", "edges": [1, 3, 10]},
+        {"name": "hour", "feature": "h", "top": 3},
+        {"name": "store", "entity": "store_id", "top": 2},
+        {"name": "no_rating", "defaulted": "rating"},
+    ]
+    rng = np.random.default_rng(8)
+    n = 400
+    d = rng.uniform(0, 12, n).astype(np.float32)
+    d[::37] = np.nan
+    h = rng.integers(0, 6, n).astype(np.float32)
+    stores = rng.choice(["a", "b", "c", ""], n, p=[0.5, 0.3, 0.15, 0.05]).tolist()
+    used = np.flatnonzero(rng.random(n) < 0.2)
+    whole, single = slicer(*specs), slicer(*specs)
+    # The same stream of calls: once as one n-row call, once as n 1-row calls (per-row ids and shared ids).
+    expected = names(
+        whole, whole.assign(Rows(n, {"d": d, "h": h}, {"store_id": CodedIds.of(stores)}, {"rating": used}))
+    )
+    got: list[list[str]] = [[] for _ in specs] + [[]]
+    for i in range(n):
+        ids: dict[str, str | CodedIds] = {"store_id": stores[i]} if i % 2 else {"store_id": CodedIds.of([stores[i]])}
+        row = Rows(1, {"d": d[i : i + 1], "h": h[i : i + 1]}, ids, {"rating": np.array([0])} if i in used else {})
+        for k, label in enumerate(names(single, single.assign(row))):
+            got[k] += label
+    assert got[:3] == expected[:3] and got[4] == expected[4]
+    # Heavy hitters: one call sees the counts at once, single rows see them grow; both label at most `top`.
+    assert set(got[3]) <= {"store=a", "store=b", "store=other", "store=none"}
