@@ -253,3 +253,11 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+
+        # Prediction log records not kept, by why (predlog/losses.py); their total is predlog_records{outcome=dropped}
+        self.predlog_dropped = Counter(
+            "sibyl_predlog_dropped",
+            "Prediction log records not kept, by reason (queue, spool_full, disk_full, write_error, poison).",
+            ["reason"],
+            registry=r,
+        )

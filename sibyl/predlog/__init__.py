@@ -4,7 +4,7 @@
 The sink interface (base) and the choice of sink from settings (factory, settings); the bounded hand-off from the
 request path (queue); the file sink (file) and its JSON lines (jsonl); the Kafka sink (kafka), its producer,
 kafka-python or confluent-kafka (producers), what it keeps per record (payload), records the broker refuses
-(poison), and the disk spool (spool).
+(poison), and the disk spool (spool); records not kept, counted by reason (losses).
 
 May import (tests/test_layout.py RANK): models, observability, errors and the generated v1/kserve code; never
 features (same rank) or anything above.

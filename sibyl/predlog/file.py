@@ -9,6 +9,10 @@ Rotation: with max_bytes, a file that reached it is renamed PATH.1 (PATH.1 -> PA
 a new PATH is started. External rotation (logrotate's move, then SIGHUP): the writer reopens PATH on SIGHUP,
 and also whenever PATH no longer names the file it holds open (checked before each batch), so records never
 keep going into a moved or deleted file.
+
+A failed write (a full disk: docs/reliability.md#full-disk) never leaves part of a record behind: the file is cut
+back to the end of the last whole chunk written, the records after it are counted as dropped by reason
+(predlog/losses.py), and the next batch tries again, so logging resumes by itself once there is room.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.jsonl import to_json_bytes
+from sibyl.predlog.losses import Losses, reason_of
 from sibyl.predlog.queue import RecordQueue
 from sibyl.v1.predlog_pb2 import PredictionLog
 
@@ -50,12 +55,14 @@ class FileSink:
         self._previous_hup: Any = None
         self._batch_max, self._poll_s = batch_max, poll_s
         self._written = metrics.predlog_records.labels("written")
-        self._dropped = metrics.predlog_records.labels("dropped")
-        self._queue = RecordQueue(queue_size, self._dropped)
+        self._losses = Losses(metrics, log)
+        self._queue = RecordQueue(queue_size, self._losses.counter("queue"))
         self._depth = metrics.predlog_queue_depth
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._file: io.FileIO | None = None
+        self._kept_end: int | None = None  # while a batch is written: file size after its last whole chunk
+        self._kept_records = 0  # ... and the records up to there
 
     def start(self) -> None:
         if self._thread is not None:
@@ -88,7 +95,10 @@ class FileSink:
                 return
         if self._file is not None:
             self._write_all()  # anything submitted between the thread's last drain and close
-            os.fsync(self._file.fileno())
+            try:
+                os.fsync(self._file.fileno())
+            except (OSError, ValueError) as exc:  # a full disk, or a file a failed rotation left closed
+                log.error("prediction log %s: final fsync failed: %s", self.path, exc)
             self._file.close()
 
     def _run(self) -> None:
@@ -107,34 +117,58 @@ class FileSink:
         self._depth.set(len(self._queue))
         if not batch or self._file is None:
             return 0
+        self._kept_end, self._kept_records = None, 0
         try:
+            if self._file.closed:  # a rotation that failed half-way (a full disk) closed it
+                self._file = self._open()
             if self._reopen or self._moved():
                 self._open_again()
             self._write_records(batch)
             if self.max_bytes and self._file.tell() >= self.max_bytes:
                 self._rotate()
-        except OSError as exc:  # disk full, file removed: keep serving, count the loss
-            log.error("prediction log write to %s failed: %s; %d records dropped", self.path, exc, len(batch))
-            self._dropped.inc(len(batch))
+        except OSError as exc:  # disk full, file removed: keep serving, keep whole records only, count the loss
+            kept = self._cut_back() if self._kept_end is not None else self._kept_records
+            self._written.inc(kept)
+            self._losses.count(len(batch) - kept, reason_of(exc))
+            self._losses.log(len(batch) - kept, f"prediction log write to {self.path} failed: {exc}")
             return len(batch)
         self._written.inc(len(batch))
         return len(batch)
+
+    def _cut_back(self) -> int:
+        """After a failed write: cut the file back to its last whole record; how many of the batch it kept."""
+        assert self._file is not None and self._kept_end is not None
+        kept, end, self._kept_end = self._kept_records, self._kept_end, None
+        try:
+            os.ftruncate(self._file.fileno(), end)
+        except OSError as exc:  # not seen so far: shrinking a file needs no room
+            log.error("prediction log %s: cannot cut a torn write back to byte %d: %s", self.path, end, exc)
+        return kept
 
     def _write_records(self, batch: list[PredictionLog]) -> None:
         """Encode and write in chunks of ~64 KB: orjson holds the GIL while it encodes, and each writev lets
         the event loop have it back at once, where a whole batch made it wait for the switch interval again and
         again: p99 falls, CPU stays the same (docs/performance.md#file-log-writing)."""
         assert self._file is not None
+        fd = self._file.fileno()
+        self._kept_end = os.fstat(fd).st_size
         lines: list[bytes] = []
         size = 0
         for record in batch:
             lines.append(to_json_bytes(record, newline=True))
             size += len(lines[-1])
             if size >= _CHUNK_BYTES:
-                write_lines(self._file.fileno(), lines)
+                self._write_chunk(fd, lines, size)
                 lines, size = [], 0
         if lines:
-            write_lines(self._file.fileno(), lines)
+            self._write_chunk(fd, lines, size)
+        self._kept_end = None
+
+    def _write_chunk(self, fd: int, lines: list[bytes], size: int) -> None:
+        write_lines(fd, lines)
+        assert self._kept_end is not None
+        self._kept_end += size
+        self._kept_records += len(lines)
 
     def _moved(self) -> bool:
         """PATH no longer names the open file (moved or deleted by someone else)."""

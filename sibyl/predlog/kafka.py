@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from sibyl.observability.metrics import Metrics
+from sibyl.predlog.losses import Losses, Reason, reason_of
 from sibyl.predlog.payload import Item, Pending, item, split_payload, spool_payload
 from sibyl.predlog.poison import DeadLetters, trimmed
 from sibyl.predlog.producers import (
@@ -78,8 +79,8 @@ class KafkaSink:
         self._backoff = self._backoff_min
         m = metrics.predlog_records
         self._sent, self._spooled = m.labels("sent"), m.labels("spooled")
-        self._replayed, self._dropped = m.labels("replayed"), m.labels("dropped")
-        self._queue = RecordQueue(queue_size, self._dropped)
+        self._replayed, self._losses = m.labels("replayed"), Losses(metrics, log)
+        self._queue = RecordQueue(queue_size, self._losses.counter("queue"))
         self._trimmed, self._dead_lettered = m.labels("trimmed"), m.labels("dead_letter")
         self._restarts = metrics.predlog_sender_restarts
         self._depth, self._spool_bytes = metrics.predlog_queue_depth, metrics.predlog_spool_bytes
@@ -97,7 +98,6 @@ class KafkaSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._deadline: float | None = None  # set by close(): when the sender must stop flushing
-        self._last_drop_log = 0.0
 
     # ---- PredictionSink ----
 
@@ -139,7 +139,10 @@ class KafkaSink:
             except Exception:  # a bug here must not pass silently, nor end the log: restart, count it
                 log.exception("prediction log sender failed; restarting it (restart %d)", restart + 1)
                 self._restarts.inc()
-                self._spool_held()
+                try:
+                    self._spool_held()
+                except Exception:  # the same bug again must not end the thread (and the log with it)
+                    log.exception("prediction log sender could not spool what it held")
                 self._discard = True  # start again with a new producer
                 self._stop.wait(min(self._backoff_max, self._backoff_min * 2 ** min(restart, 8)))
         try:
@@ -270,7 +273,7 @@ class KafkaSink:
         elif self._dead.write(value, why):
             self._dead_lettered.inc()
         else:
-            self._dropped.inc()
+            self._losses.count(1, "poison")
 
     def _replay_once(self) -> None:
         batch = self.spool.read(self._replay_chunk)
@@ -310,24 +313,17 @@ class KafkaSink:
     def _to_spool(self, pending: list[Pending]) -> None:
         if not pending:
             return
+        reason: Reason = "spool_full"  # what append did not take: over spool_max_bytes
+        why = f"full at {self.spool.max_bytes} bytes"
         try:
             written = self.spool.append([spool_payload(p.key, p.value) for p in pending])
-        except OSError as exc:
-            log.error("prediction spool write failed: %s", exc)
-            written = 0
+        except OSError as exc:  # nothing of the append is kept (spool.py cuts a torn write back)
+            written, reason, why = 0, reason_of(exc), f"write failed: {exc}"
         self._spooled.inc(written)
         lost = len(pending) - written
+        self._losses.count(lost, reason)
         if lost:
-            self._dropped.inc(lost)
-            now = time.monotonic()
-            if now - self._last_drop_log >= 10.0:  # one line per 10 s, not one per record
-                self._last_drop_log = now
-                log.error(
-                    "prediction spool %s could not take %d records (full at %d bytes, or a write failed); dropped",
-                    self.spool.directory,
-                    lost,
-                    self.spool.max_bytes,
-                )
+            self._losses.log(lost, f"prediction spool {self.spool.directory} could not take {lost} records ({why})")
 
     def _mark_down(self, why: str) -> None:
         if self._healthy or self._next_try <= time.monotonic():

@@ -7,6 +7,8 @@ segments are fsync'd when they roll and by `maybe_sync()` at most `fsync_interva
 Replay: `read(n)` returns the oldest unacked payloads without consuming them; `ack(batch)` moves the
 cursor past them and deletes every segment whose records are all acked. The cursor lives in memory, so
 after a restart the head segment replays from its start (duplicates, never losses).
+A failed append (a full disk) leaves no partial frame or header behind: the segment is cut back to its last whole
+frame, a segment whose header did not fit is removed, and the caller counts the records (docs/reliability.md).
 Recovery: on open, each segment is scanned; a torn or corrupt frame (crash mid-write, bad CRC) and
 everything after it in that segment is cut off with a warning. New appends always go to a new segment.
 """
@@ -14,6 +16,7 @@ everything after it in that segment is cut off with a warning. New appends alway
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -214,27 +217,40 @@ class Spool:
     def _write(self, frames: list[bytes]) -> None:
         if self._fd is not None and self._sizes[self._write_seq] >= self.segment_bytes:
             self._close_writer()  # roll: fsync the full segment before starting the next
-        if self._fd is None:
-            self._write_seq += 1
-            self._fd = os.open(self._path(self._write_seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-            os.write(self._fd, MAGIC)
-            self._sizes[self._write_seq] = len(MAGIC)
-            self._sync_dir()
-            if self._cursor.segment not in self._sizes:
-                self._cursor = Cursor(self._write_seq, len(MAGIC))
+        fd = self._fd if self._fd is not None else self._new_segment()
         data = b"".join(frames)
         before = self._sizes[self._write_seq]
         try:
-            written = os.write(self._fd, data)
+            written = os.write(fd, data)
         except OSError:
             self._cut_torn_tail(before)
             raise
         if written != len(data):  # a short write is possible on a full disk: undo it, surface it
             self._cut_torn_tail(before)
-            raise OSError(f"short write to prediction spool ({written} of {len(data)} bytes); not kept")
+            raise OSError(errno.ENOSPC, f"short write to prediction spool ({written} of {len(data)} bytes); not kept")
         self._sizes[self._write_seq] += len(data)
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
+
+    def _new_segment(self) -> int:
+        """Start the next segment with its header. On a full disk the header itself may not fit: then no segment
+        is started (the file is removed) and the error goes to the caller, as for any failed append."""
+        seq = self._write_seq + 1
+        path = self._path(seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            if os.write(fd, MAGIC) != len(MAGIC):
+                raise OSError(errno.ENOSPC, f"short write of the header of {path}")
+            self._sync_dir()
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        self._write_seq, self._fd = seq, fd
+        self._sizes[seq] = len(MAGIC)
+        if self._cursor.segment not in self._sizes:
+            self._cursor = Cursor(seq, len(MAGIC))
+        return fd
 
     def _cut_torn_tail(self, size: int) -> None:
         """After a failed write: cut the segment back to its last whole frame. Should even that fail, stop
