@@ -34,6 +34,7 @@ from tests.api.hostile import rest_request
 from tests.support.inproc import serve_subprocess_serving
 
 HANG_S = 10.0  # a call that has not answered by then hangs: the only time bound here
+KEEP_ALIVE_S = 3.0  # the server's http.keep_alive_s: short, so that idle connections close within the test
 ANSWERS = {200, 400, 404, 413, 415, 429}
 GIANT_NUMBER = re.compile(r"\d{30}")
 ONE = json.dumps({"inputs": [{"name": "amount", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).encode()
@@ -111,7 +112,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root: Path = tmp_path_factory.mktemp("rest-hostile")
-    proc, serving = serve_subprocess_serving(root, "--metrics-port", "0", SIBYL_PREDLOG__SINK="none")
+    proc, serving = serve_subprocess_serving(
+        root, "--metrics-port", "0", SIBYL_PREDLOG__SINK="none", SIBYL_HTTP__KEEP_ALIVE_S=str(KEEP_ALIVE_S)
+    )
     running = Server(proc, serving.port, serving.http_port, serving.metrics_port)
     try:
         yield running
@@ -274,6 +277,16 @@ def test_slowloris_connections_are_closed(server: Server) -> None:
             sock.close()
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers), {a[:40] for a in answers}
     assert sum(b"request body" in a for a in answers) == 50
+
+
+def test_connections_that_never_send_a_byte_are_closed(server: Server) -> None:
+    """Closed after http.keep_alive_s, as an idle keep-alive connection (before: open for ever)."""
+    socks = [socket.create_connection(("127.0.0.1", server.http_port), timeout=HANG_S * 3) for _ in range(20)]
+    try:
+        assert all(sock.recv(65536) == b"" for sock in socks)  # b"": closed by the server, without an answer
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def test_pipelined_requests_are_answered_in_order_and_a_flood_is_cut(server: Server) -> None:
