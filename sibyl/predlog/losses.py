@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 from sibyl.observability.metrics import Metrics
 
@@ -33,6 +33,8 @@ class Losses:
     def __init__(self, metrics: Metrics, logger: logging.Logger, every_s: float = 10.0) -> None:
         self._total = metrics.predlog_records.labels("dropped")
         self._by_reason = metrics.predlog_dropped
+        for reason in get_args(Reason):  # every series from 0: a counter born at 1 hides its first loss from increase()
+            self._by_reason.labels(reason)
         self._log, self._every_s = logger, every_s
         self._last_log = -every_s
         self._since_log = 0
