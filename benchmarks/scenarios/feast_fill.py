@@ -1,70 +1,88 @@
-"""sibyl filling features from Feast's Redis layout vs Feast's own Python feature server (`feast serve`), same box,
-same redis-server, same data: p50/p99 per request and CPU per request across the processes involved, at 1 and
-100 entities.
+"""A Feast user's prediction pipeline vs sibyl reading Feast's store: same box, same redis-server, same data,
+same model; p50/p99 per prediction and CPU per prediction across every process involved, at 1 and 100 rows.
 
-python -m benchmarks.scenarios.feast_fill [--requests 500]
+python -m benchmarks.scenarios.feast_fill [--requests 500] [--no-composite]
 
-The data is what tests/features/feast_driver.py materializes with real feast 0.67 (driver_stats: 9 features of
-every Feast numeric type and list, plus 100 extra drivers), in Feast's venv (tests/features/feast_env.py; built on
-first use). sibyl side: the full fetcher (budget, breaker, metrics) without its cache, in this process; CPU is this
-process's. Feast side: POST /get-online-features over HTTP (keep-alive) to `feast serve`; CPU is the server's plus
-this client's. Not measured here: the model call behind either (MLServer for the Feast pipeline, sibyl's own
-inference), which the issue's full comparison adds on both sides.
+- sibyl: `sibyl serve` (features.backend feast-redis, no cache) answers a gRPC Predict whose rows carry only the
+  driver id; it reads Feast's Redis layout and scores. CPU: sibyl's process tree + the client.
+- the composite (what a Feast user runs today): the client POSTs /get-online-features to `feast serve` (Feast's
+  Python feature server), builds the float32 matrix, and calls MLServer's V2 ModelInfer (benchmarks/peers, the
+  same model.onnx through onnxruntime). CPU: both servers' process trees + the client.
+- features only, for scale: sibyl's fetcher in this process vs `feast serve` alone.
+
+The data is what tests/features/feast_driver.py materializes with real feast 0.67 (driver_stats: 8 features
+feeding 14 columns, 100 extra drivers), in Feast's venv (tests/features/feast_env.py); MLServer's venv comes from
+benchmarks/peers/setup.py. Both sides' scores are checked equal before timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from benchmarks.peers import setup as peers_setup
+from benchmarks.peers.servers import MLServerPeer
+from benchmarks.peers.v2 import MODEL_INFER, infer_request, scores
+from benchmarks.scenarios.servers import ServerProcess
 from sibyl.features import build_fetcher
 from sibyl.features.feast_redis import FeastSettings
 from sibyl.features.fetcher import Fetcher
 from sibyl.features.settings import FeatureSettings
+from sibyl.models.catalog import Catalog
 from sibyl.models.manifest import FeatureSpec
+from sibyl.models.store import FileStore
 from sibyl.observability.metrics import Metrics
+from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest, PredictResponse
 from tests.features.feast_env import ensure, run_feast
+from tests.support.onnxgen import publish_logistic
 from tests.support.servers import RedisServer
 
 FEATURES = {"conv_rate": 1, "acc_rate": 1, "trips": 1, "rank": 1, "active": 1, "emb": 4, "weights": 2, "hist": 3}
 IDS = [2000 + i for i in range(100)]
+PREDICT = "/sibyl.v1.PredictionService/Predict"
 
 
 def _specs() -> list[FeatureSpec]:
     out = []
     for name, dim in FEATURES.items():
         dtype = "float" if dim == 1 else ("int_list" if name == "hist" else "float_vector")
-        out.append(FeatureSpec(name=f"driver_stats__{name}", entity="driver_id", dtype=dtype, dim=dim))  # type: ignore[arg-type]
+        default = 0.0 if dim == 1 else (0.0,) * dim
+        out.append(FeatureSpec(name=f"driver_stats__{name}", entity="driver_id", dtype=dtype, dim=dim, default=default))  # type: ignore[arg-type]
     return out
 
 
 def _tree(pid: int) -> list[int]:
-    """A process and its descendants (feast serve runs its app in worker processes)."""
+    """A process and its descendants (feast serve and MLServer run workers)."""
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*/children"):
-            todo += [int(c) for c in task.read_text().split()]
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
     return found
 
 
-def _cpu_s(pid: int) -> float:
-    """utime + stime of a process tree, from /proc (Linux)."""
+def _cpu_s(pids: list[int]) -> float:
+    """utime + stime of process trees, from /proc (Linux)."""
     total = 0
-    for member in _tree(pid):
+    for member in (m for pid in pids for m in _tree(pid)):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
@@ -73,12 +91,28 @@ def _cpu_s(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _summary(label: str, ms: np.ndarray, cpu_ms: float) -> dict[str, Any]:
-    p50, p99 = np.percentile(ms, [50, 99])
+def _timed(label: str, call: Callable[[], object], requests: int, pids: list[int]) -> dict[str, Any]:
+    """Warm-up, then `requests` calls one after another; CPU of `pids`' trees and of this process, per call."""
+    for _ in range(50):
+        call()
+    times = np.empty(requests)
+    cpu_servers, cpu_client = _cpu_s(pids), time.process_time()
+    for i in range(requests):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    cpu_ms = (_cpu_s(pids) - cpu_servers + time.process_time() - cpu_client) * 1000 / requests
+    return _summary(label, times, cpu_ms)
+
+
+def _summary(label: str, times_s: np.ndarray, cpu_ms: float) -> dict[str, Any]:
+    p50, p99 = np.percentile(times_s * 1000, [50, 99])
     return {"case": label, "p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3), "cpu_ms": round(cpu_ms, 3)}
 
 
-async def _sibyl(url: str, rows: int, requests: int) -> dict[str, Any]:
+# ---- features only
+async def _fetcher_case(url: str, rows: int, requests: int) -> dict[str, Any]:
+    """The fetcher on this loop (no thread hop): time and CPU of this process only."""
     feast = FeastSettings(project="bench", entities=["driver_id=int64"])
     settings = FeatureSettings(backend="feast-redis", url=url, cache_ttl_s=0, budget_ms=1000, feast=feast)
     fetcher = cast(Fetcher, build_fetcher(settings, Metrics(CollectorRegistry())))
@@ -95,60 +129,119 @@ async def _sibyl(url: str, rows: int, requests: int) -> dict[str, Any]:
         assert not result.degraded and len(result.values) == rows
     cpu_ms = (time.process_time() - cpu) * 1000 / requests
     await fetcher.close()
-    return _summary(f"sibyl feast-redis, {rows} rows", times * 1000, cpu_ms)
+    return _summary(f"features: sibyl fetcher, {rows} rows", times, cpu_ms)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class FeastServer:
+    """`feast serve` over the repo, on a free port; POST /get-online-features on one keep-alive connection."""
 
-
-def _feast_serve(repo: Path, rows: int, requests: int) -> dict[str, Any]:
-    port = _free_port()
-    feast = ensure().parent / "feast"
-    server = subprocess.Popen(
-        [str(feast), "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"],
-        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        body = json.dumps({
-            "features": [f"driver_stats:{n}" for n in FEATURES],
-            "entities": {"driver_id": IDS[:rows]},
-            "full_feature_names": True,
-        })  # fmt: skip
+    def __init__(self, repo: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        command = [str(ensure().parent / "feast"), "serve", "-h", "127.0.0.1", "-p", str(self.port), "--no-access-log"]
+        self.proc = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         deadline = time.monotonic() + 120
         while True:  # importing feast and loading the registry take seconds
             try:
-                conn.request("POST", "/get-online-features", body, {"Content-Type": "application/json"})
-                answer = conn.getresponse()
-                answer.read()
-                if answer.status == 200:
-                    break
-            except OSError:
-                conn.close()
+                self.features(IDS[:1])
+                return
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
             if time.monotonic() > deadline:
+                self.close()
                 raise RuntimeError("feast serve did not answer within 120 s")
             time.sleep(0.5)
-        for _ in range(50):
-            conn.request("POST", "/get-online-features", body, {"Content-Type": "application/json"})
-            conn.getresponse().read()
-        times = np.empty(requests)
-        cpu_server, cpu_client = _cpu_s(server.pid), time.process_time()
-        for i in range(requests):
-            start = time.perf_counter()
-            conn.request("POST", "/get-online-features", body, {"Content-Type": "application/json"})
-            answer = conn.getresponse()
-            payload = answer.read()
-            times[i] = time.perf_counter() - start
-            assert answer.status == 200, payload[:200]
-        cpu_s = _cpu_s(server.pid) - cpu_server + time.process_time() - cpu_client
-        conn.close()
-        return _summary(f"feast serve (HTTP), {rows} rows", times * 1000, cpu_s * 1000 / requests)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+    def features(self, ids: list[int]) -> dict[str, list[Any]]:
+        body = json.dumps({"features": [f"driver_stats:{n}" for n in FEATURES], "entities": {"driver_id": ids},
+                           "full_feature_names": True})  # fmt: skip
+        self.conn.request("POST", "/get-online-features", body, {"Content-Type": "application/json"})
+        answer = self.conn.getresponse()
+        payload = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"feast serve answered {answer.status}: {payload[:200]!r}")
+        data = json.loads(payload)
+        names = data["metadata"]["feature_names"]
+        return {name: result["values"] for name, result in zip(names, data["results"], strict=True)}
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _matrix(columns: dict[str, list[Any]], specs: list[FeatureSpec], rows: int) -> np.ndarray:
+    """The model's float32 input from Feast's columns, in the manifest's column order; a null takes its default."""
+    matrix = np.empty((rows, sum(s.dim for s in specs)), dtype=np.float32)
+    at = 0
+    for spec in specs:
+        for r, value in enumerate(columns[spec.name]):
+            if value is None:
+                matrix[r, at : at + spec.dim] = spec.default_values
+            else:
+                vector = np.zeros(spec.dim, dtype=np.float32)
+                items = np.asarray(value if isinstance(value, list) else [value], dtype=np.float64)[: spec.dim]
+                vector[: len(items)] = items
+                matrix[r, at : at + spec.dim] = vector
+        at += spec.dim
+    return matrix
+
+
+# ---- the pipelines
+@contextlib.contextmanager
+def _sibyl_serve(store: Path, redis_url: str) -> Iterator[ServerProcess]:
+    env = {
+        "SIBYL_MODEL_STORE__URL": f"file://{store}", "SIBYL_METRICS__PORT": "0", "SIBYL_PREDLOG__SINK": "none",
+        "SIBYL_FEATURES__BACKEND": "feast-redis", "SIBYL_FEATURES__URL": redis_url,
+        "SIBYL_FEATURES__CACHE_TTL_S": "0",  # the cache would hide the store after the first call
+        "SIBYL_FEATURES__FEAST__PROJECT": "bench", "SIBYL_FEATURES__FEAST__ENTITIES": '["driver_id=int64"]',
+        "SIBYL_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
+    with ServerProcess(command, env, name="sibyl-feast") as server:
+        yield server
+
+
+def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[int], requests: int) -> list[Any]:
+    specs = _specs()
+    catalog = Catalog(FileStore(work / "store"))
+    publish_logistic(catalog, "m", "1", inputs=specs, bias=-0.5)
+    catalog.promote("p", "m@1")
+    model = work / "store" / "models" / "m" / "1" / "model.onnx"
+    results: list[Any] = []
+    python = peers_setup.ensure("mlserver")
+    with _sibyl_serve(work / "store", redis_url) as sibyl, MLServerPeer(python, model, name="m") as mlserver:
+        sibyl_channel, ml_channel = grpc.insecure_channel(sibyl.target), grpc.insecure_channel(mlserver.target)
+        predict = sibyl_channel.unary_unary(
+            PREDICT,
+            request_serializer=PredictRequest.SerializeToString,
+            response_deserializer=PredictResponse.FromString,
+        )
+        infer = ml_channel.unary_unary(MODEL_INFER)
+        for rows in rows_list:
+            ids = IDS[:rows]
+            request = PredictRequest(predictor="p", rows=[FeatureRow(entities={"driver_id": str(i)}) for i in ids])
+
+            def via_sibyl(request: PredictRequest = request) -> np.ndarray:
+                answer = predict(request, timeout=10)
+                assert not answer.defaulted, "sibyl defaulted features: the store is not what was materialized"
+                return np.asarray(answer.results[0].scores)
+
+            def via_composite(ids: list[int] = ids) -> np.ndarray:
+                matrix = _matrix(feast.features(ids), specs, len(ids))
+                return scores(infer(infer_request("m", "input", matrix), timeout=10), "probabilities", 1)
+
+            np.testing.assert_allclose(via_sibyl(), via_composite(), rtol=1e-6)  # same features, same model
+            results.append(
+                _timed(f"predict: sibyl serve (feast-redis), {rows} rows", via_sibyl, requests, [sibyl.pid or 0])
+            )
+            pids = [feast.proc.pid, mlserver.pid or 0]
+            results.append(_timed(f"predict: feast serve + MLServer, {rows} rows", via_composite, requests, pids))
+        sibyl_channel.close()
+        ml_channel.close()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,21 +249,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.scenarios.feast_fill", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--requests", type=int, default=500, help="timed requests per case (default 500)")
+    parser.add_argument("--no-composite", action="store_true", help="features only (no sibyl serve, no MLServer)")
     args = parser.parse_args(argv)
-    redis = RedisServer().start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            repo = Path(tmp) / "bench"
-            address = redis.url.split("//")[1].split("/")[0]
-            run_feast(
-                repo, {"connection": address, "project": "bench", "version": 3, "extra_drivers": len(IDS), "reads": []}
-            )
-            results = []
-            for rows in (1, 100):
-                results.append(asyncio.run(_sibyl(redis.url, rows, args.requests)))
-                results.append(_feast_serve(repo, rows, args.requests))
-    finally:
-        redis.close()
+    rows_list = [1, 100]
+    results: list[Any] = []
+    with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis:
+        work = Path(tmp)
+        address = redis.url.split("//")[1].split("/")[0]
+        setup = {"connection": address, "project": "bench", "version": 3, "extra_drivers": len(IDS), "reads": []}
+        run_feast(work / "bench", setup)
+        feast = FeastServer(work / "bench")
+        try:
+            for rows in rows_list:
+                results.append(asyncio.run(_fetcher_case(redis.url, rows, args.requests)))
+                once = lambda rows=rows: feast.features(IDS[:rows])  # noqa: E731
+                results.append(_timed(f"features: feast serve, {rows} rows", once, args.requests, [feast.proc.pid]))
+            if not args.no_composite:
+                results += _pipelines(work, redis.url, feast, rows_list, args.requests)
+        finally:
+            feast.close()
     for line in results:
         print(json.dumps(line))
     return 0
