@@ -100,6 +100,13 @@ async def settled(metrics_port: int, *outcomes: str) -> dict[tuple[str, tuple[tu
     raise AssertionError("the prediction log never settled")
 
 
+def resumed_s(load: OpenLoad, kept: set[str]) -> str:
+    """Space back -> the send time of the first call after it whose record was kept."""
+    t0 = load.marks["repair"]
+    first = min((s.t - t0 for s in load.shots if s.t >= t0 and s.prediction_id in kept), default=None)
+    return "never" if first is None else f"{first:.2f} s"
+
+
 def after_repair(load: OpenLoad, grace_s: float = 1.0) -> set[str]:
     """Calls answered from `grace_s` after the space came back: their records must be kept."""
     t0 = load.marks["repair"] + grace_s
@@ -128,7 +135,8 @@ async def test_file_log_on_a_full_disk_keeps_whole_lines_counts_losses_and_resum
         f"\n[file log, disk full {FULL_S:.0f} s] calls {len(load.shots)} {dict(load.codes())}; p99 during "
         f"{p99_ms(load.between('fault', 'repair')):.1f} ms; filler {filled} bytes; records written {written:.0f}, "
         f"in the file {len(records)}, torn {len(torn)}; dropped (disk_full) {disk_full:.0f}; answered primaries "
-        f"missing {len(missing_ids)}; after the repair missing {len(after_repair(load) - primaries)}"
+        f"missing {len(missing_ids)}; after the repair missing {len(after_repair(load) - primaries)}; logging resumed "
+        f"{resumed_s(load, primaries)} after the space came back"
     )
     assert code == 0
     assert load.failed() == [], f"{load.codes()}: failed per second {load.failures_per_second()}"
@@ -179,7 +187,8 @@ async def test_spool_on_a_full_disk_keeps_whole_frames_counts_losses_and_replays
         f"{p99_ms(load.between('fault', 'repair')):.1f} ms; spooled {value(during, 'sibyl_predlog_records_total', outcome='spooled'):.0f}, "
         f"dropped (disk_full) {disk_full:.0f}, replayed {value(samples, 'sibyl_predlog_records_total', outcome='replayed'):.0f}; "
         f"answered primaries missing from Kafka {len(missing_ids)}; after the repair missing "
-        f"{len(after_repair(load) - seen)}; sender restarts {value(samples, 'sibyl_predlog_sender_restarts_total'):.0f}"
+        f"{len(after_repair(load) - seen)}; sender restarts {value(samples, 'sibyl_predlog_sender_restarts_total'):.0f}; "
+        f"spooling resumed {resumed_s(load, seen)} after the space came back"
     )
     assert code == 0
     assert load.failed() == [], f"{load.codes()}: failed per second {load.failures_per_second()}"
