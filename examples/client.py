@@ -8,10 +8,12 @@ What matters, and why (sibyl.client does each of these; see docs/protocols.md):
   expensive to create.
 - `host:port` is resolved by DNS and calls go round-robin over every address: with a headless Kubernetes
   Service, DNS returns every pod (a ClusterIP would pin the HTTP/2 connection to one pod).
+- Client-side health checking: a pod that starts draining says NOT_SERVING and gets no more calls.
 - Keepalive pings find dead connections (node gone, NAT timeout) before a call has to.
-- Retries of UNAVAILABLE (a pod draining or restarting) and RESOURCE_EXHAUSTED (a busy pod) only, with
-  jittered backoff and a retry budget, so a sick fleet is not hit with a retry storm. Predict has no side
-  effects, so a retried call is safe; other codes (INVALID_ARGUMENT, NOT_FOUND, ...) are the caller's to fix.
+- Retries of UNAVAILABLE (a pod draining or restarting) and RESOURCE_EXHAUSTED (a busy pod) only, on the next
+  address, with jittered backoff and a retry budget that a rolling restart does not exhaust but a sick fleet
+  does, so it is not hit with a retry storm. Predict has no side effects, so a retried call is safe; other
+  codes (INVALID_ARGUMENT, NOT_FOUND, ...) are the caller's to fix.
 - A deadline on every call: a late prediction is worth nothing, and the server stops work on expiry.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
@@ -228,14 +229,25 @@ class Caller:
             if o.code == "OK" and o.version != new_version and o.t > first_new.get(o.worker, 1e18)
         ]
 
-    def summary(self, during: tuple[str, str]) -> str:
+    def switched(self, promote: str, new_version: str) -> float:
+        """Seconds from mark `promote` until every process that answered before it had answered with
+        `new_version` (inf if one never did)."""
+        t0 = self.marks[promote]
+        first: dict[str, float] = {o.worker: math.inf for o in self.outcomes if o.code == "OK" and o.t < t0}
+        for o in self.outcomes:
+            if o.version == new_version and o.worker in first:
+                first[o.worker] = min(first[o.worker], o.t + o.latency_s - t0)
+        return max(first.values(), default=math.inf)
+
+    def summary(self, promote: str, during: tuple[str, str]) -> str:
         codes: dict[str, int] = {}
         for o in self.outcomes:
             codes[o.code] = codes.get(o.code, 0) + 1
-        before = [o for o in self.outcomes if o.t < self.marks[during[0]]]
+        before = [o for o in self.outcomes if o.t < self.marks[promote]]
         return (
-            f"[{self.name}] calls {len(self.outcomes)} {codes}; failed {len(self.failed())}; "
-            f"p99 before {p99_of(before):.1f} ms, during the roll {p99_of(self.between(*during)):.1f} ms"
+            f"[{self.name}] calls {len(self.outcomes)} {codes}; failed {len(self.failed())}; p99 before "
+            f"{p99_of(before):.1f} ms, during the roll {p99_of(self.between(*during)):.1f} ms; every replica on the "
+            f"new version {self.switched(promote, '2'):.2f} s after the promote"
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -63,7 +64,10 @@ async def until_answering(callers: list[Caller], pid: int) -> None:
     as a rollout waits for a replaced pod to take traffic before it replaces the next."""
     deadline = asyncio.get_running_loop().time() + CLIENT_READY_TIMEOUT_S
     while not all(caller.answered_by(pid) for caller in callers):
-        assert asyncio.get_running_loop().time() < deadline, f"no answer from the restarted replica {pid}"
+        if asyncio.get_running_loop().time() > deadline:
+            waiting = [caller.name for caller in callers if not caller.answered_by(pid)]
+            recent = {c.name: Counter(o.worker for o in c.outcomes[-300:]) for c in callers}
+            raise AssertionError(f"{waiting}: no answer from the restarted replica {pid}; recent answers by {recent}")
         await asyncio.sleep(0.05)
 
 
@@ -71,6 +75,8 @@ async def roll(tmp_path: Path, rate: float, rolls: int) -> None:
     store = tmp_path / "store"
     catalog = publish(store)
     replicas = [Replica(i, tmp_path, store) for i in range(3)]
+    loop = asyncio.get_running_loop()
+    steps: list[tuple[float, float, float]] = []  # per restart: SIGTERM to exit, start to SERVING, to answering
     try:
         await asyncio.gather(*(r.start() for r in replicas))
         target = targets(replicas)
@@ -91,9 +97,13 @@ async def roll(tmp_path: Path, rate: float, rolls: int) -> None:
                 caller.mark("roll")
             for _ in range(rolls):
                 for replica in replicas:
+                    t0 = loop.time()
                     assert await replica.stop() == 0, replica.tail()
+                    t1 = loop.time()
                     await replica.start()
+                    t2 = loop.time()
                     await until_answering(callers, replica.pids[-1])
+                    steps.append((t1 - t0, t2 - t1, loop.time() - t2))
             for caller in callers:
                 caller.mark("rolled")
             await asyncio.sleep(2.0)
@@ -107,7 +117,11 @@ async def roll(tmp_path: Path, rate: float, rolls: int) -> None:
 
     logged = logged_ids(replicas)
     for caller in callers:
-        print("\n" + caller.summary(("roll", "rolled")))
+        print("\n" + caller.summary("promote", ("roll", "rolled")))
+    print(
+        "restarts (exit, serving, answering both clients), s: "
+        + "; ".join(f"{a:.2f} {b:.2f} {c:.2f}" for a, b, c in steps)
+    )
     drains = [d for r in replicas for d in r.drains()]
     keys = ("seconds", "refused", "connections_closed", "in_flight_left")
     print("drains: " + "; ".join(", ".join(f"{k} {d.get(k)}" for k in keys) for d in drains))
