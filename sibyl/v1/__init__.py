@@ -1,4 +1,4 @@
-"""Generated code for sibyl's own protocol and prediction log record (protos/sibyl/v1/*.proto): regenerate
+"""Generated code for sibyl's own protocol, prediction log record and outcomes (protos/sibyl/v1/*.proto): regenerate
 with `python scripts/gen_protos.py`, never edit by hand.
 
 The bottom layer (tests/test_layout.py RANK 0): imports nothing of sibyl.
