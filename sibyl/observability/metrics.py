@@ -261,3 +261,35 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+
+        # Outcomes (api/outcomes.py, predlog/outcome_sink.py): reported, refused, and their way to the file or topic
+        self.outcomes = Counter(
+            "sibyl_outcomes",
+            "Outcomes by outcome: accepted, rejected (invalid), refused (no outcome log, or it is full); then as "
+            "the prediction log's records: written, sent, spooled, replayed, dead_letter, dropped.",
+            ["outcome"],
+            registry=r,
+        )
+        self.outcomes_dropped = Counter(
+            "sibyl_outcomes_dropped",
+            "Accepted outcomes not kept, by reason (queue, spool_full, disk_full, write_error, poison).",
+            ["reason"],
+            registry=r,
+        )
+        self.outcomes_sender_restarts = Counter(
+            "sibyl_outcomes_sender_restarts",
+            "Times the outcome log's Kafka sender thread failed with an unexpected error and was restarted.",
+            registry=r,
+        )
+        self.outcomes_queue_depth = Gauge(
+            "sibyl_outcomes_queue_depth",
+            "Outcomes waiting in memory for their sink.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.outcomes_spool_bytes = Gauge(
+            "sibyl_outcomes_spool_bytes",
+            "Outcome bytes waiting in the disk spool.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
