@@ -44,18 +44,18 @@ def _join_value(value_type: JoinKeyType, entity_id: str) -> bytes:
     return entity_id.encode()  # string, and bytes given as text (utf-8)
 
 
+@lru_cache(maxsize=256)
+def _key_head(join_key: str, value_type: JoinKeyType, version: int) -> bytes:
+    """Everything before the id's length: the same for every id of a join key."""
+    name = join_key.encode()
+    head = _U32.pack(1) + _U32.pack(2) + _U32.pack(len(name)) if version >= 3 else _U32.pack(2)
+    return head + name + _U32.pack(_VALUE_TYPE[value_type])
+
+
 def entity_key(join_key: str, value_type: JoinKeyType, entity_id: str, project: str, version: int = 3) -> bytes:
     """The Redis key of one entity; ValueError when the id does not fit the join key's type (e.g. "x" as int64)."""
-    name, value = join_key.encode(), _join_value(value_type, entity_id)
-    head = _U32.pack(1) + _U32.pack(2) + _U32.pack(len(name)) if version >= 3 else _U32.pack(2)
-    return b"%s%s%s%s%s%s" % (
-        head,
-        name,
-        _U32.pack(_VALUE_TYPE[value_type]),
-        _U32.pack(len(value)),
-        value,
-        project.encode(),
-    )
+    value = _join_value(value_type, entity_id)
+    return b"%s%s%s%s" % (_key_head(join_key, value_type, version), _U32.pack(len(value)), value, project.encode())
 
 
 def murmur3_32(data: bytes, seed: int = 0) -> int:
@@ -207,23 +207,27 @@ def _decode_int(kind: str, v: int) -> float:
     return float(_signed(v))
 
 
-_LIST_TAGS = {0x6A, 0x72, 0x7A, 0x82, 0x8A}  # first tag byte of int32/int64/double/float/bool_list_val, wire 2
+_LIST_TAGS = {0x6A: 13, 0x72: 14, 0x7A: 15, 0x82: 16, 0x8A: 17}  # int32/int64/double/float/bool_list_val, wire 2
 
 
 def _packed_list(raw: bytes) -> np.ndarray | None:
     """float32 array of a Value holding one packed list and nothing else; None when the shape is anything else."""
-    tag, pos = _varint(raw, 0)
-    number = tag >> 3
-    if tag & 7 != 2 or number not in _LISTS or _LISTS[number] == "unix_timestamp":
-        return None
-    size, pos = _varint(raw, pos)
+    number, pos = _LIST_TAGS[raw[0]], 1
+    if number >= 16:  # a two-byte tag: 0x82 0x01, 0x8A 0x01
+        if raw[1] != 0x01:
+            return None
+        pos = 2
+    size, pos = (raw[pos], pos + 1) if raw[pos] < 0x80 else _varint(raw, pos)
     if pos + size != len(raw):
         return None
     if size == 0:
         return np.zeros(0, dtype=np.float32)
     if raw[pos] != 0x0A:  # field 1, packed
         return None
-    length, start = _varint(raw, pos + 1)
+    pos += 1
+    if pos >= len(raw):
+        return None
+    length, start = (raw[pos], pos + 1) if raw[pos] < 0x80 else _varint(raw, pos)
     if start + length != len(raw):
         return None
     kind, payload = _LISTS[number], raw[start:]
@@ -247,6 +251,8 @@ def decode_value(raw: bytes) -> float | np.ndarray | None:
         return float(_F32.unpack_from(raw, 1)[0])
     if n == 9 and raw[0] == 0x29:  # double_val alone
         return float(_F64.unpack_from(raw, 1)[0])
+    if n == 2 and raw[0] in (0x18, 0x20, 0x38) and raw[1] < 0x80:  # a small int32/int64 (0..127) or a bool
+        return float(raw[1] != 0) if raw[0] == 0x38 else float(raw[1])
     if n and raw[0] in (0x18, 0x20):  # int32_val / int64_val alone
         whole, end = _varint(raw, 1)
         if end == n:

@@ -9,6 +9,7 @@ A value older than its view's ttl (`_ts:<view>`) is missing: the default is used
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from functools import lru_cache
@@ -24,8 +25,10 @@ from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import DecodeError
 from sibyl.features.feast_codec import JoinKeyType, entity_key, field, timestamp_s, to_feature, ts_field
 from sibyl.features.redis import OnDecodeError, _ignore
+from sibyl.models.manifest import FeatureSpec
 
 OnStale = Callable[[str, int], None]  # (view, values found stale)
+_F32_AT_1 = struct.Struct("<f").unpack_from
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -168,32 +171,40 @@ class FeastLayout:
         """HMGET replies (in read order) to values per spec: stale, unreadable or absent values are missing."""
         out: dict[EntityKey, dict[str, FeatureValue]] = {}
         now = self.clock()
+        last: object = None  # one spec list for all ids of an entity, as in plan_reads
+        named: list[tuple[str, str, bool, FeatureSpec]] = []
         for (ek, _, plan), raws in zip(reads, replies, strict=True):
             if isinstance(raws, Exception):
                 if isinstance(raws, ResponseError):  # e.g. WRONGTYPE: this entity is unreadable, not the request
                     self.on_decode_error(ek, "*", str(raws))
                     continue
                 raise raws
-            stale = self._stale(plan, raws, now) if plan.ttls else {}
+            stale = self._stale(plan, raws, now) if plan.ttls else None
             specs = wanted[ek]
+            if specs is not last:
+                last = specs
+                named = [(specs[i].name, view, specs[i].dtype == "float", specs[i]) for i, view in plan.reads]
             values: dict[str, FeatureValue] = {}
-            for (index, view), raw in zip(plan.reads, raws, strict=False):
+            for (name, view, scalar, spec), raw in zip(named, raws, strict=False):  # the _ts: fields come after
                 if raw is None:
                     continue
-                spec = specs[index]
-                if view in stale:
+                if stale and view in stale:
                     stale[view] += 1
+                    continue
+                if scalar and len(raw) == 5 and raw[0] == 0x35:  # a float_val, the common case, without a call
+                    values[name] = _F32_AT_1(raw, 1)[0]
                     continue
                 try:
                     value = to_feature(spec, raw)
                 except DecodeError as exc:
-                    self.on_decode_error(ek, spec.name, f"Feast value: {exc}")
+                    self.on_decode_error(ek, name, f"Feast value: {exc}")
                     continue
                 if value is not None:
-                    values[spec.name] = value
-            for view, count in stale.items():
-                if count:
-                    self.on_stale(view, count)
+                    values[name] = value
+            if stale:
+                for view, count in stale.items():
+                    if count:
+                        self.on_stale(view, count)
             if values:
                 out[ek] = values
         return out

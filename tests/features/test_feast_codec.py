@@ -3,10 +3,13 @@ materialization, see test_feast_compat.py for the live check), Value protos by h
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sibyl.features.codec import DecodeError
@@ -85,3 +88,15 @@ def test_settings_mapping() -> None:
     for bad in ({"features": ["rate=conv_rate"]}, {"entities": ["user=uuid"]}, {"ttl": ["v=soon"]}, {"ttl": ["v"]}):
         with pytest.raises(ValidationError):
             FeastSettings.model_validate(bad)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=40))
+def test_any_bytes_decode_or_raise_decode_error(raw: bytes) -> None:
+    """A corrupt value must be "unreadable" (DecodeError: that feature missing), never another exception, which
+    would fail the whole fetch."""
+    for candidate in (raw, b"\x82\x01" + raw, b"\x72" + raw, b"5" + raw, b"\x20" + raw):
+        with contextlib.suppress(DecodeError):
+            decode_value(candidate)
+        with contextlib.suppress(DecodeError):
+            timestamp_s(candidate)
