@@ -23,6 +23,7 @@ RANK = {
     "kserve": 0,  # generated protobuf code
     "observability": 1,
     "client": 1,  # sibyl.client: callers' library over the v1 stubs; errors and v1 only, the cli uses it
+    "quality": 1,  # metric code shared by the evaluator and the Spark job: numpy and errors only
     "models": 2,
     "features": 3,
     "predlog": 3,
@@ -30,6 +31,7 @@ RANK = {
     "config": 5,
     "app": 6,
     "batch": 6,  # batch scoring builds on serving's assembly, models' runtime and features, as app does; no gRPC
+    "monitor": 6,  # the outcome evaluator: serving's slices, models' store, quality's statistics
     "api": 7,
     "embedded": 7,
     "process": 8,
