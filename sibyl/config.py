@@ -117,6 +117,25 @@ class SecuritySettings(BaseModel):
     tokens_file: str | None = Field(None, description="File with one accepted bearer token per line.")
 
 
+class MonitorSettings(BaseModel):
+    """`sibyl monitor`: the evaluator joining outcomes to predictions (docs/monitoring.md)."""
+
+    state_dir: str = Field("monitor", description="Join state and quality statistics, one SQLite file per partition.")
+    window_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="How long a prediction waits for its outcome; older rows are forgotten."
+    )
+    max_state_bytes: int = Field(
+        1024**3, ge=1024**2, description="Join state bound per partition; past it the oldest rows are evicted."
+    )
+    group: str = Field("sibyl-monitor", description="Kafka consumer group of the monitor instances.")
+    session_timeout_ms: int = Field(
+        10_000, ge=1_000, description="Kafka group session: how soon a dead instance's partitions move to another."
+    )
+    metrics_port: int = Field(9101, ge=0, le=65535, description="The monitor's Prometheus /metrics port.")
+    metrics_host: str = Field("127.0.0.1", description="Address the monitor's metrics server binds to.")
+    min_rows: int = Field(200, ge=1, description="Labelled rows a comparison needs before it gives a verdict.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIBYL_", env_nested_delimiter="__", extra="forbid")
 
@@ -129,6 +148,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(True, description="Structured JSON logs.")
 

@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from sibyl.cli import config as config_commands
 from sibyl.cli import features as features_commands
 from sibyl.cli import models as models_commands
+from sibyl.cli import monitor as monitor_commands
 from sibyl.cli import predlog as predlog_commands
 from sibyl.cli import score as score_commands
 from sibyl.cli.flags import add_settings_flags, flag_overrides
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Command groups that live with their concern, each adding its subcommands.
     models_commands.add_commands(sub)
+    monitor_commands.add_commands(sub)
     config_commands.add_commands(sub)
     features_commands.add_commands(sub)
     predlog_commands.add_commands(sub)

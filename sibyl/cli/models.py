@@ -124,9 +124,48 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
-    config = _catalog(settings).promote(args.predictor, args.model)
-    print(f"predictor {config.name}: primary is now {config.primary}")
+    from sibyl.models.predictor import Gate
+
+    catalog = _catalog(settings)
+    current = catalog.read_predictor(args.predictor) if catalog.predictor_tag(args.predictor) else None
+    gate = (current.gate if current is not None else None) or Gate()
+    detail: dict[str, object] = {}
+    if args.force:
+        detail["gate"] = "forced"
+    elif args.gate or gate.required:
+        from pathlib import Path
+
+        from sibyl.monitor import compare
+
+        result = compare.compare(Path(settings.monitor.state_dir), args.predictor, gate.since_s)
+        detail["gate"] = compare.gate(result, args.model, gate.metric, gate.min_rows, gate.max_loss)
+    config = catalog.promote(args.predictor, args.model, detail)
+    suffix = " (gate forced)" if args.force else " (gate passed)" if "gate" in detail else ""
+    print(f"predictor {config.name}: primary is now {config.primary}{suffix}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from sibyl.monitor import compare
+
+    state_dir = Path(args.state_dir or settings.monitor.state_dir)
+    result = compare.compare(state_dir, args.predictor, parse_span(args.since), args.slice, settings.monitor.min_rows)
+    print(json.dumps(result, indent=2) if args.format == "json" else compare.table(result).rstrip("\n"))
+    return 0
+
+
+def parse_span(text: str) -> float:
+    """'30m', '24h', '7d' or seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise InvalidArgument(f"--since {text!r}: give a span like 30m, 24h or 7d") from None
+    if not value > 0:
+        raise InvalidArgument(f"--since {text!r} must be more than 0")
+    return value
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
@@ -218,6 +257,22 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = command("promote", cmd_promote, "make MODEL@VERSION the predictor's primary")
     p.add_argument("predictor", help="predictor name (created if new)")
     p.add_argument("model", help="model@version")
+    p.add_argument("--gate", action="store_true", help="refuse unless the candidate's labelled evidence passes the "
+                                                       "predictor's gate (docs/monitoring.md#gate)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="promote without the gate, audited as forced")
+    p = command(
+        "compare",
+        cmd_compare,
+        "the primary against each shadow and arm on labelled rows, per slice, with 95% intervals and a verdict",
+        "Reads the state `sibyl monitor` keeps (monitor.state_dir): AUC, log loss, Brier and ECE of both models on "
+        "the rows both scored, the differences with 95% confidence intervals (DeLong for AUC), and a verdict per "
+        "pair and slice: better, worse or not enough evidence (docs/monitoring.md#compare).",
+    )
+    p.add_argument("predictor", help="predictor name")
+    p.add_argument("--since", default="24h", help="the labelled rows of this last span (30m, 24h, 7d; default 24h)")
+    p.add_argument("--slice", help="one slice's values (its name, e.g. distance) beside all")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output (default table)")
+    p.add_argument("--state-dir", help="the monitor's state dir (default: monitor.state_dir)")
     p = command("rollback", cmd_rollback, "go back one primary in the audit history (again: one more)")
     p.add_argument("predictor", help="predictor name")
     p = command("shadow", cmd_shadow, "add/update/remove a shadow model")

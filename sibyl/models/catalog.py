@@ -234,15 +234,16 @@ class Catalog:
     def _existing(self, predictor: str) -> PredictorConfig | None:
         return self.read_predictor(predictor) if self.predictor_tag(predictor) else None
 
-    def promote(self, predictor: str, ref: str) -> PredictorConfig:
-        """Make ref the primary (creating the predictor if new)."""
+    def promote(self, predictor: str, ref: str, detail: dict[str, Any] | None = None) -> PredictorConfig:
+        """Make ref the primary (creating the predictor if new); detail goes into the audit record (a gate's
+        evidence, or that it was forced)."""
         before = self._existing(predictor)
         pinned = self._check_published(ref)
         if before is None:
             config = PredictorConfig(name=predictor, primary=pinned)
         else:
             config = before.model_copy(deep=True, update={"primary": pinned})
-        self._save(config, "promote", before)
+        self._save(config, "promote", before, **(detail or {}))
         return config
 
     def rollback(self, predictor: str) -> PredictorConfig:

@@ -6,7 +6,7 @@ import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -128,6 +128,19 @@ class RankAgreement(BaseModel):
     every_s: float = Field(5.0, ge=0.0, le=3600.0, description="Seconds between refreshes of a window's gauge.")
 
 
+class Gate(BaseModel):
+    """What `sibyl models promote --gate` asks of a candidate's evidence on labelled rows (docs/monitoring.md#gate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: Literal["auc", "log_loss", "brier"] = Field("auc", description="The quality compared.")
+    min_rows: int = Field(1_000, ge=1, description="Labelled rows the candidate needs (slice all); slices with "
+                                                    "fewer are not judged.")  # fmt: skip
+    max_loss: float = Field(0.0, ge=0.0, description="How much worse than the primary a slice may be.")
+    since_s: float = Field(7 * 86_400.0, gt=0, description="The labelled rows of this last span count.")
+    required: bool = Field(False, description="Every promote is gated, not only with --gate (--force overrides).")
+
+
 class PredictorConfig(BaseModel):
     """predictors/<name>.json in the model store."""
 
@@ -146,6 +159,7 @@ class PredictorConfig(BaseModel):
     )
     slices: list[Slice] = Field(default_factory=list, max_length=MAX_SLICES)
     rank_agreement: RankAgreement = Field(default_factory=RankAgreement)
+    gate: Gate | None = None
     updated_at: str | None = None
 
     @field_validator("name")
