@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from sibyl.monitor.export import metric_families as monitor_metric_families
 from sibyl.observability.metrics import Metrics
 from tests.support.needs import missing
 from tests.support.servers import MissingBinaryError, promtool_path
@@ -26,7 +27,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sibyl.json"
 DS_REF = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 ROWS = {
     "Overview", "Traffic & errors", "Latency", "Features", "Models", "Prediction log", "Drift",
-    "Shadows and arms vs primary", "Primary output by slice",
+    "Shadows and arms vs primary", "Primary output by slice", "Quality by model and slice",
 }  # fmt: skip
 SCRAPE_LABELS = {"instance", "job", "le"}  # added by Prometheus or the histogram itself
 NOT_SIBYL = {"up"}  # Prometheus' own series the rules/dashboard may use
@@ -92,7 +93,7 @@ def sibyl_metrics() -> dict[str, set[str]]:
     for family in metrics.registry.collect():
         for suffix in suffixes[family.type]:
             out[family.name + suffix] = labels[family.name]
-    return out
+    return out | monitor_metric_families()  # sibyl monitor's own /metrics
 
 
 def strip_strings(expr: str) -> str:
