@@ -111,7 +111,7 @@ def setup(repo: Path, options: dict[str, Any]) -> dict[str, Any]:
     }
     (repo / "feature_store.yaml").write_text(json.dumps(yaml))  # JSON is YAML
     (repo / "definitions.py").write_text(FEATURE_REPO)
-    extra = [  # more drivers for a benchmark (benchmarks/scenarios/feast_fill.py)
+    extra = [  # more drivers for a benchmark (benchmarks/peers/feast_pipeline.py)
         {**drivers(now)[0], "driver_id": 2000 + i, "trips": i} for i in range(options.get("extra_drivers", 0))
     ]
     data = {"drivers": drivers(now) + extra, "customers": customers(now)}

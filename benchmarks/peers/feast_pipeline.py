@@ -1,7 +1,9 @@
 """A Feast user's prediction pipeline vs sibyl reading Feast's store: same box, same redis-server, same data,
 same model; p50/p99 per prediction and CPU per prediction across every process involved, at 1 and 100 rows.
 
-python -m benchmarks.scenarios.feast_fill [--requests 500] [--no-composite]
+python -m benchmarks.peers.feast_pipeline [--requests 500] [--no-composite]
+
+A peer comparison (it starts MLServer from benchmarks/peers), so it lives here, above the scenarios' servers.
 
 - sibyl: `sibyl serve` (features.backend feast-redis, no cache) answers a gRPC Predict whose rows carry only the
   driver id; it reads Feast's Redis layout and scores. CPU: sibyl's process tree + the client.
@@ -251,7 +253,7 @@ def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.scenarios.feast_fill", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.peers.feast_pipeline", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--requests", type=int, default=500, help="timed requests per case (default 500)")
     parser.add_argument("--no-composite", action="store_true", help="features only (no sibyl serve, no MLServer)")
