@@ -3,7 +3,9 @@ Inference Protocol (v2_servicer over the v2 package, which the REST port shares)
 auth (auth) and TLS (tls); server wires them, serves /metrics and drains on shutdown (drain: the gRPC
 connections closed at the end of a drain). Servicers only convert messages and delegate
 to serving.PredictionService; wire parses request bytes (in pieces when large); status is the one place errors
-become gRPC status codes (and HTTP statuses). The KServe V2 REST port is the rest package.
+become gRPC status codes (and HTTP statuses). The KServe V2 REST port is the rest package. Outcomes in
+(outcomes: checked, stamped, handed to the outcome log) over gRPC (outcome_servicer: sibyl.v1.OutcomeService) and
+POST /v1/outcomes (rest).
 
 May import (tests/test_layout.py RANK): app, config, serving, features, predlog, models, observability, errors
 and the generated v1/kserve code; never process, cli or embedded.

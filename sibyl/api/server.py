@@ -15,17 +15,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sibyl.api import auth, drain, rest, tls, v2_servicer
+from sibyl.api import auth, drain, outcome_servicer, rest, tls, v2_servicer
+from sibyl.api.outcomes import OutcomeIntake
 from sibyl.api.v1_servicer import PredictionServicer, add_to_server
 from sibyl.app import App
 from sibyl.config import Settings
 from sibyl.errors import ConfigError
 from sibyl.observability.metrics import Metrics
+from sibyl.predlog.outcome_sink import build_outcome_sink
 from sibyl.v1 import predict_pb2
 
 log = logging.getLogger(__name__)
 ANSWER_FLUSH_S = 0.05  # after the last call in flight returns, for gRPC to write its answer before the close
-SERVICE_NAMES = (predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, v2_servicer.SERVICE)
+SERVICE_NAMES = (
+    predict_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    v2_servicer.SERVICE,
+    outcome_servicer.SERVICE,
+)
 
 
 class SibylServer:
@@ -49,6 +55,11 @@ class SibylServer:
         self.tls = tls.certificate_files(s.security)
         self.app = await App.build(s, self.metrics)
         self.registry, self.service = self.app.registry, self.app.service
+        # Outcomes (api/outcomes.py): only a server takes them, so the outcome log is built here, not in App.
+        self.outcomes = OutcomeIntake(
+            build_outcome_sink(s.predlog, self.metrics), self.metrics, s.predlog.outcomes_max_per_call
+        )
+        self.outcomes.start()
         if s.metrics.enabled:  # before gRPC: a taken port fails start-up before anything serves
             self._start_metrics_http()
         http_socket = self._bind_http()
@@ -89,6 +100,7 @@ class SibylServer:
         from sibyl.api.rest.server import HttpServer
 
         app = RestApp(self.service, self.settings.server.max_message_bytes, self._tokens, self.metrics)
+        app.outcomes = self.outcomes
         files = None
         if self.tls is not None:
             ca = str(self.tls.client_ca) if self.tls.client_ca else None
@@ -110,6 +122,7 @@ class SibylServer:
         self._grpc = grpc.aio.server(options=options, interceptors=interceptors)
         add_to_server(PredictionServicer(self.service), self._grpc)
         v2_servicer.add_to_server(v2_servicer.KServeServicer(self.service), self._grpc)  # KServe V2, same port
+        outcome_servicer.add_to_server(outcome_servicer.OutcomeServicer(self.service, self.outcomes), self._grpc)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc)
@@ -176,6 +189,7 @@ class SibylServer:
                 "refused": self.metrics.registry.get_sample_value("sibyl_rejected_total", {"reason": "draining"}),
             },
         )
+        await asyncio.to_thread(self.outcomes.close, max(grace, 5.0))
         await self.app.close(grace)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

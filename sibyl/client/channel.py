@@ -34,6 +34,7 @@ import grpc
 from sibyl.errors import InvalidArgument
 
 SERVICE = "sibyl.v1.PredictionService"
+OUTCOMES = "sibyl.v1.OutcomeService"
 RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 MAX_ATTEMPTS = 5  # gRPC caps retryPolicy.maxAttempts at 5
 RETRY_BUDGET = {"maxTokens": 100, "tokenRatio": 1.0}  # why these: the module docstring
@@ -77,8 +78,11 @@ def normalize_target(target: str) -> str:
 def service_config(retries: int, backoff_s: float = 0.01, max_backoff_s: float = 0.2) -> dict[str, Any]:
     """Round-robin over the addresses whose health service says SERVING; Predict retried `retries` times (0:
     never) on RETRYABLE codes with jittered exponential backoff, within RETRY_BUDGET. PredictStream is not
-    retried (a stream cannot be replayed once it has answered)."""
-    method: dict[str, Any] = {"name": [{"service": SERVICE, "method": "Predict"}], "waitForReady": False}
+    retried (a stream cannot be replayed once it has answered). OutcomeService.Report is retried as Predict: a
+    refused Report kept nothing; one whose answer was lost on the way may be kept twice (the evaluator counts
+    a duplicate outcome once: docs/monitoring.md)."""
+    calls = [{"service": SERVICE, "method": "Predict"}, {"service": OUTCOMES, "method": "Report"}]
+    method: dict[str, Any] = {"name": calls, "waitForReady": False}
     if retries > 0:
         method["retryPolicy"] = {
             "maxAttempts": min(retries + 1, MAX_ATTEMPTS),

@@ -6,13 +6,14 @@
         prediction = client.predict("example", frame, context={"consumer_id": "7"})
         prediction.scores            # np.ndarray [N, 1], float32
         prediction.to_pandas()       # DataFrame with a "score" column
+        client.report_outcomes(prediction_ids=[prediction.prediction_id], values=[1.0])  # later: what happened
 
 Errors are grpc.RpcError (code() and details()), raised after the channel's retries (channel.py) are spent.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -20,6 +21,9 @@ import grpc
 
 from sibyl.client import channel as ch
 from sibyl.client.frames import Prediction, RequestOptions, Rows, build_request, to_prediction
+from sibyl.client.outcomes import PER_CALL, requests
+from sibyl.v1.outcome_pb2 import ReportOutcomesRequest, ReportOutcomesResponse
+from sibyl.v1.outcome_pb2_grpc import OutcomeServiceStub
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 
@@ -51,6 +55,7 @@ class _Base:
         self._options = [*ch.channel_options(retries, keepalive_s, max_message_bytes, server_name), *options]
         self.channel = self._open()
         self._stub = PredictionServiceStub(self.channel)
+        self._outcomes = OutcomeServiceStub(self.channel)
 
     def _open(self) -> Any:
         raise NotImplementedError
@@ -100,6 +105,33 @@ class Client(_Base):
         request (`error` set) and the stream goes on. timeout_s bounds the whole stream (default: none)."""
         yield from self._stub.PredictStream(iter(requests), timeout=timeout_s, metadata=self._metadata)
 
+    def report_outcomes(
+        self,
+        outcomes: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        prediction_ids: Sequence[str] | None = None,
+        rows: Any = None,
+        values: Any = None,
+        observed_at: Any = None,
+        weights: Any = None,
+        per_call: int = PER_CALL,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Report what happened after predictions (OutcomeService.Report): row dicts (prediction_id, row, value,
+        observed_at, weight) or columns; sent in calls of at most per_call, each all or nothing (client/outcomes.py).
+        Returns how many the server accepted; a refused call raises grpc.RpcError (the calls before it stand)."""
+        accepted = 0
+        for request in requests(outcomes, prediction_ids, rows, values, observed_at, weights, per_call):
+            accepted += self.report_request(request, timeout_s).accepted
+        return accepted
+
+    def report_request(self, request: ReportOutcomesRequest, timeout_s: float | None = None) -> ReportOutcomesResponse:
+        """One Report with a ready-made request."""
+        response: ReportOutcomesResponse = self._outcomes.Report(
+            request, timeout=self._timeout(timeout_s), metadata=self._metadata
+        )
+        return response
+
     def close(self) -> None:
         self.channel.close()
 
@@ -142,6 +174,31 @@ class AsyncClient(_Base):
         call = self._stub.PredictStream(requests, timeout=timeout_s, metadata=self._metadata)
         async for item in call:
             yield item
+
+    async def report_outcomes(
+        self,
+        outcomes: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        prediction_ids: Sequence[str] | None = None,
+        rows: Any = None,
+        values: Any = None,
+        observed_at: Any = None,
+        weights: Any = None,
+        per_call: int = PER_CALL,
+        timeout_s: float | None = None,
+    ) -> int:
+        accepted = 0
+        for request in requests(outcomes, prediction_ids, rows, values, observed_at, weights, per_call):
+            accepted += (await self.report_request(request, timeout_s)).accepted
+        return accepted
+
+    async def report_request(
+        self, request: ReportOutcomesRequest, timeout_s: float | None = None
+    ) -> ReportOutcomesResponse:
+        response: ReportOutcomesResponse = await self._outcomes.Report(
+            request, timeout=self._timeout(timeout_s), metadata=self._metadata
+        )
+        return response
 
     async def close(self) -> None:
         await self.channel.close()

@@ -22,15 +22,15 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.jsonl import to_json_bytes
 from sibyl.predlog.losses import Losses, reason_of
 from sibyl.predlog.queue import RecordQueue
-from sibyl.v1.predlog_pb2 import PredictionLog
+from sibyl.predlog.stream import PREDICTIONS, Record, Stream
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,19 @@ class FileSink:
         poll_s: float = 0.05,
         max_bytes: int = 0,
         backups: int = 5,
+        stream: Stream = PREDICTIONS,
     ) -> None:
         self.path = Path(path)
+        self._stream, self._noun = stream, stream.noun
         self.max_bytes, self.backups = max_bytes, backups
         self._reopen = False  # set by SIGHUP (any thread); the writer reopens before its next batch
         self._previous_hup: Any = None
         self._batch_max, self._poll_s = batch_max, poll_s
-        self._written = metrics.predlog_records.labels("written")
-        self._losses = Losses(metrics, log)
+        counters = stream.counters(metrics)
+        self._written = counters.records.labels("written")
+        self._losses = Losses(counters, log)
         self._queue = RecordQueue(queue_size, self._losses.counter("queue"))
-        self._depth = metrics.predlog_queue_depth
+        self._depth = counters.queue_depth
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._file: io.FileIO | None = None
@@ -71,7 +74,7 @@ class FileSink:
         self._file = self._open()
         if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
-        self._thread = threading.Thread(target=self._run, name="predlog-file", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self._stream.thread}-file", daemon=True)
         self._thread.start()
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
@@ -79,8 +82,12 @@ class FileSink:
         if callable(self._previous_hup):
             self._previous_hup(signum, frame)
 
-    def submit(self, record: PredictionLog) -> None:
+    def submit(self, record: Record) -> None:
         self._queue.submit(record)
+
+    def submit_all(self, records: Sequence[Record]) -> bool:
+        """All queued, or none (queue full or closed): for a caller that can retry (outcomes)."""
+        return self._queue.offer_all(records)
 
     def close(self, timeout_s: float = 10.0) -> None:
         if not self._queue.close():
@@ -91,14 +98,14 @@ class FileSink:
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
-                log.error("prediction log file writer did not finish in %.1f s; records may be lost", timeout_s)
+                log.error("%s file writer did not finish in %.1f s; records may be lost", self._noun, timeout_s)
                 return
         if self._file is not None:
             self._write_all()  # anything submitted between the thread's last drain and close
             try:
                 os.fsync(self._file.fileno())
             except (OSError, ValueError) as exc:  # a full disk, or a file a failed rotation left closed
-                log.error("prediction log %s: final fsync failed: %s", self.path, exc)
+                log.error("%s %s: final fsync failed: %s", self._noun, self.path, exc)
             self._file.close()
 
     def _run(self) -> None:
@@ -130,7 +137,7 @@ class FileSink:
             kept = self._cut_back() if self._kept_end is not None else self._kept_records
             self._written.inc(kept)
             self._losses.count(len(batch) - kept, reason_of(exc))
-            self._losses.log(len(batch) - kept, f"prediction log write to {self.path} failed: {exc}")
+            self._losses.log(len(batch) - kept, f"{self._noun} write to {self.path} failed: {exc}")
             return len(batch)
         self._written.inc(len(batch))
         return len(batch)
@@ -142,10 +149,10 @@ class FileSink:
         try:
             os.ftruncate(self._file.fileno(), end)
         except OSError as exc:  # not seen so far: shrinking a file needs no room
-            log.error("prediction log %s: cannot cut a torn write back to byte %d: %s", self.path, end, exc)
+            log.error("%s %s: cannot cut a torn write back to byte %d: %s", self._noun, self.path, end, exc)
         return kept
 
-    def _write_records(self, batch: list[PredictionLog]) -> None:
+    def _write_records(self, batch: list[Record]) -> None:
         """Encode and write in chunks of ~64 KB: orjson holds the GIL while it encodes, and each writev lets
         the event loop have it back at once, where a whole batch made it wait for the switch interval again and
         again: p99 falls, CPU stays the same (docs/performance.md#file-log-writing)."""
@@ -155,7 +162,7 @@ class FileSink:
         lines: list[bytes] = []
         size = 0
         for record in batch:
-            lines.append(to_json_bytes(record, newline=True))
+            lines.append(self._stream.json_line(record))
             size += len(lines[-1])
             if size >= _CHUNK_BYTES:
                 self._write_chunk(fd, lines, size)
@@ -185,7 +192,7 @@ class FileSink:
         assert self._file is not None
         self._file.close()
         self._file = self._open()
-        log.info("prediction log file %s reopened", self.path)
+        log.info("%s file %s reopened", self._noun, self.path)
 
     def _rotate(self) -> None:
         """PATH -> PATH.1 (older ones shift up, the oldest beyond `backups` removed), then a new PATH."""

@@ -26,12 +26,13 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.losses import Losses, Reason, reason_of
 from sibyl.predlog.payload import Item, Pending, item, split_payload, spool_payload
-from sibyl.predlog.poison import DeadLetters, trimmed
+from sibyl.predlog.poison import DeadLetters
 from sibyl.predlog.producers import (
     Producer,
     ProducerConfig,
@@ -43,7 +44,7 @@ from sibyl.predlog.producers import (
 )
 from sibyl.predlog.queue import RecordQueue
 from sibyl.predlog.spool import Spool
-from sibyl.v1.predlog_pb2 import PredictionLog
+from sibyl.predlog.stream import PREDICTIONS, Record, Stream
 
 log = logging.getLogger(__name__)
 __all__ = ["KafkaSink", "split_payload", "spool_payload"]  # the spool payload helpers, where callers know them
@@ -65,25 +66,28 @@ class KafkaSink:
         backoff_s: tuple[float, float] = (0.5, 2.0),
         poll_s: float = 0.05,  # idle wake-ups cost more than they save (docs/performance.md#kafka-linger-and-poll)
         producer_factory_: ProducerFactory | None = None,
+        stream: Stream = PREDICTIONS,
         **producer: Any,  # ProducerConfig's fields (linger_ms, request_timeout_ms, ...): its defaults are the only ones
     ) -> None:
         self.spool = spool
         self.config = ProducerConfig(bootstrap, topic, **producer)
         self._factory = producer_factory_ or producer_factory(client)  # MissingDependency now, at start-up
         self._results: Results = queue.SimpleQueue()
-        self._dead = DeadLetters(spool.directory)
+        self._stream, self._noun = stream, stream.noun
+        self._dead = DeadLetters(spool.directory, stream.dead_letter)
         self._batch_max, self._replay_chunk, self._poll_s = batch_max, replay_chunk, poll_s
         self._wait_s = (self.config.request_timeout_ms + self.config.linger_ms) / 1000
         self._ack_timeout_s = ack_timeout_s
         self._backoff_min, self._backoff_max = backoff_s
         self._backoff = self._backoff_min
-        m = metrics.predlog_records
+        counters = stream.counters(metrics)
+        m = counters.records
         self._sent, self._spooled = m.labels("sent"), m.labels("spooled")
-        self._replayed, self._losses = m.labels("replayed"), Losses(metrics, log)
+        self._replayed, self._losses = m.labels("replayed"), Losses(counters, log)
         self._queue = RecordQueue(queue_size, self._losses.counter("queue"))
         self._trimmed, self._dead_lettered = m.labels("trimmed"), m.labels("dead_letter")
-        self._restarts = metrics.predlog_sender_restarts
-        self._depth, self._spool_bytes = metrics.predlog_queue_depth, metrics.predlog_spool_bytes
+        self._restarts = counters.restarts
+        self._depth, self._spool_bytes = counters.queue_depth, counters.spool_bytes
         self._producer: Producer | None = None
         self._healthy = False  # direct sends allowed
         self._connecting = False
@@ -106,12 +110,16 @@ class KafkaSink:
             return
         self.spool.open()
         if self.spool.has_pending():
-            log.info("prediction spool %s holds records from an earlier run; replaying", self.spool.directory)
-        self._thread = threading.Thread(target=self._run, name="predlog-kafka", daemon=True)
+            log.info("%s spool %s holds records from an earlier run; replaying", self._noun, self.spool.directory)
+        self._thread = threading.Thread(target=self._run, name=f"{self._stream.thread}-kafka", daemon=True)
         self._thread.start()
 
-    def submit(self, record: PredictionLog) -> None:
+    def submit(self, record: Record) -> None:
         self._queue.submit(record)
+
+    def submit_all(self, records: Sequence[Record]) -> bool:
+        """All queued, or none (queue full or closed): for a caller that can retry (outcomes)."""
+        return self._queue.offer_all(records)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Returns within ~timeout_s; whatever was not acknowledged by then is in the spool (fsynced)."""
@@ -122,7 +130,7 @@ class KafkaSink:
         if self._thread is not None:
             self._thread.join(timeout_s * 0.85)
             if self._thread.is_alive():
-                log.error("prediction log sender did not finish in %.1f s; spooling what it holds", timeout_s)
+                log.error("%s sender did not finish in %.1f s; spooling what it holds", self._noun, timeout_s)
         # Whatever the thread left (or still holds, if it is stuck): spooled here. At worst a duplicate, never lost.
         self.spool.open()
         self._spool_held()
@@ -137,18 +145,18 @@ class KafkaSink:
                 self._loop()
                 break
             except Exception:  # a bug here must not pass silently, nor end the log: restart, count it
-                log.exception("prediction log sender failed; restarting it (restart %d)", restart + 1)
+                log.exception("%s sender failed; restarting it (restart %d)", self._noun, restart + 1)
                 self._restarts.inc()
                 try:
                     self._spool_held()
                 except Exception:  # the same bug again must not end the thread (and the log with it)
-                    log.exception("prediction log sender could not spool what it held")
+                    log.exception("%s sender could not spool what it held", self._noun)
                 self._discard = True  # start again with a new producer
                 self._stop.wait(min(self._backoff_max, self._backoff_min * 2 ** min(restart, 8)))
         try:
             self._shutdown()
         except Exception:
-            log.exception("prediction log shutdown failed; close() spools what is left")
+            log.exception("%s shutdown failed; close() spools what is left", self._noun)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -195,7 +203,7 @@ class KafkaSink:
 
     def _start_connect(self) -> None:
         self._connecting = True
-        threading.Thread(target=self._connect, name="predlog-kafka-connect", daemon=True).start()
+        threading.Thread(target=self._connect, name=f"{self._stream.thread}-kafka-connect", daemon=True).start()
 
     def _connect(self) -> None:
         """Runs on its own thread: a producer probing a broker that is down blocks for connect_timeout_ms, and
@@ -210,7 +218,7 @@ class KafkaSink:
             if self._finished:  # the sender already shut down while we were connecting
                 producer.close()
             else:
-                log.info("prediction log connected to Kafka %s", self.config.bootstrap)
+                log.info("%s connected to Kafka %s", self._noun, self.config.bootstrap)
                 self._healthy = not self.spool.has_pending()  # with a backlog, the replay decides
                 self._producer = producer
             self._connecting = False
@@ -263,10 +271,10 @@ class KafkaSink:
         self._to_spool(failed)
 
     def _poison(self, key: bytes, value: bytes, why: str) -> None:
-        smaller = trimmed(value)
+        smaller = self._stream.trim(value)
         if smaller is not None and len(smaller) < self.config.max_request_size:
             self._trimmed.inc()
-            log.warning("prediction log: record %s refused (%s); sending it without feature values", key, why)
+            log.warning("%s: record %s refused (%s); sending a trimmed copy", self._noun, key, why)
             direct = self._producer is not None and self._healthy and not self.spool.has_pending()
             if not (direct and self._send([(key, smaller)], replay=False)):
                 self._to_spool([Pending(key, smaller, 0.0, False)])
@@ -304,7 +312,7 @@ class KafkaSink:
         self._replayed.inc(acked)
         if acked == len(batch.payloads):
             if not self._healthy and not self.spool.has_pending():
-                log.info("prediction log: Kafka is back; spool replayed")
+                log.info("%s: Kafka is back; spool replayed", self._noun)
             self._healthy = not self.spool.has_pending() or self._healthy
             self._backoff = self._backoff_min
         else:
@@ -323,11 +331,11 @@ class KafkaSink:
         lost = len(pending) - written
         self._losses.count(lost, reason)
         if lost:
-            self._losses.log(lost, f"prediction spool {self.spool.directory} could not take {lost} records ({why})")
+            self._losses.log(lost, f"{self._noun} spool {self.spool.directory} could not take {lost} records ({why})")
 
     def _mark_down(self, why: str) -> None:
         if self._healthy or self._next_try <= time.monotonic():
-            log.warning("prediction log: Kafka unavailable (%s); spooling to %s", why, self.spool.directory)
+            log.warning("%s: Kafka unavailable (%s); spooling to %s", self._noun, why, self.spool.directory)
         self._healthy = False
         self._discard = True  # a producer that lived through an outage can stay wedged: start afresh
         self._next_try = time.monotonic() + self._backoff
@@ -369,7 +377,7 @@ class KafkaSink:
             self._collect()
         leftovers = [p for p in self._inflight.values() if not p.replay]
         if leftovers:
-            log.warning("prediction log: %d records unacked at shutdown; spooled", len(leftovers))
+            log.warning("%s: %d records unacked at shutdown; spooled", self._noun, len(leftovers))
         self._inflight.clear()
         self._to_spool(leftovers)
         if self._producer is not None:

@@ -6,7 +6,9 @@ them: serving/after_response.py).
 Reasons: queue (the in-memory hand-off was full, or the sink already closed), spool_full (the spool reached
 spool_max_bytes), disk_full (the kernel said ENOSPC, EDQUOT or EFBIG: no room on the volume, the quota or the
 file size limit), write_error (any other failed write), poison (a record the broker refused that could not be
-quarantined either). docs/reliability.md#full-disk says what each means for an operator.
+quarantined either). docs/reliability.md#full-disk says what each means for an operator. Outcomes
+(predlog/outcome_sink.py) are counted the same way in their own series: sibyl_outcomes_total{outcome="dropped"}
+and sibyl_outcomes_dropped_total{reason}.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import time
 from typing import Literal, get_args
 
-from sibyl.observability.metrics import Metrics
+from sibyl.predlog.stream import SinkCounters
 
 Reason = Literal["queue", "spool_full", "disk_full", "write_error", "poison"]
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -30,9 +32,9 @@ class Losses:
     """One sink's count of records not kept; `log` says so at most once per `every_s` (a full disk fails every
     batch: one line per batch would flood the log)."""
 
-    def __init__(self, metrics: Metrics, logger: logging.Logger, every_s: float = 10.0) -> None:
-        self._total = metrics.predlog_records.labels("dropped")
-        self._by_reason = metrics.predlog_dropped
+    def __init__(self, counters: SinkCounters, logger: logging.Logger, every_s: float = 10.0) -> None:
+        self._total = counters.records.labels("dropped")
+        self._by_reason = counters.dropped
         for reason in get_args(Reason):  # every series from 0: a counter born at 1 hides its first loss from increase()
             self._by_reason.labels(reason)
         self._log, self._every_s = logger, every_s

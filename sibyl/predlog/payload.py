@@ -5,14 +5,14 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from sibyl.v1.predlog_pb2 import PredictionLog
+from sibyl.predlog.stream import Record
 
 KEY_LEN = struct.Struct(">H")
-Item = tuple[bytes, bytes]  # key, serialized PredictionLog
+Item = tuple[bytes, bytes]  # key (the prediction id), serialized record (PredictionLog, Outcome)
 
 
 def spool_payload(key: bytes, value: bytes) -> bytes:
-    """What one spooled record holds: key length (u16) | key | serialized PredictionLog."""
+    """What one spooled record holds: key length (u16) | key | serialized record."""
     return KEY_LEN.pack(len(key)) + key + value
 
 
@@ -21,7 +21,7 @@ def split_payload(payload: bytes) -> Item:
     return payload[2 : 2 + n], payload[2 + n :]
 
 
-def item(record: PredictionLog) -> Item:
+def item(record: Record) -> Item:
     return record.prediction_id.encode(), record.SerializeToString()
 
 

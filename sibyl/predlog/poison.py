@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sibyl.predlog.jsonl import to_json_line
@@ -33,18 +34,24 @@ def trimmed(value: bytes) -> bytes | None:
     return record.SerializeToString()
 
 
+def dead_letter_json(value: bytes) -> str:
+    """A refused prediction log value as `sibyl predlog tail` prints it (raises on bytes that are no record)."""
+    return to_json_line(PredictionLog.FromString(value))
+
+
 class DeadLetters:
     """Appends quarantined records as JSON lines (fsynced: dead letters are rare and must not be lost)."""
 
-    def __init__(self, spool_dir: Path) -> None:
+    def __init__(self, spool_dir: Path, render: Callable[[bytes], str] = dead_letter_json) -> None:
         self.path = spool_dir / DEAD_LETTER_DIR / DEAD_LETTER_FILE
+        self._render = render  # the record's stream says how (predlog/stream.py)
         self._lock = threading.Lock()
 
     def write(self, value: bytes, reason: str) -> bool:
         """False if it could not be written (the caller counts it dropped)."""
         try:
-            line = to_json_line(PredictionLog.FromString(value))
-        except Exception as exc:  # not even a PredictionLog: keep the bytes' size in the reason
+            line = self._render(value)
+        except Exception as exc:  # not even a record of its stream: keep the bytes' size in the reason
             line, reason = "null", f"{reason}; unreadable record of {len(value)} bytes: {exc}"
         text = f'{{"reason":{json.dumps(reason)},"record":{line}}}\n'.encode()
         try:

@@ -8,9 +8,10 @@ callers it may be exceeded by a few records; that is harmless.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol
 
-from sibyl.v1.predlog_pb2 import PredictionLog
+from sibyl.predlog.stream import Record
 
 
 class DropCounter(Protocol):
@@ -25,10 +26,10 @@ class RecordQueue:
             raise ValueError(f"queue size must be at least 1, got {maxsize}")
         self.maxsize = maxsize
         self.closed = False
-        self._items: deque[PredictionLog] = deque()
+        self._items: deque[Record] = deque()
         self._dropped = dropped
 
-    def submit(self, record: PredictionLog) -> None:
+    def submit(self, record: Record) -> None:
         """A sink's submit: a record that comes after close() or finds the queue full is counted as dropped."""
         if self.closed or not self.offer(record):
             self._dropped.inc()
@@ -40,16 +41,24 @@ class RecordQueue:
         self.closed = True
         return True
 
-    def offer(self, record: PredictionLog) -> bool:
+    def offer(self, record: Record) -> bool:
         """Append unless full; False means the caller must spool or count the record as dropped."""
         if len(self._items) >= self.maxsize:
             return False
         self._items.append(record)
         return True
 
-    def drain(self, limit: int) -> list[PredictionLog]:
+    def offer_all(self, records: Sequence[Record]) -> bool:
+        """All of them, or (closed, or not room for all) none: a caller that can retry is told, nothing is
+        counted (outcomes: api/outcomes.py answers UNAVAILABLE)."""
+        if self.closed or len(self._items) + len(records) > self.maxsize:
+            return False
+        self._items.extend(records)
+        return True
+
+    def drain(self, limit: int) -> list[Record]:
         """Up to `limit` records, oldest first."""
-        out: list[PredictionLog] = []
+        out: list[Record] = []
         items = self._items
         for _ in range(min(limit, len(items))):
             out.append(items.popleft())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -40,3 +41,21 @@ class PredlogSettings(BaseModel):
     spool_max_bytes: int = Field(1024**3, ge=1024, description="Spool bound; past it records are dropped.")
     queue_size: int = Field(100_000, ge=1, description="Records buffered in memory before the spool.")
     log_features: bool = Field(True, description="Include feature values in records.")
+    outcomes_path: str = Field(
+        "outcomes.jsonl",
+        description="File sink: outcomes (sibyl.v1.Outcome, proto3 JSON) appended as JSON lines; a relative path is "
+        "taken beside `path` (docs/monitoring.md#outcomes-schema-and-ways-in).",
+    )
+    outcomes_topic: str = Field(
+        "sibyl.outcomes",
+        description="Kafka sink: the outcomes topic, keyed by prediction_id and partitioned as the prediction log "
+        "(co-partitioned with it at the same partition count); spooled in spool_dir/outcomes.",
+    )
+    outcomes_max_per_call: int = Field(
+        10_000, ge=1, le=1_000_000, description="Most outcomes one Report call or POST /v1/outcomes may carry."
+    )
+
+    def outcomes_file(self) -> Path:
+        """Where the file sink writes outcomes: outcomes_path, or beside `path` when relative."""
+        path = Path(self.outcomes_path)
+        return path if path.is_absolute() else Path(self.path).parent / path

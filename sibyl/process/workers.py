@@ -53,12 +53,14 @@ def free_port(host: str) -> int:
 def worker_settings(settings: Settings, index: int) -> Settings:
     predlog = settings.predlog
     path = Path(predlog.path)
+    outcomes = Path(predlog.outcomes_path)  # each worker its own outcome file too (beside its log, when relative)
     return settings.model_copy(
         update={
             "metrics": settings.metrics.model_copy(update={"enabled": False}),
             "predlog": predlog.model_copy(
                 update={
                     "path": str(path.with_name(f"{path.stem}.worker-{index}{path.suffix}")),
+                    "outcomes_path": str(outcomes.with_name(f"{outcomes.stem}.worker-{index}{outcomes.suffix}")),
                     "spool_dir": str(Path(predlog.spool_dir) / f"worker-{index}"),
                 }
             ),

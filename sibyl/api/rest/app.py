@@ -10,6 +10,7 @@ Routes (ROUTES: the V2 REST spec, plus Triton's extensions that tritonclient.htt
     GET  /v2/models/{name}[/versions/{v}]/config       Triton model configuration
     GET  /v2/models[/{name}[/versions/{v}]]/stats      Triton statistics
     POST /v2/repository/index                          Triton repository index ({"ready": true} filters)
+    POST /v1/outcomes                                  report outcomes (api/rest/outcomes.py; not V2: sibyl's own)
 
 An infer call takes the V2 path both ports share (api.v2.infer); this module only reads the HTTP request and
 writes the reply. Errors answer {"error": "..."} with the HTTP status of the gRPC code (api.status.to_http), so
@@ -32,7 +33,8 @@ import grpc
 
 from sibyl import __version__
 from sibyl.api.auth import SCHEME, TokenSet
-from sibyl.api.rest import codec
+from sibyl.api.outcomes import OutcomeIntake
+from sibyl.api.rest import codec, outcomes
 from sibyl.api.status import PayloadTooLarge, code_of, to_http
 from sibyl.api.v2 import messages
 from sibyl.api.v2.infer import EXTENSIONS, Inference
@@ -118,6 +120,7 @@ class RestApp:
     ) -> None:
         self.service, self.max_body, self.tokens, self.metrics = service, max_body, tokens, metrics
         self.inference = Inference(service)
+        self.outcomes: OutcomeIntake | None = None  # POST /v1/outcomes answers 404 without it (api.server sets it)
         self._rejected = metrics.rejected.labels("unauthenticated") if metrics is not None else None
 
     def refused(self, reason: str) -> None:
@@ -232,6 +235,14 @@ class RestApp:
             return Reply(200, out)
         return Reply(200, out, [(b"content-type", OCTETS), (codec.HEADER_LENGTH.encode(), str(length).encode())])
 
+    async def report_outcomes(self, request: Request) -> Reply:
+        if self.outcomes is None:
+            raise NotFound("this server takes no outcomes")
+        intake, body = self.outcomes, request.body
+        with self.service.admitted():
+            checked = await self.service.off_loop(len(body), outcomes.parse, body, intake)
+            return Reply(200, outcomes.reply(intake.report(checked)))
+
     async def server_metadata(self, request: Request) -> Reply:
         return Reply.of({"name": "sibyl", "version": __version__, "extensions": list(EXTENSIONS)})
 
@@ -288,6 +299,7 @@ ROUTES = [  # first match wins: /v2/models/stats is the statistics of every mode
     Route("GET", ("v2", "health", "live"), RestApp.live),
     Route("GET", ("v2", "health", "ready"), RestApp.ready),
     Route("POST", ("v2", "repository", "index"), RestApp.repository_index),
+    Route("POST", ("v1", "outcomes"), RestApp.report_outcomes),
     Route("GET", ("v2", "models", "stats"), RestApp.model_statistics),
     *_model_routes("POST", "infer", RestApp.infer),
     *_model_routes("GET", "", RestApp.model_metadata),
