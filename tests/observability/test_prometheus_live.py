@@ -28,6 +28,8 @@ from google.protobuf import json_format
 from sibyl.config import EXAMPLE_STORE
 from sibyl.models.catalog import Catalog
 from sibyl.models.store import FileStore
+from sibyl.monitor.records import Logged, OutcomeRow
+from sibyl.monitor.state import PartitionState
 from sibyl.v1.predict_pb2 import DenseRows, EntityColumn, PredictRequest
 from sibyl.v1.predict_pb2_grpc import PredictionServiceStub
 from tests.support.needs import launch, missing
@@ -61,6 +63,7 @@ ALERT_SIGNALS = {
     "SibylDriftPSIHigh": "max by (model, version, feature) (sibyl_drift_psi)",
     "SibylShadowDisagreement": 'predictor_model_role_slice:sibyl_shadow_agreement:ratio_rate30m{slice="all"}',
     "SibylPositiveRateShift": 'predictor_model_slice:sibyl_positive_rate:ratio_1h{slice="all"}',
+    "SibylModelQualityDrop": 'max by (predictor, model, version, slice) (sibyl_quality_auc{role="primary", window="24h"})',
 }
 # Alerts without a `for:` that this test's faults must set firing.
 MUST_FIRE = {"SibylModelLoadFailed": {"model": "gbdt"}, "SibylPredlogRecordsDropped": {}}
@@ -153,14 +156,57 @@ def sibyl_serve(tmp_path: Path, redis_url: str) -> Iterator[tuple[int, int]]:
         log.close()
 
 
-def prometheus_config(metrics_port: int) -> str:
+def prometheus_config(metrics_port: int, monitor_port: int) -> str:
     return yaml.safe_dump(
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "sibyl", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+            "scrape_configs": [
+                {"job_name": "sibyl", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]},
+                {"job_name": "sibyl-monitor", "static_configs": [{"targets": [f"127.0.0.1:{monitor_port}"]}]},
+            ],
         }
     )
+
+
+@contextmanager
+def sibyl_monitor(tmp_path: Path) -> Iterator[int]:
+    """`python -m sibyl monitor` over a join state holding labelled rows of the example predictor (its primary and
+    shadow, a few slices), as if outcomes had been reported; yields its metrics port."""
+    state = PartitionState(tmp_path / "monitor" / "partition-0.db", window_s=86_400.0, max_bytes=1 << 30)
+    rng = np.random.default_rng(1)
+    now = time.time_ns()
+    for call in range(20):
+        pid = f"{call:032x}"
+        labels = [["all", f"weekend={i % 2}"] for i in range(50)]
+        y = (rng.random(50) < 0.3).astype(float)
+        scores = np.clip(y * 0.3 + rng.random(50) * 0.7, 0, 1)
+        state.add_predictions(
+            [(Logged(pid, "example", "gbdt", "1", "primary", now, 50, scores.astype(np.float32)), labels)]
+        )
+        state.add_predictions(
+            [(Logged(pid, "example", "mlp", "1", "shadow", now, 50, rng.random(50).astype(np.float32)), None)]
+        )
+        state.add_outcomes([OutcomeRow(pid, i, float(y[i]), now, 1.0) for i in range(50)], now_ns=now)
+    state.set_offset("predictions", 0, "")
+    state.commit()
+    state.close()
+    port = free_port()
+    env = {**os.environ, "SIBYL_MONITOR__STATE_DIR": str(tmp_path / "monitor"), "SIBYL_MONITOR__METRICS_PORT": str(port),
+           "SIBYL_PREDLOG__PATH": str(tmp_path / "none.jsonl"), "SIBYL_MODEL_STORE__URL": f"file://{tmp_path / 'store'}"}  # fmt: skip
+    log = (tmp_path / "monitor.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "sibyl", "monitor"], env=env, stdout=log, stderr=log, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not accepts_tcp(port):
+            assert proc.poll() is None, f"sibyl monitor exited: {(tmp_path / 'monitor.log').read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "sibyl monitor did not open its port in 30 s"
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
 
 
 def publish_broken_version(store: Path) -> None:
@@ -246,9 +292,9 @@ def test_every_dashboard_query_and_alert_signal_returns_data_from_a_live_sibyl(
     )
     assert load.returncode == 0, load.stderr
 
-    with sibyl_serve(tmp_path, redis.url) as (grpc_port, metrics_port):
+    with sibyl_serve(tmp_path, redis.url) as (grpc_port, metrics_port), sibyl_monitor(tmp_path) as monitor_port:
         try:
-            prom = PrometheusServer(prometheus_config(metrics_port))
+            prom = PrometheusServer(prometheus_config(metrics_port, monitor_port))
         except MissingBinaryError as exc:
             missing(exc)
         with prom:
