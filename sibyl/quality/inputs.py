@@ -14,8 +14,11 @@ from sibyl.errors import InvalidArgument
 Floats = NDArray[np.float64]
 
 
-def _vector(values: ArrayLike, name: str) -> NDArray[Any]:
-    array = np.asarray(values)
+def _vector(values: ArrayLike, name: str, dtype: type[np.float64] | None = None) -> NDArray[Any]:
+    try:
+        array = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"{name} must be numbers: {e}") from None
     if array.ndim != 1:
         raise InvalidArgument(f"{name} must be one value per row (1-D), got shape {array.shape}")
     return array
@@ -23,7 +26,7 @@ def _vector(values: ArrayLike, name: str) -> NDArray[Any]:
 
 def labels(y: ArrayLike, name: str = "y") -> Floats:
     """Binary labels as float64 0.0 / 1.0 (bools, ints and floats accepted; anything else, NaN included, refused)."""
-    array = _vector(y, name).astype(np.float64, copy=False)
+    array = _vector(y, name, np.float64)
     if not np.all((array == 0.0) | (array == 1.0)):
         raise InvalidArgument(f"{name} must hold binary labels 0 or 1")
     return array
@@ -34,7 +37,7 @@ def scores(s: ArrayLike, name: str = "s", unit_interval: bool = True) -> NDArray
     become float64. Finite always; within [0, 1] when `unit_interval` (probabilities)."""
     array = _vector(s, name)
     if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float64)
+        array = _vector(array, name, np.float64)
     if array.size and not np.all(np.isfinite(array)):
         raise InvalidArgument(f"{name} must be finite (no NaN or infinity)")
     if unit_interval and array.size and (array.min() < 0.0 or array.max() > 1.0):
@@ -44,7 +47,7 @@ def scores(s: ArrayLike, name: str = "s", unit_interval: bool = True) -> NDArray
 
 def targets(values: ArrayLike, name: str) -> Floats:
     """Regression targets or predictions: finite float64."""
-    array = _vector(values, name).astype(np.float64, copy=False)
+    array = _vector(values, name, np.float64)
     if array.size and not np.all(np.isfinite(array)):
         raise InvalidArgument(f"{name} must be finite (no NaN or infinity)")
     return array
@@ -54,7 +57,7 @@ def weights(w: ArrayLike | None, rows: int) -> Floats:
     """Row weights as float64, finite and >= 0; None means every row weighs 1."""
     if w is None:
         return np.ones(rows, dtype=np.float64)
-    array = _vector(w, "w").astype(np.float64, copy=False)
+    array = _vector(w, "w", np.float64)
     if array.size != rows:
         raise InvalidArgument(f"w has {array.size} values for {rows} rows")
     if array.size and (not np.all(np.isfinite(array)) or array.min() < 0.0):

@@ -319,4 +319,7 @@ class BinaryStats:
             np.all(out._scores[1:] > out._scores[:-1]) and out._scores[0] >= 0.0 and out._scores[-1] <= 1.0
         ):
             raise InvalidArgument("BinaryStats bytes hold scores that are not distinct, sorted and in [0, 1]")
+        masses = np.concatenate((out._positive, out._negative))
+        if masses.size and (not np.all(np.isfinite(masses)) or masses.min() < 0.0):
+            raise InvalidArgument("BinaryStats bytes hold label masses that are not finite and >= 0")
         return out

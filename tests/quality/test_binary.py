@@ -164,6 +164,8 @@ def test_no_rows_measure_nothing() -> None:
         ([0, 1], [0.1, 0.2], [1.0], "w has 1 values for 2 rows"),
         ([0, 1, 1], [0.1, 0.2], None, "one value per row"),
         ([[0, 1]], [[0.1, 0.2]], None, "1-D"),
+        (["no", "yes"], [0.1, 0.2], None, "y must be numbers"),
+        ([0, 1], [0.1, 0.2], ["a", "b"], "w must be numbers"),
     ],
 )
 def test_wrong_inputs_are_refused(y: object, s: object, w: object, says: str) -> None:

@@ -236,3 +236,11 @@ def test_regression_stats_equal_the_metrics_in_any_order() -> None:
     assert RegressionStats().mae() is None
     with pytest.raises(InvalidArgument):
         RegressionStats.from_bytes(merged.to_bytes()[:-1])
+
+
+def test_negative_or_nan_masses_in_bytes_are_refused() -> None:
+    data = _stats(np.array([0, 1]), np.array([0.2, 0.4]), np.array([0.5, 0.25])).to_bytes()  # float64 masses
+    for bad in (-1.0, np.nan):
+        damaged = data[:-8] + np.array([bad], dtype="<f8").tobytes()
+        with pytest.raises(InvalidArgument, match="masses"):
+            BinaryStats.from_bytes(damaged)
