@@ -149,10 +149,13 @@ class BinaryStats:
         return BinaryStats.combine((self, other), bins=self.bins)
 
     @staticmethod
-    def combine(parts: Iterable[BinaryStats], bins: int = binary.DEFAULT_BINS) -> BinaryStats:
-        """All parts merged in one pass (cheaper than chained merge() for many buckets). Parts share `bins`."""
-        out = BinaryStats(bins)
+    def combine(parts: Iterable[BinaryStats], bins: int | None = None) -> BinaryStats:
+        """All parts merged in one pass (cheaper than chained merge() for many buckets). Parts share their number of
+        bins (`bins`, by default the first part's; 10 when there is no part)."""
         chosen = list(parts)
+        if bins is None:
+            bins = chosen[0].bins if chosen else binary.DEFAULT_BINS
+        out = BinaryStats(bins)
         for part in chosen:
             if part.bins != bins:
                 raise InvalidArgument(f"cannot merge BinaryStats of {part.bins} bins into {bins} bins")

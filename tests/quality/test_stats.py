@@ -196,6 +196,10 @@ def test_unsorted_scores_in_bytes_are_refused() -> None:
 def test_stats_of_different_bins_do_not_merge() -> None:
     with pytest.raises(InvalidArgument, match="bins"):
         BinaryStats(10).merge(BinaryStats(20))
+    with pytest.raises(InvalidArgument, match="bins"):
+        BinaryStats.combine([BinaryStats(20), BinaryStats(10)])
+    assert BinaryStats.combine([BinaryStats(20), BinaryStats(20)]).bins == 20
+    assert BinaryStats.combine([]).bins == 10
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.w is None], ids=repr)
