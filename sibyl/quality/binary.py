@@ -1,5 +1,5 @@
 """Exact, weighted quality metrics of one model on labelled rows: for a binary label and a score in [0, 1], AUC, log
-loss, Brier score and calibration (with ECE); for a regression target, MAE and RMSE (kept in regression.py, re-exported here).
+loss, Brier score and calibration (with ECE); for a regression target, MAE and RMSE (in regression.py, re-exported).
 
 Each function takes whole arrays and returns a float, or None when the metric is undefined on these rows (no row
 of weight > 0; for AUC, a class absent). The row-level pieces (a row's log loss, a score's calibration bin, the
