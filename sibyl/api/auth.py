@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from sibyl.api.status import WORKER_METADATA
 from sibyl.config import SecuritySettings
 from sibyl.errors import ConfigError
 from sibyl.observability.metrics import Metrics
@@ -102,10 +103,10 @@ def _denier(handler: Handler, message: str) -> Handler:
     """A handler of the same shape as the real one that only refuses: the request is never read."""
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, WORKER_METADATA)
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, WORKER_METADATA)
         yield  # pragma: no cover - makes this an async generator
 
     des, ser = handler.request_deserializer, handler.response_serializer

@@ -163,4 +163,10 @@ async def test_every_answer_names_its_process_errors_included(store: Path) -> No
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await call
                 workers[name] = dict(await call.trailing_metadata() or ()).get("sibyl-worker")
-    assert workers == dict.fromkeys(calls, str(os.getpid()))
+    async with running_server(store, security={"tokens": ["s3cret"]}) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = PredictionServiceStub(channel).Predict(PredictRequest(predictor="p", rows=[FeatureRow()]))
+            with pytest.raises(grpc.aio.AioRpcError):  # no token: UNAUTHENTICATED
+                await call
+            workers["unauthenticated"] = dict(await call.trailing_metadata() or ()).get("sibyl-worker")
+    assert workers == dict.fromkeys([*calls, "unauthenticated"], str(os.getpid()))
