@@ -1,53 +1,24 @@
 """sibyl.batch.spark on a real local Spark (local[2], Java 17): scores equal the real server's bit for bit, and a
-feature snapshot written from Spark partitions equals `sibyl features load`'s. One Spark session for the module."""
+feature snapshot written from Spark partitions equals `sibyl features load`'s. One Spark session for the module
+(conftest.spark)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import redis
 
 from sibyl.batch import spark as sibyl_spark
 from sibyl.cli.main import main
 from sibyl.config import EXAMPLE_FEATURES
-from tests.batch.engines import requires, requires_java, worker_env
 from tests.batch.example_case import STORE_URL, load_example_features, make_case
 from tests.batch.server_answers import server_scores
 from tests.support.feature_snapshots import dump, example_records
 from tests.support.redis_servers import RedisServer
 
 ROWS = 40_000
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    requires_java()
-    requires("pyspark", "pip install 'sibyl[spark]'")
-    from pyspark.sql import SparkSession
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(worker_env())
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("sibyl-batch-test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4000")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    try:
-        yield session
-    finally:
-        session.stop()
-        stack.close()
 
 
 def test_spark_scores_equal_the_servers_bit_for_bit(spark: Any, tmp_path: Path, fresh_redis: RedisServer) -> None:
