@@ -17,7 +17,7 @@ from sibyl.config import FeatureSettings, Settings
 from sibyl.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from sibyl.features import build_store
 from sibyl.features.codec import DecodeError, decode, decode_json, describe, entity_key, field_name
-from sibyl.features.feast_check import Finding, check_mapping, check_store
+from sibyl.features.feast_check import Finding, check_mapping, check_store, suggest
 from sibyl.features.feast_codec import decode_value, timestamp_s, to_feature
 from sibyl.features.feast_codec import field as feast_field
 from sibyl.features.feast_redis import FeastRedisStore
@@ -73,6 +73,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     c.add_argument("--registry", help="Feast file registry, e.g. feature_repo/data/registry.db")
     c.add_argument("--manifest", action="append", default=[], help="model manifest.json to check (repeatable)")
     c.add_argument("--sample", type=int, default=100, help="entities of the live store to read (default 100; 0: none)")
+    c.add_argument("--suggest", action="store_true", help="print a [features.feast] section built from --registry")
     _connection_flags(c)
     c.set_defaults(handler=cmd_check)
 
@@ -266,6 +267,10 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         findings += check_mapping(fs.feast, registry, inputs)
+        if args.suggest:
+            print(suggest(fs.feast, registry, inputs))
+    elif args.suggest:
+        raise InvalidArgument("--suggest builds the settings from Feast's registry: pass --registry")
     if args.sample > 0:
         findings += asyncio.run(_check_store(fs, inputs, args.sample))
     for finding in findings:

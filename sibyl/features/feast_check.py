@@ -4,6 +4,7 @@ do not decode as their input, views nobody materialized, values older than their
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable
@@ -128,3 +129,41 @@ def _values(spec: FeatureSpec, label: str, raws: list[Any]) -> Finding:
     if bad:
         return Finding("error", f"{label}: {len(bad)} of {len(present)} values do not fit {spec.dtype}: {bad[0]}")
     return Finding("ok", f"{label}: {len(present)} of {len(raws)} sampled entities hold a value")
+
+
+def suggest(settings: FeastSettings, registry: Registry, specs: Iterable[FeatureSpec]) -> str:
+    """A [features.feast] section for these inputs from the registry: join keys and types of their entities, a
+    ref for each input that has none and whose name is a feature of exactly one view of its entity, and the ttl of
+    every view used."""
+    by_join_key = {e.join_key: e for e in registry.entities.values()}
+    entities: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    views: set[str] = set()
+    for spec in specs:
+        if spec.entity is None:
+            continue
+        join_key = settings.join(spec.entity)[0]
+        entity = by_join_key.get(join_key)
+        if entity is not None and entity.value_type in KEY_TYPES:
+            entities[spec.entity] = f"{spec.entity}={entity.join_key}:{KEY_TYPES[entity.value_type]}"
+        ref = settings.ref(spec.name)
+        if settings.mapped(spec.name) and ref is not None:
+            refs[spec.name] = f"{spec.name}={ref[0]}:{ref[1]}"
+        elif ref is None and entity is not None:
+            owners = [
+                v.name for v in registry.views.values() if v.entities == [entity.name] and spec.name in v.features
+            ]
+            if len(owners) == 1:  # the input's name is a feature of exactly one view of its entity
+                ref = (owners[0], spec.name)
+                refs[spec.name] = f"{spec.name}={owners[0]}:{spec.name}"
+        if ref is not None and ref[0] in registry.views:
+            views.add(ref[0])
+    ttls = [f"{v}={registry.views[v].ttl_s:g}" for v in sorted(views) if registry.views[v].ttl_s > 0]
+    lines = [
+        "[features.feast]",
+        f"project = {json.dumps(settings.project)}",
+        f"entities = {json.dumps(sorted(entities.values()))}",
+        f"features = {json.dumps(sorted(refs.values()))}",
+        f"ttl = {json.dumps(ttls)}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -98,6 +98,10 @@ class FeastSettings(BaseModel):
         view, sep, feature = name.partition("__")
         return (view, feature) if sep and view and feature else None
 
+    def mapped(self, name: str) -> bool:
+        """The input has an entry in `features` (rather than a view__feature name or nothing)."""
+        return name in self._refs
+
     def join(self, entity: str) -> tuple[str, JoinKeyType]:
         """(join key, its type) of a manifest entity."""
         return self._joins.get(entity, (entity, "int64"))

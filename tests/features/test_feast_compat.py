@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,17 +240,22 @@ def test_features_check_against_the_registry_and_the_store(
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "models").mkdir()
 
-    def check(feast: dict[str, Any]) -> tuple[int, str]:
+    def check(feast: dict[str, Any], *more: str) -> tuple[int, str]:
         config = tmp_path / "sibyl.json"
         features = {"backend": "feast-redis", "url": written.url, "feast": feast}
         config.write_text(json.dumps({"features": features, "model_store": {"url": str(tmp_path / "models")}}))
         registry = written.repo / "data" / "registry.db"
         args = ["--config", str(config), "features", "check", "--registry", str(registry)]
-        code = main([*args, "--manifest", str(tmp_path / "manifest.json")])
+        code = main([*args, "--manifest", str(tmp_path / "manifest.json"), *more])
         return code, capsys.readouterr().out
 
-    code, out = check(feast)
+    code, out = check(feast, "--suggest")
     assert code == 0, out
+    suggested = tomllib.loads(out[out.index("[features.feast]") : out.index("\n\n")])["features"]["feast"]
+    assert suggested == {  # what feast_settings() says, from the registry
+        "project": written.project, "entities": ["customer_id=customer_id:string", "driver_id=driver_id:int64"],
+        "features": sorted(feast["features"]), "ttl": ["customer_profile=3600"],
+    }  # fmt: skip
     assert out.count("ok ") >= len(INPUTS) and "error" not in out
     assert "view 'customer_profile': 4 of" in out and "2 stale" in out  # c1..c4 sampled, c3 and c4 stale
     wrong = {**feast, "features": [*feast["features"], "emb=driver_stats:conv_rate", "trips=driver_stats:nope"]}
