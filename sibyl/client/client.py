@@ -21,7 +21,7 @@ import grpc
 
 from sibyl.client import channel as ch
 from sibyl.client.frames import Prediction, RequestOptions, Rows, build_request, to_prediction
-from sibyl.client.outcomes import PER_CALL, requests
+from sibyl.client.outcomes import OutcomeColumns, requests
 from sibyl.v1.outcome_pb2 import ReportOutcomesRequest, ReportOutcomesResponse
 from sibyl.v1.outcome_pb2_grpc import OutcomeServiceStub
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse
@@ -109,21 +109,14 @@ class Client(_Base):
         self,
         outcomes: Iterable[Mapping[str, Any]] | None = None,
         *,
-        prediction_ids: Sequence[str] | None = None,
-        rows: Any = None,
-        values: Any = None,
-        observed_at: Any = None,
-        weights: Any = None,
-        per_call: int = PER_CALL,
         timeout_s: float | None = None,
+        **columns: Unpack[OutcomeColumns],
     ) -> int:
         """Report what happened after predictions (OutcomeService.Report): row dicts (prediction_id, row, value,
-        observed_at, weight) or columns; sent in calls of at most per_call, each all or nothing (client/outcomes.py).
-        Returns how many the server accepted; a refused call raises grpc.RpcError (the calls before it stand)."""
-        accepted = 0
-        for request in requests(outcomes, prediction_ids, rows, values, observed_at, weights, per_call):
-            accepted += self.report_request(request, timeout_s).accepted
-        return accepted
+        observed_at, weight) or columns (prediction_ids, values, rows, observed_at, weights); sent in calls of at
+        most per_call, each all or nothing (client/outcomes.py). Returns how many the server accepted; a refused
+        call raises grpc.RpcError (the calls before it stand)."""
+        return sum(self.report_request(r, timeout_s).accepted for r in requests(outcomes, columns))
 
     def report_request(self, request: ReportOutcomesRequest, timeout_s: float | None = None) -> ReportOutcomesResponse:
         """One Report with a ready-made request."""
@@ -179,18 +172,10 @@ class AsyncClient(_Base):
         self,
         outcomes: Iterable[Mapping[str, Any]] | None = None,
         *,
-        prediction_ids: Sequence[str] | None = None,
-        rows: Any = None,
-        values: Any = None,
-        observed_at: Any = None,
-        weights: Any = None,
-        per_call: int = PER_CALL,
         timeout_s: float | None = None,
+        **columns: Unpack[OutcomeColumns],
     ) -> int:
-        accepted = 0
-        for request in requests(outcomes, prediction_ids, rows, values, observed_at, weights, per_call):
-            accepted += (await self.report_request(request, timeout_s)).accepted
-        return accepted
+        return sum([(await self.report_request(r, timeout_s)).accepted for r in requests(outcomes, columns)])
 
     async def report_request(
         self, request: ReportOutcomesRequest, timeout_s: float | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -25,23 +25,29 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIELDS = frozenset({"prediction_id", "row", "value", "observed_at", "weight"})
 
 
-def requests(
-    outcomes: Iterable[Mapping[str, Any]] | None,
-    prediction_ids: Sequence[str] | None,
-    rows: Sequence[int] | Any | None,
-    values: Sequence[float] | Any | None,
-    observed_at: Any,
-    weights: Sequence[float] | Any | None,
-    per_call: int,
-) -> Iterator[ReportOutcomesRequest]:
+class OutcomeColumns(TypedDict, total=False):
+    """report_outcomes' keyword arguments besides row dicts: the columns (equal lengths) and the call size."""
+
+    prediction_ids: Sequence[str]
+    rows: Any  # Sequence[int] or an integer array; default 0 for all
+    values: Any  # Sequence[float] or an array
+    observed_at: Any  # one moment for all, or one per outcome (see the module docstring)
+    weights: Any  # Sequence[float] or an array; default none
+    per_call: int  # outcomes per Report call (default PER_CALL)
+
+
+def requests(outcomes: Iterable[Mapping[str, Any]] | None, columns: OutcomeColumns) -> Iterator[ReportOutcomesRequest]:
     """The calls to make, in order."""
+    per_call = columns.get("per_call", PER_CALL)
     if per_call < 1:
         raise InvalidArgument(f"per_call must be 1 or more, got {per_call}")
-    items = (
-        _from_rows(outcomes)
-        if outcomes is not None
-        else _from_columns(prediction_ids, rows, values, observed_at, weights)
-    )
+    if outcomes is not None:
+        items = _from_rows(outcomes)
+    else:
+        c = columns
+        items = _from_columns(
+            c.get("prediction_ids"), c.get("rows"), c.get("values"), c.get("observed_at"), c.get("weights")
+        )
     batch: list[Outcome] = []
     for outcome in items:
         batch.append(outcome)

@@ -22,6 +22,7 @@ import orjson
 from google.protobuf import json_format
 
 from sibyl.observability.metrics import Metrics
+from sibyl.predlog.factory import stream_sink
 from sibyl.predlog.settings import PredlogSettings
 from sibyl.predlog.stream import Record, SinkCounters, Stream
 from sibyl.v1.outcome_pb2 import Outcome
@@ -77,30 +78,5 @@ def build_outcome_sink(settings: PredlogSettings, metrics: Metrics) -> OutcomeSi
     """The outcome log for predlog.sink; None when it is none. Not started."""
     if settings.sink == "none":
         return None
-    if settings.sink == "kafka":
-        from sibyl.predlog.kafka import KafkaSink
-        from sibyl.predlog.spool import Spool
-
-        spool = Spool(Path(settings.spool_dir) / OUTCOME_SPOOL, settings.spool_max_bytes)
-        return KafkaSink(
-            settings.kafka_bootstrap,
-            settings.outcomes_topic,
-            spool,
-            metrics,
-            client=settings.kafka_client,
-            queue_size=settings.queue_size,
-            linger_ms=settings.kafka_linger_ms,
-            max_request_size=settings.kafka_max_request_size,
-            ack_timeout_s=settings.kafka_ack_timeout_s,
-            stream=OUTCOMES,
-        )
-    from sibyl.predlog.file import FileSink
-
-    return FileSink(
-        settings.outcomes_file(),
-        metrics,
-        queue_size=settings.queue_size,
-        max_bytes=settings.file_max_bytes,
-        backups=settings.file_backups,
-        stream=OUTCOMES,
-    )
+    spool = Path(settings.spool_dir) / OUTCOME_SPOOL
+    return stream_sink(settings, metrics, OUTCOMES, settings.outcomes_topic, spool, settings.outcomes_file())
