@@ -16,6 +16,7 @@
 - rest_walk.py     stand-alone: the sibyl files one REST infer call goes through, in call order
 - quality.py       stand-alone: sibyl.quality's cost (BinaryStats add/merge/combine rows per CPU-second, bytes per score)
 - outcomes.py      stand-alone: server CPU per OutcomeService.Report call (1 and 100 outcomes; file, Kafka)
+- monitor.py       stand-alone: the outcome evaluator's records and joined outcomes per CPU-second, state bytes
 
 May import: benchmarks.load, each other, sibyl, tests.support (real-server launchers). Never peers, report,
 suite or cli.
