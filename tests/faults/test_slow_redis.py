@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 CONSUMERS, STORES = 20, 5
 BUDGET_S = 0.020  # FeatureSettings.budget_ms's default
-# The p99 bound: the budget plus room for a busy event loop on a shared 2-core machine. A fetch that waited for
-# the slow Redis would land at >= 50 ms (>= 500 ms for the second case), so this still tells the two apart.
-P99_BOUND_S = 0.05
+# The p99 bound: the budget plus room for a busy event loop on a shared 2-core machine (5 agents at once put the
+# +50 ms case's p99 in the 50 ms bucket). That a fetch never waited for the slow Redis is shown by a count: calls
+# answered with Redis's features during the fault (only one that started just before it may have).
+P99_BOUND_S = 0.075
 
 
 def request(i: int) -> PredictRequest:
@@ -96,7 +97,7 @@ async def test_slow_redis_fails_no_call_and_keeps_fetches_within_the_budget(
     assert not figures.failed, f"{load.codes()}: failed per second {load.failures_per_second()}"
     assert buckets[float("inf")] >= len(figures.during) * 0.5, "the server fetched features for too few calls"
     assert p99_bound <= P99_BOUND_S, f"feature fetch p99 over {P99_BOUND_S * 1000:g} ms: {buckets}"
-    assert sum(from_redis(s) for s in figures.during) < len(figures.during), "the fault was not real"
+    assert sum(from_redis(s) for s in figures.during) <= 0.05 * len(figures.during), "calls waited for slow Redis"
     assert figures.recovery_s() is not None, "features never came back from Redis"
     logged = logged_ids_from_file([tmp_path / "predictions.jsonl"])
     assert load.answered() <= logged, f"{len(load.answered() - logged)} answered predictions missing from the log"
