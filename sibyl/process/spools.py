@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+from sibyl.predlog.outcome_sink import OUTCOME_SPOOL
 from sibyl.predlog.spool import SUFFIX
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,17 @@ def _move(source: Path, target: Path) -> int:
 
 def adopt_orphans(root: Path, workers: int | None) -> int:
     """Move segments no process would replay; returns how many moved. workers: the supervisor's worker count
-    (folders worker-0 .. worker-<N-1>), or None for a single process spooling in `root` itself.
+    (folders worker-0 .. worker-<N-1>), or None for a single process spooling in `root` itself. The outcome
+    spool (a folder `outcomes` inside each of those: predlog/outcome_sink.py) is adopted the same way.
 
     Call it before any process of this server opens its spool (the supervisor before it starts workers).
     """
     if not root.is_dir():
         return 0
+    return sum(_adopt(root, workers, stream) for stream in ("", OUTCOME_SPOOL))
+
+
+def _adopt(root: Path, workers: int | None, stream: str) -> int:
     moved = 0
     for child in sorted(root.iterdir()):
         match = WORKER_DIR.match(child.name)
@@ -72,9 +78,9 @@ def adopt_orphans(root: Path, workers: int | None) -> int:
             continue
         index = int(match.group(1))
         if workers is None:
-            moved += _move(child, root)
+            moved += _move(child / stream, root / stream)
         elif index >= workers:
-            moved += _move(child, worker_dir(root, index % workers))
+            moved += _move(child / stream, worker_dir(root, index % workers) / stream)
     if workers is not None:
-        moved += _move(root, worker_dir(root, 0))
+        moved += _move(root / stream, worker_dir(root, 0) / stream)
     return moved

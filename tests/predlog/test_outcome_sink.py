@@ -9,9 +9,12 @@ from pathlib import Path
 
 from sibyl.config import load_settings
 from sibyl.observability.metrics import Metrics
-from sibyl.predlog.outcome_sink import OUTCOMES, build_outcome_sink, from_json_line, outcome_json_line
+from sibyl.predlog.outcome_sink import OUTCOME_SPOOL, OUTCOMES, build_outcome_sink, from_json_line, outcome_json_line
+from sibyl.predlog.payload import split_payload, spool_payload
 from sibyl.predlog.poison import DeadLetters
 from sibyl.predlog.settings import PredlogSettings
+from sibyl.predlog.spool import SUFFIX, Spool
+from sibyl.process.spools import adopt_orphans
 from sibyl.process.workers import worker_settings
 from sibyl.v1.outcome_pb2 import Outcome
 
@@ -71,3 +74,20 @@ def test_a_refused_outcome_is_dead_lettered_as_an_outcome(tmp_path: Path) -> Non
     assert entry["reason"] == "too large"
     assert from_json_line(json.dumps(entry["record"])) == outcome
     assert OUTCOMES.trim(outcome.SerializeToString()) is None  # nothing to drop from an outcome
+
+
+def test_outcome_spool_segments_stranded_by_a_workers_change_are_adopted(tmp_path: Path) -> None:
+    """--workers 4 -> 2: worker-3's outcome spool is replayed by worker-1's outcome sink (process/spools.py)."""
+    stranded = tmp_path / "worker-3" / OUTCOME_SPOOL
+    spool = Spool(stranded, 1024**2)
+    spool.open()
+    spool.append([spool_payload(b"ab" * 16, b"outcome")])
+    spool.close()
+    assert adopt_orphans(tmp_path, 2) == 1
+    adopted = Spool(tmp_path / "worker-1" / OUTCOME_SPOOL, 1024**2)
+    adopted.open()
+    try:
+        assert [split_payload(p) for p in adopted.read(10).payloads] == [(b"ab" * 16, b"outcome")]
+    finally:
+        adopted.close()
+    assert not list(stranded.glob(f"*{SUFFIX}")) and not list((tmp_path / "worker-1").glob(f"*{SUFFIX}"))
