@@ -182,20 +182,22 @@ async def test_spool_on_a_full_disk_keeps_whole_frames_counts_losses_and_replays
     missing_ids = load.answered() - seen
     torn = {n: len(data) - scan_frames(data)[1] for n, data in segments.items() if scan_frames(data)[1] != len(data)}
     frames = sum(len(scan_frames(data)[0]) for data in segments.values())
+    spooled = value(during, "sibyl_predlog_records_total", outcome="spooled")
+    replayed = value(samples, "sibyl_predlog_records_total", outcome="replayed")
+    restarts = value(samples, "sibyl_predlog_sender_restarts_total")
     print(
         f"\n[spool, disk full {FULL_S:.0f} s, broker down] calls {len(load.shots)} {dict(load.codes())}; p99 during "
-        f"{p99_ms(load.between('fault', 'repair')):.1f} ms; spooled {value(during, 'sibyl_predlog_records_total', outcome='spooled'):.0f}, "
-        f"dropped (disk_full) {disk_full:.0f}, replayed {value(samples, 'sibyl_predlog_records_total', outcome='replayed'):.0f}; "
-        f"answered primaries missing from Kafka {len(missing_ids)}; after the repair missing "
-        f"{len(after_repair(load) - seen)}; sender restarts {value(samples, 'sibyl_predlog_sender_restarts_total'):.0f}; "
-        f"spooling resumed {resumed_s(load, seen)} after the space came back"
+        f"{p99_ms(load.between('fault', 'repair')):.1f} ms; spooled {spooled:.0f}, dropped (disk_full) "
+        f"{disk_full:.0f}, replayed {replayed:.0f}; answered primaries missing from Kafka {len(missing_ids)}; after "
+        f"the repair missing {len(after_repair(load) - seen)}; sender restarts {restarts:.0f}; spooling resumed "
+        f"{resumed_s(load, seen)} after the space came back"
     )
     assert code == 0
     assert load.failed() == [], f"{load.codes()}: failed per second {load.failures_per_second()}"
     assert filled > 0 and disk_full > 0, "the disk was never full for the spool"
-    assert value(samples, "sibyl_predlog_sender_restarts_total") == 0
+    assert restarts == 0
     assert all(data.startswith(MAGIC) for data in segments.values()), "a spool segment without its header"
     assert not torn, f"spool segments with torn tails: {torn}"
-    assert frames == value(during, "sibyl_predlog_records_total", outcome="spooled"), "spool holds other than counted"
+    assert frames == spooled, "the spool holds other than what was counted spooled"
     assert len(missing_ids) <= disk_full
     assert after_repair(load) <= seen, "spooling did not resume once space came back"
