@@ -97,3 +97,18 @@ def test_accepted_outcomes_are_on_disk_after_a_graceful_stop(tmp_path: Path) -> 
         code = proc.wait(timeout=30)
     assert (accepted, code) == (100, 0)
     assert len((tmp_path / "outcomes.jsonl").read_text().splitlines()) == 100
+
+
+def test_with_workers_each_writes_its_own_outcome_file(tmp_path: Path) -> None:
+    proc, port, _ = serve_subprocess(tmp_path, "--workers", "2")
+    try:
+        with Client(f"127.0.0.1:{port}", timeout_s=10) as client:
+            accepted = sum(client.report_outcomes(prediction_ids=[f"{i:032x}"], values=[1.0]) for i in range(40))
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=60)
+    files = sorted(p.name for p in tmp_path.glob("outcomes*.jsonl"))
+    assert (accepted, code) == (40, 0)
+    assert set(files) <= {"outcomes.worker-0.jsonl", "outcomes.worker-1.jsonl"} and files
+    kept = [json.loads(line) for name in files for line in (tmp_path / name).read_text().splitlines()]
+    assert sorted(k["prediction_id"] for k in kept) == [f"{i:032x}" for i in range(40)]
