@@ -102,41 +102,43 @@ def _label_batches(plans: Mapping[str, SlicePlan], features: list[str], entities
 
 
 def _stats_batches(batches: Iterator[Any]) -> Iterator[Any]:
-    """Joined rows -> one BinaryStats (as bytes) per group seen in this partition, and the rows skipped."""
+    """Joined rows, one per slice label -> one BinaryStats (as bytes) per group seen in this partition, and the rows
+    skipped per model. Rows are grouped with numpy (dictionary codes of the key columns), not a Python step per row."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    pending: dict[Group, tuple[list[float], list[float], list[float]]] = {}
+    found: dict[Group, BinaryStats] = {}
     skipped: dict[tuple[str, str, str, str], int] = {}
     for batch in batches:
-        cols = [batch.column(c).to_pylist() for c in ("predictor", "model", "version", "role", "slices")]
+        codes, names = [], []
+        for column in GROUP:
+            encoded = pc.dictionary_encode(pc.fill_null(batch.column(column), ""))
+            codes.append(encoded.indices.to_numpy(zero_copy_only=False))
+            names.append(encoded.dictionary.to_pylist())
         y = batch.column("value").to_numpy(zero_copy_only=False)
         s = batch.column("score").to_numpy(zero_copy_only=False)
         w = batch.column("weight").to_numpy(zero_copy_only=False)
-        good = ((y == 0.0) | (y == 1.0)) & np.isfinite(s) & (s >= 0.0) & (s <= 1.0) & np.isfinite(w) & (w >= 0.0)
-        for i, (predictor, model, version, role, slices) in enumerate(zip(*cols, strict=True)):
-            if not good[i]:
-                skipped[(predictor, model, version, role)] = skipped.get((predictor, model, version, role), 0) + 1
-                continue
-            for label in slices or ["all"]:
-                lists = pending.get((predictor, model, version, role, label))
-                if lists is None:
-                    lists = pending[(predictor, model, version, role, label)] = ([], [], [])
-                lists[0].append(y[i])
-                lists[1].append(s[i])
-                lists[2].append(w[i])
-    keys, blobs, counts = [], [], []
-    for key, (labels, scores, weights) in pending.items():
-        stats = BinaryStats()
-        stats.add(np.asarray(labels, np.float64), np.asarray(scores, np.float32), np.asarray(weights, np.float64))
-        keys.append(key)
-        blobs.append(stats.to_bytes())
-        counts.append(0)
-    for model_key, n in skipped.items():
-        keys.append((*model_key, ""))
-        blobs.append(b"")
-        counts.append(n)
+        with np.errstate(invalid="ignore"):
+            good = ((y == 0.0) | (y == 1.0)) & (s >= 0.0) & (s <= 1.0) & np.isfinite(w) & (w >= 0.0)
+        groups, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+        order = np.argsort(inverse.ravel(), kind="stable")
+        bounds = np.flatnonzero(np.diff(inverse.ravel()[order])) + 1
+        for g, rows in enumerate(np.split(order, bounds)):
+            key: Group = tuple(str(names[j][groups[g, j]]) for j in range(len(GROUP)))  # type: ignore[assignment]
+            kept = rows[good[rows]]
+            if kept.size < rows.size and key[4] == "all":  # each joined row has exactly one "all" label
+                model_key = key[:4]
+                skipped[model_key] = skipped.get(model_key, 0) + int(rows.size - kept.size)
+            if kept.size:
+                stats = found.get(key)
+                if stats is None:
+                    stats = found[key] = BinaryStats()
+                stats.add(y[kept], s[kept], w[kept])
+    keys = [*found, *((*model_key, "") for model_key in skipped)]
     if keys:
         columns: dict[str, Any] = {name: [k[j] for k in keys] for j, name in enumerate(GROUP)}
+        blobs = [stats.to_bytes() for stats in found.values()] + [b""] * len(skipped)
+        counts = [0] * len(found) + list(skipped.values())
         yield pa.RecordBatch.from_pydict(columns | {"stats": pa.array(blobs, pa.binary()), "skipped": counts})
 
 
@@ -230,10 +232,10 @@ def evaluate(
             "model",
             "version",
             "role",
-            "slices",
             "score",
             F.col("o.value").alias("value"),
             F.col("o.weight").alias("weight"),
+            F.explode(F.coalesce("slices", F.array(F.lit("all")))).alias("slice"),
         )
     )
     stats_schema = T.StructType([*(T.StructField(c, T.StringType()) for c in GROUP),

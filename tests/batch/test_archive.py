@@ -17,35 +17,12 @@ import pytest
 from sibyl.batch.slicing import ArchivedRows, choose
 from sibyl.cli.main import main
 from sibyl.models.predictor import Slice
-from sibyl.predlog.jsonl import to_json_bytes
 from sibyl.serving.decode import RowBatch
-from sibyl.serving.records import build_record
 from sibyl.serving.slices import Slicer
 from sibyl.v1.outcome_pb2 import Outcome
 from sibyl.v1.predict_pb2 import Role
-from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.batch.log_records import DAY_NS, T0, record, write_log
 from tests.support.kafka_broker import KafkaBroker, create_topic
-
-DAY_NS = 86_400 * 10**9
-T0 = 1_796_000_000 * 10**9  # 2026-11-29T... UTC
-
-
-def record(i: int, model: str = "gbdt", role: int = Role.ROLE_PRIMARY, rows: int = 3, dim: int = 1,
-           at: int = T0, predictor: str = "eta") -> PredictionLog:  # fmt: skip
-    values = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2) + i
-    batch = RowBatch(rows, ["x1", "x2"], values, {"consumer_id": f"c{i}"}, {"store_id": [f"s{r}" for r in range(rows)]})
-    scores = np.linspace(0.1, 0.9, rows * dim, dtype=np.float32).reshape(rows, dim)
-    return build_record(
-        prediction_id=f"{i:032x}", request_id=f"r{i}", predictor=predictor, model=model, version="1", role=role,
-        arm="", sent_at_ns=at, batch=batch, columns=["x1", "x2"], matrix=values,
-        defaulted={"x2": np.array([0])}, scores=scores, latency_ms=1.0, host="h",
-    )  # fmt: skip
-
-
-def write_log(path: Path, records: list[PredictionLog]) -> None:
-    with path.open("ab") as f:
-        for r in records:
-            f.write(to_json_bytes(r, newline=True))
 
 
 def read(root: Path, stream: str = "predictions") -> pa.Table:

@@ -3,7 +3,7 @@ are reported over gRPC (OutcomeService.Report, the outcomes file), then (a) siby
 in-process, (b) `sibyl predlog archive` writes both as Parquet and sibyl.batch.quality evaluates the archive on
 Spark, (c) scikit-learn scores the joined rows. Per model, role and slice: the same n, and AUC, log loss and Brier
 to 1e-12 between (a) and (b), to 1e-9 against (c). Slices: a feature with edges and one without (no entity slice:
-their rule differs by design, slicing.py)."""
+their rule differs by design, slicing.py). Then the job's join rules on a hand-made log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sibyl.cli.main import main
 from sibyl.client import Client
 from sibyl.models.catalog import Catalog
 from sibyl.models.manifest import FeatureSpec
+from sibyl.models.predictor import Slice
 from sibyl.models.store import FileStore
 from sibyl.monitor.evaluator import Evaluator, Slicers, file_sources
 from sibyl.monitor.state import model_parts
@@ -30,6 +32,8 @@ from sibyl.process.banner import parse_serving_line
 from sibyl.quality.stats import BinaryStats
 from sibyl.v1.outcome_pb2 import Outcome, ReportOutcomesRequest
 from sibyl.v1.outcome_pb2_grpc import OutcomeServiceStub
+from sibyl.v1.predict_pb2 import Role
+from tests.batch.log_records import DAY_NS, T0, record, write_log, write_outcomes
 from tests.support.inproc import server_env
 from tests.support.onnxgen import publish_logistic
 
@@ -164,3 +168,36 @@ def test_spark_job_equals_the_stream_and_scikit_learn(served: dict[str, Any], sp
             assert got.brier() == pytest.approx(brier_score_loss(y[rows], s[rows]), abs=1e-9)
     by_key = {(r["model"], r["slice"]): r for r in report.rows()}
     assert by_key[("good", "all")]["auc"] > by_key[("mid", "all")]["auc"] > by_key[("bad", "all")]["auc"]
+
+
+def test_the_spark_jobs_join_rules(spark: Any, tmp_path: Path) -> None:
+    """On a hand-made log: the first observed of two outcomes counts; an outcome observed after the window, or for
+    a call outside [since, until), does not; a label other than 0/1 is skipped and counted; a call without an
+    answering record (a shadow only) counts under "all" alone."""
+    from sibyl.batch import quality
+
+    log, outcomes, archive = tmp_path / "p.jsonl", tmp_path / "o.jsonl", tmp_path / "archive"
+    primary = np.array([0.2, 0.4, 0.6, 0.8], np.float32)
+    shadow = np.array([0.7, 0.1, 0.5, 0.3], np.float32)
+    write_log(log, [record(1, rows=4, scores=primary), record(1, "mlp", Role.ROLE_SHADOW, rows=4, scores=shadow),
+                    record(2, "mlp", Role.ROLE_SHADOW, rows=2, scores=shadow[:2]),
+                    record(3, rows=4, scores=primary, at=T0 - 2 * DAY_NS)])  # fmt: skip
+    second = 10**9
+    write_outcomes(outcomes, [(1, 0, 1.0, T0 + second), (1, 0, 0.0, T0 + 2 * second), (1, 1, 0.5, T0),
+                              (1, 2, 0.0, T0 + 8 * DAY_NS), (1, 3, 0.0, T0), (2, 0, 1.0, T0), (2, 1, 0.0, T0),
+                              (3, 0, 1.0, T0), (3, 1, 0.0, T0)])  # fmt: skip
+    assert main(["predlog", "archive", str(archive), "--file", str(log)]) == 0
+    assert main(["predlog", "archive", str(archive), "--outcomes", "--file", str(outcomes)]) == 0
+    since = datetime.fromtimestamp((T0 - DAY_NS) / 1e9, UTC)
+    half = Slice(name="x1", feature="x1", edges=(4.0,))  # call 1's x1 per row: 1, 3, 5, 7
+    report = quality.evaluate(spark, str(archive), slices={"eta": [half]}, since=since, window_s=WEEK_S)
+    n = {key: stats.n for key, stats in report.stats.items()}
+    assert n == {("eta", "gbdt", "1", "primary", "all"): 2, ("eta", "gbdt", "1", "primary", "x1=<4"): 1,
+                 ("eta", "gbdt", "1", "primary", "x1=>=4"): 1, ("eta", "mlp", "1", "shadow", "all"): 4,
+                 ("eta", "mlp", "1", "shadow", "x1=<4"): 1, ("eta", "mlp", "1", "shadow", "x1=>=4"): 1}  # fmt: skip
+    assert report.skipped == {("eta", "gbdt", "1", "primary"): 1, ("eta", "mlp", "1", "shadow"): 1}
+    gbdt = report.stats[("eta", "gbdt", "1", "primary", "all")]
+    assert gbdt.label_rate() == 0.5 and gbdt.auc() == 0.0  # row 0 (0.2) is the positive, row 3 (0.8) the negative
+    mlp = report.stats[("eta", "mlp", "1", "shadow", "all")]
+    expected = np.array([0.7, 0.3, 0.7, 0.1], np.float32).astype(np.float64)
+    assert mlp.log_loss() == pytest.approx(log_loss([1, 0, 1, 0], expected), abs=1e-12)
