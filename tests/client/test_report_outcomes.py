@@ -29,7 +29,7 @@ def outcome_lines(path: Path, n: int, timeout_s: float = 30.0) -> list[dict[str,
 
 
 def test_rows_and_columns_reach_the_outcome_file_through_sibyl_serve(tmp_path: Path) -> None:
-    proc, port, _ = serve_subprocess(tmp_path)
+    proc, port, _ = serve_subprocess(tmp_path, "--metrics-port", "0")
     try:
         with Client(f"127.0.0.1:{port}", timeout_s=10) as client:
             prediction = client.predict("p", [{"amount": 1.0}, {"amount": 2.0}, {"amount": 3.0}])
@@ -88,7 +88,7 @@ def test_what_the_client_can_tell_is_wrong_it_says_before_sending() -> None:
 
 def test_accepted_outcomes_are_on_disk_after_a_graceful_stop(tmp_path: Path) -> None:
     """SIGTERM drains and closes the outcome log: every accepted outcome is in the file when the process exits."""
-    proc, port, _ = serve_subprocess(tmp_path)
+    proc, port, _ = serve_subprocess(tmp_path, "--metrics-port", "0")
     try:
         with Client(f"127.0.0.1:{port}", timeout_s=10) as client:
             accepted = client.report_outcomes(prediction_ids=["c" * 32] * 100, values=[1.0] * 100)
@@ -100,7 +100,7 @@ def test_accepted_outcomes_are_on_disk_after_a_graceful_stop(tmp_path: Path) -> 
 
 
 def test_with_workers_each_writes_its_own_outcome_file(tmp_path: Path) -> None:
-    proc, port, _ = serve_subprocess(tmp_path, "--workers", "2")
+    proc, port, _ = serve_subprocess(tmp_path, "--workers", "2", "--metrics-port", "0")
     try:
         with Client(f"127.0.0.1:{port}", timeout_s=10) as client:
             accepted = sum(client.report_outcomes(prediction_ids=[f"{i:032x}"], values=[1.0]) for i in range(40))
