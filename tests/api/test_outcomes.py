@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from sibyl.api.server import SibylServer
 from sibyl.v1.outcome_pb2 import Outcome, ReportOutcomesRequest
@@ -178,3 +180,18 @@ async def test_outcomes_need_the_token_as_predict_does(store: Path, tmp_path: Pa
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
             answer = await stub.Report(request, timeout=10, metadata=(("authorization", "Bearer s3cret"),))
         assert answer.accepted == 1
+
+
+async def test_reflection_and_health_know_the_outcome_service(store: Path) -> None:
+    """grpcurl finds OutcomeService without proto files; a health watcher of it sees SERVING."""
+    async with running_server(store) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="sibyl.v1.OutcomeService")
+            )
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            ask = reflection_pb2.ServerReflectionRequest(file_containing_symbol="sibyl.v1.OutcomeService")
+            answers = [r async for r in stub.ServerReflectionInfo(iter([ask]))]
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    (answer,) = answers
+    assert answer.file_descriptor_response.file_descriptor_proto, answer
