@@ -66,7 +66,8 @@ SLOW: dict[str, Callable[[LatencyProxy], None]] = {
 }
 
 
-@pytest.mark.parametrize("slow", list(SLOW))
+# Acks within the ack timeout only slow the sender down: behind --runslow to keep CI short.
+@pytest.mark.parametrize("slow", [pytest.param(s, marks=pytest.mark.slow) if s == "acks +0.5 s" else s for s in SLOW])
 async def test_a_slow_broker_fails_no_call_and_loses_no_record(
     slow: str, slow_broker: tuple[LatencyProxy, str], tmp_path: Path
 ) -> None:
