@@ -24,16 +24,19 @@ import pytest
 from sibyl.models.catalog import Catalog
 from sibyl.models.manifest import OutputSpec
 from sibyl.models.store import FileStore
-from sibyl.v1.predict_pb2 import DenseRows, PredictRequest
+from sibyl.v1.predict_pb2 import DenseRows, FeatureRow, PredictRequest
 from tests.faults.harness import Load, OpenLoad, Shot, p99_ms
 from tests.faults.scenario import log_tail, stop
 from tests.faults.scrape import scrape, value
 from tests.support.inproc import serve_subprocess
+from tests.support.latency_proxy import LatencyProxy
 from tests.support.onnxgen import FEATURES, probability_model
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 MAX_IN_FLIGHT, ROWS, WIDTH = 4, 512, 1024
 OVERLOAD, OVERLOAD_S = 5.0, 10.0
+WINDOW_S, REFUSE_RATE = 3.0, 400.0  # refusals alone: how long and how fast
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -62,6 +65,12 @@ VALUES = np.random.default_rng(0).random((ROWS, 3), np.float32).tobytes()
 def request(i: int) -> PredictRequest:
     dense = DenseRows(feature_names=["amount", "age", "rating"], values=VALUES, num_rows=ROWS)
     return PredictRequest(request_id=f"r{i}", predictor="heavy", dense=dense)
+
+
+def entity_request(i: int) -> PredictRequest:
+    """One row of predictor p (tests/support/inproc.publish_models) whose features come from Redis."""
+    row = FeatureRow(features={"amount": 1.0}, entities={"store_id": "s1"})
+    return PredictRequest(request_id=f"e{i}", predictor="p", context={"consumer_id": "c1"}, rows=[row])
 
 
 def cpu_s(pid: int) -> float:
@@ -155,3 +164,53 @@ async def test_open_loop_at_5x_capacity_refuses_cheaply_keeps_goodput_and_recove
     assert len(refused_late) <= 0.1 * len(late), f"not recovered 1 s after the overload: refused at {refused_late} s"
     assert set(after.codes()) <= {"OK", "RESOURCE_EXHAUSTED"}, after.codes()
     assert inferences <= ok(nominal.shots) + ok(over.shots) + ok(after.shots) + 5, "refused calls reached inference"
+
+
+async def test_a_refused_call_costs_the_server_little_cpu(fresh_redis: RedisServer, tmp_path: Path) -> None:
+    """The server CPU of refusals alone, measured directly: the 4 admission slots are held by calls waiting on a
+    stalled Redis (the budget above the client's 1 s socket timeout, the breaker never opening: each admitted call
+    waits ~1 s without CPU), so nearly every other call is refused; the server's CPU over a window of refusals,
+    less its idle CPU over as long, divided by the calls refused (the few admitted calls' work included)."""
+    with LatencyProxy(fresh_redis.port) as proxy:
+        env = {
+            "SIBYL_SERVER__MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
+            "SIBYL_FEATURES__BACKEND": "redis",
+            "SIBYL_FEATURES__URL": f"redis://{proxy.address}/0",
+            "SIBYL_FEATURES__CACHE_TTL_S": "0",
+            "SIBYL_FEATURES__BUDGET_MS": "10000",
+            "SIBYL_FEATURES__BREAKER_FAILURES": "1000000",  # every admitted call waits out Redis's 1 s timeout
+            "SIBYL_LOG_LEVEL": "INFO",  # the server log says when a drain began, should calls end UNAVAILABLE
+            "SIBYL_METRICS__PORT": "0",
+        }
+        proc, port, _ = serve_subprocess(tmp_path, log_to=tmp_path / "server.log", **env)
+        target = f"127.0.0.1:{port}"
+        try:
+            async with OpenLoad(target, entity_request, rate=50, deadline_s=2.0) as warm:
+                await asyncio.sleep(1.0)  # connections, model and Redis pool warm
+            idle0 = cpu_s(proc.pid)
+            await asyncio.sleep(WINDOW_S)
+            idle = cpu_s(proc.pid) - idle0
+            proxy.stall()
+            async with OpenLoad(target, entity_request, rate=4, deadline_s=15.0) as holders:
+                await asyncio.sleep(1.5)  # 4+ calls now wait on Redis, holding every slot
+                cpu0 = cpu_s(proc.pid)
+                async with OpenLoad(target, entity_request, rate=REFUSE_RATE, deadline_s=2.0) as refused_load:
+                    await asyncio.sleep(WINDOW_S)
+                busy = cpu_s(proc.pid) - cpu0
+                proxy.resume()
+        finally:
+            code = await asyncio.to_thread(stop, proc)
+    codes = refused_load.codes()
+    refused = codes.get("RESOURCE_EXHAUSTED", 0)
+    per_call_ms = max(0.0, busy - idle) / max(refused, 1) * 1000
+    print(
+        f"\n[refusals alone] {dict(codes)} in {WINDOW_S:g} s at {REFUSE_RATE:g}/s; server CPU {busy:.2f} s "
+        f"(idle {idle:.2f} s over as long): {per_call_ms:.3f} ms per refused call; slot holders {dict(holders.codes())}"
+        f"; warm-up {dict(warm.codes())}"
+    )
+    other = [
+        (round(s.t, 2), round(s.latency_s, 3), s.code) for s in refused_load.shots if s.code != "RESOURCE_EXHAUSTED"
+    ]
+    assert code == 0, log_tail(tmp_path)
+    assert refused >= 0.9 * len(refused_load.shots), f"the slots were not all held: {codes} {other[:10]} {other[-10:]}"
+    assert per_call_ms < 5.0, "a refusal costs the server as much as real work"  # generous: the target is < 1 ms
