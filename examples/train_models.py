@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from delivery_data import logit, request_features  # examples/: the world the models learn (simulate.py's too)
 from google.protobuf import json_format
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -86,45 +87,11 @@ def make_data(rng: np.random.Generator) -> Data:
         "store_cancel_rate": np.round(rng.beta(1.0, 30.0, N_STORES), 4),
     }
     ci, si = rng.integers(0, N_CONSUMERS, N_ROWS), rng.integers(0, N_STORES, N_ROWS)
-    request = {
-        "distance_km": np.round(rng.gamma(2.0, 1.5, N_ROWS), 2),
-        "hour_of_day": rng.choice(24, N_ROWS, p=hour_weights()).astype(float),
-        "is_weekend": (rng.random(N_ROWS) < 2 / 7).astype(float),
-        "promo_pct": rng.choice([0.0, 0.0, 0.0, 10.0, 20.0], N_ROWS),
-    }
+    request = request_features(rng, N_ROWS)
     cols = {**{k: v[ci] for k, v in consumers.items()}, **{k: v[si] for k, v in stores.items()}, **request}
     x = np.column_stack([cols[spec.name] for spec in INPUTS]).astype(np.float32)
     y = (rng.random(N_ROWS) < 1 / (1 + np.exp(-logit(cols)))).astype(int)
     return Data(consumers, stores, x, y)
-
-
-def hour_weights() -> np.ndarray:
-    w = np.ones(24)
-    w[11:14] += 3.0  # lunch
-    w[17:21] += 5.0  # dinner
-    return w / w.sum()
-
-
-def logit(c: dict[str, np.ndarray]) -> np.ndarray:
-    """Ground truth: mostly monotone effects plus meal-time and taste interactions trees and MLPs can learn."""
-    emb = c["consumer_emb"]
-    meal = np.isin(c["hour_of_day"], [11, 12, 13, 17, 18, 19, 20]).astype(float)
-    return (
-        -0.8
-        + 0.3 * np.log1p(c["consumer_orders_30d"])
-        - 0.04 * c["consumer_days_since_order"]
-        + 0.06 * c["consumer_app_opens_7d"]
-        + 1.2 * (c["store_rating"] - 4.4)
-        - 0.05 * (c["store_prep_time_min"] - 15.0)
-        - 8.0 * c["store_cancel_rate"]
-        + 0.15 * np.log1p(c["store_orders_7d"])
-        - 0.3 * c["distance_km"]
-        + 0.6 * meal
-        + 0.3 * c["is_weekend"]
-        + 0.04 * c["promo_pct"]
-        + 0.9 * emb[:, 0]
-        - 1.2 * emb[:, 1] * emb[:, 2]
-    )
 
 
 def export(model: object, n_columns: int, x_check: np.ndarray) -> bytes:

@@ -24,7 +24,7 @@ from tests.support.process import port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-DEFAULT_PORTS = {"gRPC": 50051, "HTTP": 8080, "metrics": 9100}  # what the README's commands address
+DEFAULT_PORTS = {"gRPC": 50051, "HTTP": 8080, "metrics": 9100, "monitor": 9101}  # what the README's commands address
 RUNNABLE = ("bash", "python")
 
 
@@ -76,7 +76,8 @@ def test_python_blocks_import_only_what_the_plain_install_brings() -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The quick start's server, in a folder of its own; yields that folder (where its log files are)."""
     busy = [f"{what} port {port}" for what, port in DEFAULT_PORTS.items() if not port_is_free(port)]
     assert not busy, f"the README's commands address the default ports; free {', '.join(busy)} to run this test"
     cwd = tmp_path_factory.mktemp("readme-serve")
@@ -88,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             assert proc.poll() is None, f"sibyl serve exited: {(cwd / 'serve.log').read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"not ready after 60 s: {(cwd / 'serve.log').read_text()[-2000:]}"
             time.sleep(0.2)
-        yield
+        yield cwd
     finally:
         proc.terminate()
         proc.wait(30)
@@ -106,11 +107,14 @@ def _ready() -> bool:
 @pytest.mark.parametrize(
     ("lang", "text"), blocks_to_run(), ids=[f"{lang}:{text.splitlines()[0][:40]}" for lang, text in blocks_to_run()]
 )
-def test_readme_block_runs_as_written(served: None, lang: str, text: str, tmp_path: Path) -> None:
+def test_readme_block_runs_as_written(served: Path, lang: str, text: str, tmp_path: Path) -> None:
     script = tmp_path / ("block.sh" if lang == "bash" else "block.py")
     script.write_text(("set -euo pipefail\n" if lang == "bash" else "") + text)
     # The console script `sibyl` is where the install put it: beside this interpreter.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # The blocks run from the checkout (they name its files), "in the same folder" as the server as far as its
+    # files go: the prediction log and outcomes the monitor reads are the server's; its state goes to tmp.
+    env |= {"SIBYL_PREDLOG__PATH": str(served / "predictions.jsonl"), "SIBYL_MONITOR__STATE_DIR": str(tmp_path / "m")}
     runner = ["bash", str(script)] if lang == "bash" else [sys.executable, str(script)]
     done = subprocess.run(runner, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"README block failed ({done.returncode}):\n{text}\n--- stderr\n{done.stderr[-3000:]}"

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from sibyl.errors import InvalidArgument, Unavailable
+from sibyl.serving.slices import label_order
 
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -114,32 +115,7 @@ def report(text: str, predictor: str) -> dict[str, Any]:
 
 
 def _slice_order(row: dict[str, Any]) -> tuple[Any, ...]:
-    """ "all" first, then by slice name, bins and numbers in numeric order, other/none/missing last."""
-    if row["slice"] == "all":
-        return (0,)
-    name, _, value = row["slice"].partition("=")
-    return (1, name, *_value_order(value))
-
-
-def _value_order(value: str) -> tuple[int, float, str]:
-    for prefix, rank in ((">=", 2), ("<", 0)):
-        if value.startswith(prefix):
-            number = value.removeprefix(prefix)
-            if _is_number(number):
-                return (rank, float(number), "")
-    low = value.split("-", 1)[0] if not value.startswith("-") else value
-    if _is_number(value):
-        return (1, float(value), "")
-    if "-" in value[1:] and _is_number(low):
-        return (1, float(low), value)
-    return (4 if value in ("other", "none", "missing") else 3, 0.0, value)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+    return label_order(row["slice"])
 
 
 def _number(x: float | None, digits: int = 4) -> str:

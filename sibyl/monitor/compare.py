@@ -23,6 +23,7 @@ from sibyl.errors import FailedPrecondition, NotFound
 from sibyl.monitor.state import PAIR, SEP, model_parts
 from sibyl.quality import binary
 from sibyl.quality.compare import delong, paired_loss_diff, verdict
+from sibyl.serving.slices import label_order
 
 HIGHER_IS_BETTER = {"auc": True, "log_loss": False, "brier": False}
 
@@ -107,7 +108,7 @@ def _pair(
             if slice_name is None or label == "all" or label.split("=", 1)[0] == slice_name:
                 groups[label].append(i)
     rows = []
-    for label in sorted(groups, key=lambda s: (s != "all", s)):
+    for label in sorted(groups, key=label_order):
         index = np.asarray(groups[label])
         y, w = joined.labels[index], joined.weights[index]
         a = joined.scores[reference][index].astype(np.float64)

@@ -70,25 +70,33 @@ class FileTail:
 
 
 class FileSources:
-    """The file log and the outcomes file beside it: partition 0."""
+    """The file log and the outcomes file beside it, and each worker's own (`--workers N` writes
+    `<stem>.worker-<i><suffix>` for both): partition 0, a read position per file."""
 
     def __init__(self, predictions: Path, outcomes: Path) -> None:
-        self.tails = {PREDICTIONS: FileTail(predictions), OUTCOMES: FileTail(outcomes)}
+        self.bases = {PREDICTIONS: predictions, OUTCOMES: outcomes}
+
+    def files(self, stream: str) -> list[Path]:
+        base = self.bases[stream]
+        return [base, *sorted(base.parent.glob(f"{base.stem}.worker-*{base.suffix}"))]
 
     def step(self, positions: Callable[[int, str], tuple[int, str] | None]) -> list[Batch]:
         batch = Batch(0)
-        for name, tail in self.tails.items():
-            position, ident = positions(0, name) or (0, "")
-            lines, position, ident = tail.read(position, ident, MAX_BATCH)
-            for line in lines:
-                try:
-                    if name == PREDICTIONS:
-                        batch.predictions.append(logged_from_json(line))
-                    else:
-                        batch.outcomes.append(outcome_from_json(line))
-                except (ValueError, KeyError, TypeError):
-                    batch.bad += 1
-            batch.positions[name] = (position, ident)
+        for stream in (PREDICTIONS, OUTCOMES):  # predictions first: an outcome read with its prediction joins at once
+            for path in self.files(stream):
+                source = stream if path == self.bases[stream] else f"{stream}:{path.name}"
+                position, ident = positions(0, source) or (0, "")
+                lines, position, ident = FileTail(path).read(position, ident, MAX_BATCH)
+                for line in lines:
+                    try:
+                        if stream == PREDICTIONS:
+                            batch.predictions.append(logged_from_json(line))
+                        else:
+                            batch.outcomes.append(outcome_from_json(line))
+                    except (ValueError, KeyError, TypeError):
+                        batch.bad += 1
+                if ident:
+                    batch.positions[source] = (position, ident)
         return [batch]
 
     def close(self) -> None:

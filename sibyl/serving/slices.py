@@ -21,7 +21,7 @@ import itertools
 import math
 from bisect import bisect_right
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -264,3 +264,31 @@ class Slicer:
         for i, dim in enumerate(self.active, start=1):
             out[i] = dim.assign(rows)
         return out
+
+
+def label_order(label: str) -> tuple[Any, ...]:
+    """A sort key for slice labels: "all" first, then by slice name; bins and numbers in numeric order, other ids
+    by text, then other/none/missing (reports list slices this way)."""
+    if label == "all":
+        return (0,)
+    name, _, value = label.partition("=")
+    return (1, name, *_value_order(value))
+
+
+def _value_order(value: str) -> tuple[int, float, str]:
+    for prefix, rank in ((">=", 2), ("<", 0)):
+        if value.startswith(prefix) and _is_number(value.removeprefix(prefix)):
+            return (rank, float(value.removeprefix(prefix)), "")
+    if _is_number(value):
+        return (1, float(value), "")
+    low = value.split("-", 1)[0]
+    if "-" in value[1:] and _is_number(low):
+        return (1, float(low), value)
+    return (4 if value in ("other", "none", "missing") else 3, 0.0, value)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
