@@ -76,14 +76,13 @@ def _label_batches(plans: Mapping[str, SlicePlan], features: list[str], entities
     import pyarrow as pa
 
     for batch in batches:
-        predictors = batch.column("predictor").to_pylist()
-        labels: list[list[str] | None] = [None] * batch.num_rows
-        for name in set(predictors):
+        predictors = np.asarray(batch.column("predictor").to_pylist(), dtype=object)
+        labels: list[Any] = []  # per predictor: its rows' positions and their labels as a [rows, 1 + slices] array
+        for name in set(predictors.tolist()):
+            at = np.flatnonzero(predictors == name)
             plan = plans.get(name)
-            at = np.flatnonzero(np.asarray(predictors, dtype=object) == name)
             if plan is None:
-                for i in at.tolist():
-                    labels[i] = ["all"]
+                labels.append((at, np.full((at.size, 1), "all", dtype=object)))
                 continue
             part = batch.take(pa.array(at))
             rows = ArchivedRows(
@@ -92,13 +91,36 @@ def _label_batches(plans: Mapping[str, SlicePlan], features: list[str], entities
                 {e: part.column(ENTITY + e).to_pylist() for e in entities},
                 part.column("defaulted").to_pylist(),
             )
-            for i, row_labels in zip(at.tolist(), plan.labels(rows), strict=True):
-                labels[i] = row_labels
+            labels.append((at, np.stack(plan.columns(rows), axis=1)))
+        width = max((texts.shape[1] for _, texts in labels), default=1)
+        grid = np.empty((batch.num_rows, width), dtype=object)  # predictors with fewer slices leave cells unused
+        counts = np.zeros(batch.num_rows, np.int32)
+        for at, texts in labels:
+            grid[at, : texts.shape[1]] = texts
+            counts[at] = texts.shape[1]
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+        flat = pa.array(grid[np.arange(width) < counts[:, None]], pa.string())
         yield pa.RecordBatch.from_pydict({
             "prediction_id": batch.column("prediction_id"),
             "row": batch.column("row"),
-            "slices": pa.array(labels, pa.list_(pa.string())),
+            "slices": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat),
         })  # fmt: skip
+
+
+def _groups(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct code tuples [groups, columns], each row's group): one int64 per row (mixed radix) sorts ~10x
+    faster than np.unique over rows of a 2-D array, which this falls back to if the radix overflows."""
+    if float(np.prod(np.asarray(sizes, np.float64))) >= 2.0**62:
+        groups, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+        return groups, inverse.ravel()
+    key = np.zeros(codes[0].size, np.int64)
+    for code, size in zip(codes, sizes, strict=True):
+        key = key * size + code
+    distinct, inverse = np.unique(key, return_inverse=True)
+    groups = np.empty((distinct.size, len(codes)), np.int64)
+    for j in range(len(codes) - 1, -1, -1):
+        distinct, groups[:, j] = np.divmod(distinct, sizes[j])
+    return groups, inverse.ravel()
 
 
 def _stats_batches(batches: Iterator[Any]) -> Iterator[Any]:
@@ -120,9 +142,9 @@ def _stats_batches(batches: Iterator[Any]) -> Iterator[Any]:
         w = batch.column("weight").to_numpy(zero_copy_only=False)
         with np.errstate(invalid="ignore"):
             good = ((y == 0.0) | (y == 1.0)) & (s >= 0.0) & (s <= 1.0) & np.isfinite(w) & (w >= 0.0)
-        groups, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-        order = np.argsort(inverse.ravel(), kind="stable")
-        bounds = np.flatnonzero(np.diff(inverse.ravel()[order])) + 1
+        groups, inverse = _groups(codes, [len(n) for n in names])
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
         for g, rows in enumerate(np.split(order, bounds)):
             key: Group = tuple(str(names[j][groups[g, j]]) for j in range(len(GROUP)))  # type: ignore[assignment]
             kept = rows[good[rows]]

@@ -16,8 +16,10 @@ then labels any batch of rows without state, so partitions label independently a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,29 +36,48 @@ class SlicePlan:
     values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # valued slice name -> values labelled
     entities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # entity slice name -> ids labelled
 
-    def labels(self, rows: ArchivedRows) -> list[list[str]]:
-        """Per row: "all", then its label for each slice in order (as sibyl monitor keeps them)."""
+    def columns(self, rows: ArchivedRows) -> list[np.ndarray]:
+        """One object array of label texts per slice, "all" first: a label per distinct value, then numpy takes."""
         vocabulary = Vocabulary()
-        columns: list[list[str]] = [[ALL] * rows.num_rows]
+        columns = [np.full(rows.num_rows, ALL, dtype=object)]
         for spec in self.slices:
             if spec.entity is not None:
                 chosen = set(self.entities.get(spec.name, ()))
-                ids = rows.entity_column(spec.entity)
-                columns.append([f"{spec.name}=none" if not i else f"{spec.name}={i}" if i in chosen
-                                else f"{spec.name}=other" for i in ids])  # fmt: skip
+                ids = np.array([i or "" for i in rows.entity_column(spec.entity)], dtype=object)
+                columns.append(_per_value(ids, functools.partial(_entity_label, spec.name, chosen)))
             elif spec.defaulted is not None or spec.edges is not None:
                 dim = Defaulted(spec, vocabulary) if spec.defaulted is not None else Binned(spec, vocabulary)
-                columns.append([vocabulary.names[i] for i in dim.assign(rows).tolist()])
+                columns.append(np.array(vocabulary.names, dtype=object)[dim.assign(rows)])
             else:
                 assert spec.feature is not None
                 known = set(self.values.get(spec.name, ()))
                 values = rows.column(spec.feature)
                 if values is None:
-                    columns.append([f"{spec.name}=missing"] * rows.num_rows)
+                    columns.append(np.full(rows.num_rows, f"{spec.name}=missing", dtype=object))
                     continue
-                columns.append([f"{spec.name}=missing" if v != v else f"{spec.name}={v:g}" if v in known
-                                else f"{spec.name}=other" for v in values.tolist()])  # fmt: skip
-        return [list(labels) for labels in zip(*columns, strict=True)]
+                columns.append(_per_value(values, functools.partial(_value_label, spec.name, known)))
+        return columns
+
+    def labels(self, rows: ArchivedRows) -> list[list[str]]:
+        """Per row: "all", then its label for each slice in order (as sibyl monitor keeps them)."""
+        return [list(labels) for labels in zip(*(c.tolist() for c in self.columns(rows)), strict=True)]
+
+
+def _entity_label(name: str, chosen: set[str], entity_id: str) -> str:
+    return f"{name}=none" if not entity_id else f"{name}={entity_id}" if entity_id in chosen else f"{name}=other"
+
+
+def _value_label(name: str, known: set[float], value: float) -> str:
+    return f"{name}=missing" if value != value else f"{name}={value:g}" if value in known else f"{name}=other"
+
+
+def _per_value(values: np.ndarray, label: Callable[[Any], str]) -> np.ndarray:
+    """label(v) for each row's value, called once per distinct value (NaNs are one value)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=object)
+    distinct, inverse = np.unique(values, return_inverse=True)
+    texts: np.ndarray = np.array([label(v) for v in distinct.tolist()], dtype=object)[inverse.ravel()]
+    return texts
 
 
 def order_dependent(slices: Sequence[Slice]) -> list[Slice]:
