@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -166,17 +166,34 @@ def _stats_batches(batches: Iterator[Any]) -> Iterator[Any]:
 
 def read_archive(spark: Any, archive: str, since: datetime | None = None, until: datetime | None = None,
                  predictors: Sequence[str] | None = None) -> tuple[Any, Any]:  # fmt: skip
-    """(predictions, outcomes) DataFrames of the archive; predictions sent in [since, until) of `predictors`."""
+    """(predictions, outcomes) DataFrames of the archive; predictions sent in [since, until) (naive datetimes are
+    UTC) of `predictors`. Partition values stay strings: a predictor named "007" is not the number 7."""
     F, _ = _spark()
-    predictions = spark.read.option("mergeSchema", "true").parquet(f"{archive.rstrip('/')}/{PREDICTIONS}")
+    root = archive.rstrip("/")
+    inference = "spark.sql.sources.partitionColumnTypeInference.enabled"
+    before = spark.conf.get(inference, "true")
+    spark.conf.set(inference, "false")  # read when the relation is made (partition discovery), so only here
+    try:
+        predictions = spark.read.option("mergeSchema", "true").parquet(f"{root}/{PREDICTIONS}")
+        outcomes = spark.read.parquet(f"{root}/{OUTCOMES}")
+    finally:
+        spark.conf.set(inference, before)
     if predictors is not None:
         predictions = predictions.where(F.col("predictor").isin(list(predictors)))
-    if since is not None:  # the date partitions first (pruned without reading), then the exact time
-        predictions = predictions.where((F.col("date") >= F.lit(since.date())) & (F.col("sent_at") >= F.lit(since)))
+    # The date partitions first (pruned without reading a file), then the exact time.
+    if since is not None:
+        day, at = _utc(since)
+        predictions = predictions.where((F.col("date") >= day) & (F.col("sent_at") >= F.lit(at)))
     if until is not None:
-        predictions = predictions.where((F.col("date") <= F.lit(until.date())) & (F.col("sent_at") < F.lit(until)))
-    outcomes = spark.read.parquet(f"{archive.rstrip('/')}/{OUTCOMES}")
+        day, at = _utc(until)
+        predictions = predictions.where((F.col("date") <= day) & (F.col("sent_at") < F.lit(at)))
     return predictions, outcomes
+
+
+def _utc(bound: datetime) -> tuple[str, datetime]:
+    """(its UTC date as the partitions spell it, the instant), a naive datetime taken as UTC."""
+    utc = bound.astimezone(UTC) if bound.tzinfo else bound.replace(tzinfo=UTC)
+    return utc.date().isoformat(), utc
 
 
 def _slices_of(store_url: str | None, names: list[str]) -> dict[str, list[Slice]]:

@@ -18,16 +18,20 @@ T0 = 1_796_000_000 * 10**9  # 2026-11-30T00:53:20Z
 
 
 def record(i: int, model: str = "gbdt", role: int = Role.ROLE_PRIMARY, rows: int = 3, dim: int = 1,
-           at: int = T0, predictor: str = "eta", scores: np.ndarray | None = None) -> PredictionLog:  # fmt: skip
-    """Call i's record of `model`: features x1 = 2r + i, x2 = 2r + 1 + i per row r, x2 defaulted on row 0, a
-    shared consumer_id and a store_id per row; scores evenly spaced in [0.1, 0.9] unless given."""
+           at: int = T0, predictor: str = "eta", scores: np.ndarray | None = None,
+           features: tuple[str, str] = ("x1", "x2")) -> PredictionLog:  # fmt: skip
+    """Call i's record of `model`: features x1 = 2r + i, x2 = 2r + 1 + i per row r (or other names), the second
+    defaulted on row 0, a shared consumer_id and a store_id per row; scores evenly spaced in [0.1, 0.9] unless
+    given."""
     values = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2) + i
-    batch = RowBatch(rows, ["x1", "x2"], values, {"consumer_id": f"c{i}"}, {"store_id": [f"s{r}" for r in range(rows)]})
+    batch = RowBatch(
+        rows, list(features), values, {"consumer_id": f"c{i}"}, {"store_id": [f"s{r}" for r in range(rows)]}
+    )
     if scores is None:
         scores = np.linspace(0.1, 0.9, rows * dim, dtype=np.float32)
     return build_record(
         prediction_id=f"{i:032x}", request_id=f"r{i}", predictor=predictor, model=model, version="1", role=role,
-        arm="", sent_at_ns=at, batch=batch, columns=["x1", "x2"], matrix=values, defaulted={"x2": np.array([0])},
+        arm="", sent_at_ns=at, batch=batch, columns=list(features), matrix=values, defaulted={features[1]: np.array([0])},
         scores=np.asarray(scores, np.float32).reshape(rows, dim), latency_ms=1.0, host="h",
     )  # fmt: skip
 

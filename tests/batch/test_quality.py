@@ -173,7 +173,8 @@ def test_spark_job_equals_the_stream_and_scikit_learn(served: dict[str, Any], sp
 def test_the_spark_jobs_join_rules(spark: Any, tmp_path: Path) -> None:
     """On a hand-made log: the first observed of two outcomes counts; an outcome observed after the window, or for
     a call outside [since, until), does not; a label other than 0/1 is skipped and counted; a call without an
-    answering record (a shadow only) counts under "all" alone."""
+    answering record (a shadow only) counts under "all" alone. A predictor named "007" keeps its name, and records
+    of other inputs (feature_x9) merge into one schema."""
     from sibyl.batch import quality
 
     log, outcomes, archive = tmp_path / "p.jsonl", tmp_path / "o.jsonl", tmp_path / "archive"
@@ -181,11 +182,12 @@ def test_the_spark_jobs_join_rules(spark: Any, tmp_path: Path) -> None:
     shadow = np.array([0.7, 0.1, 0.5, 0.3], np.float32)
     write_log(log, [record(1, rows=4, scores=primary), record(1, "mlp", Role.ROLE_SHADOW, rows=4, scores=shadow),
                     record(2, "mlp", Role.ROLE_SHADOW, rows=2, scores=shadow[:2]),
-                    record(3, rows=4, scores=primary, at=T0 - 2 * DAY_NS)])  # fmt: skip
+                    record(3, rows=4, scores=primary, at=T0 - 2 * DAY_NS),
+                    record(4, rows=2, scores=primary[:2], predictor="007", features=("x1", "x9"))])  # fmt: skip
     second = 10**9
     write_outcomes(outcomes, [(1, 0, 1.0, T0 + second), (1, 0, 0.0, T0 + 2 * second), (1, 1, 0.5, T0),
                               (1, 2, 0.0, T0 + 8 * DAY_NS), (1, 3, 0.0, T0), (2, 0, 1.0, T0), (2, 1, 0.0, T0),
-                              (3, 0, 1.0, T0), (3, 1, 0.0, T0)])  # fmt: skip
+                              (3, 0, 1.0, T0), (3, 1, 0.0, T0), (4, 0, 1.0, T0), (4, 1, 0.0, T0)])  # fmt: skip
     assert main(["predlog", "archive", str(archive), "--file", str(log)]) == 0
     assert main(["predlog", "archive", str(archive), "--outcomes", "--file", str(outcomes)]) == 0
     since = datetime.fromtimestamp((T0 - DAY_NS) / 1e9, UTC)
@@ -194,7 +196,8 @@ def test_the_spark_jobs_join_rules(spark: Any, tmp_path: Path) -> None:
     n = {key: stats.n for key, stats in report.stats.items()}
     assert n == {("eta", "gbdt", "1", "primary", "all"): 2, ("eta", "gbdt", "1", "primary", "x1=<4"): 1,
                  ("eta", "gbdt", "1", "primary", "x1=>=4"): 1, ("eta", "mlp", "1", "shadow", "all"): 4,
-                 ("eta", "mlp", "1", "shadow", "x1=<4"): 1, ("eta", "mlp", "1", "shadow", "x1=>=4"): 1}  # fmt: skip
+                 ("eta", "mlp", "1", "shadow", "x1=<4"): 1, ("eta", "mlp", "1", "shadow", "x1=>=4"): 1,
+                 ("007", "gbdt", "1", "primary", "all"): 2}  # fmt: skip
     assert report.skipped == {("eta", "gbdt", "1", "primary"): 1, ("eta", "mlp", "1", "shadow"): 1}
     gbdt = report.stats[("eta", "gbdt", "1", "primary", "all")]
     assert gbdt.label_rate() == 0.5 and gbdt.auc() == 0.0  # row 0 (0.2) is the positive, row 3 (0.8) the negative
