@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,21 @@ class _Rows:
 
     def entity_ids(self, entity: str) -> object:
         return self.batch.entity_ids(entity)
+
+
+def test_without_pyarrow_the_archive_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "predictions.jsonl"
+    write_log(log, [record(1)])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an install without the parquet extra sees
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    assert archive(tmp_path / "archive", "--file", str(log)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'sibyl[parquet]'" in err
+    assert not (tmp_path / "archive").exists()
+
+
+def test_a_missing_log_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert archive(tmp_path / "archive", "--file", str(tmp_path / "nope.jsonl")) == 2
+    assert "nope.jsonl does not exist" in capsys.readouterr().err
