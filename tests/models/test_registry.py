@@ -1,4 +1,5 @@
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -215,3 +216,17 @@ async def test_partly_copied_model_is_tried_again_once_the_copy_completes(catalo
     catalog.store.write("models/m/2/model.onnx", good)
     await reg.refresh()
     assert reg.predictor("p").primary == "m@2"
+
+
+async def test_a_hand_edited_predictor_whose_slice_the_primary_does_not_take_is_not_applied(catalog: Catalog) -> None:
+    reg, _ = registry(catalog)
+    await reg.start(poll=False)
+    config = json.loads(catalog.store.read("predictors/p.json"))
+    config["slices"] = [{"name": "x", "feature": "no_such_input"}]
+    catalog.store.write("predictors/p.json", json.dumps(config).encode())
+    await reg.refresh()
+    assert reg.predictor("p").slices == []  # the config before keeps serving
+    config["slices"] = [{"name": "amt", "feature": "amount", "edges": [1]}]
+    catalog.store.write("predictors/p.json", json.dumps(config, indent=1).encode())
+    await reg.refresh()
+    assert [s.name for s in reg.predictor("p").slices] == ["amt"]
