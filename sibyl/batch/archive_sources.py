@@ -6,7 +6,8 @@ A chunk is up to `chunk` records from one position of one source (a file, by its
 files are named after that position, `part-<source>-<start>`, so a run cut short between a chunk's files and the
 record of its position writes the same files again, a superset of the same records, on the next run: no record is
 archived twice or lost. The rotated files of a file log (PATH.1 newest ... PATH.N) are read oldest first; a
-backup already rotated away before it was archived is gone (logged).
+backup already rotated away before it was archived is gone (logged). Each worker's file (`--workers N`) is a
+source of its own.
 """
 
 from __future__ import annotations
@@ -78,11 +79,25 @@ def _chain(path: Path, stored: dict[str, Any] | None) -> list[tuple[Path, int]]:
     return [(f, 0) for f in files]
 
 
+def log_files(path: Path) -> list[Path]:
+    """The file log and each worker's own (`sibyl serve --workers N` writes `<stem>.worker-<i><suffix>`), those
+    that exist or have rotated backups."""
+    workers = sorted(path.parent.glob(f"{path.stem}.worker-*{path.suffix}"))
+    return [p for p in (path, *workers) if p.exists() or any(path.parent.glob(p.name + ".*"))]
+
+
 def archive_file(root: Path, stream: str, path: Path, written: Written, chunk: int = CHUNK) -> None:
-    """Every complete line of the file log (or outcomes file) and its backups not archived yet."""
-    if not path.exists() and not any(path.parent.glob(path.name + ".*")):
+    """Every complete line not archived yet of the file log (or outcomes file), its workers' files, and their
+    rotated backups; each file a source of its own in the checkpoints."""
+    files = log_files(path)
+    if not files:
         raise NotFound(f"{path} does not exist; pass --file or set SIBYL_PREDLOG__PATH")
     checkpoints = Checkpoints(root, stream)
+    for file in files:
+        _archive_one(root, stream, file, checkpoints, written, chunk)
+
+
+def _archive_one(root: Path, stream: str, path: Path, checkpoints: Checkpoints, written: Written, chunk: int) -> None:
     source = f"file:{path.resolve()}"
     parse: Callable[[bytes], Any] = record_from_json if stream == PREDICTIONS else outcome_from_json
     for file, start in _chain(path, checkpoints.get(source)):

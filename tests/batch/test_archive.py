@@ -87,6 +87,19 @@ def test_a_run_cut_short_writes_the_same_files_again(tmp_path: Path) -> None:
     assert read(root).num_rows == 33
 
 
+def test_each_workers_file_is_archived_too(tmp_path: Path) -> None:
+    """`sibyl serve --workers 2` logs to predictions.jsonl and predictions.worker-<i>.jsonl: all are archived."""
+    log, root = tmp_path / "predictions.jsonl", tmp_path / "archive"
+    write_log(log, [record(1)])
+    write_log(tmp_path / "predictions.worker-1.jsonl", [record(2)])
+    write_log(tmp_path / "predictions.worker-1.jsonl.1", [record(3)])  # that worker's rotated backup
+    assert archive(root, "--file", str(log)) == 0
+    assert sorted(set(read(root).column("prediction_id").to_pylist())) == [f"{i:032x}" for i in (1, 2, 3)]
+    write_log(tmp_path / "predictions.worker-1.jsonl", [record(4)])
+    assert archive(root, "--file", str(log)) == 0
+    assert read(root).num_rows == 12
+
+
 def test_outcomes_archived_by_date(tmp_path: Path) -> None:
     path, root = tmp_path / "outcomes.jsonl", tmp_path / "archive"
     lines = [
