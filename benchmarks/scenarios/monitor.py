@@ -41,20 +41,21 @@ def write_streams(folder: Path, calls: int, rows: int, seed: int = 0) -> tuple[P
     return predictions, outcomes
 
 
+def evaluate(folder: Path, predictions: Path, outcomes: Path, budget: int) -> Evaluator:
+    return Evaluator(folder / "state", 7 * 86_400.0, budget, Slicers(None, 60.0), file_sources(predictions, outcomes))
+
+
 def run(calls: int, rows: int, budget: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="sibyl-monitor-bench-") as tmp:
         folder = Path(tmp)
         predictions, outcomes = write_streams(folder, calls, rows)
-        empty = folder / "none.jsonl"
-        evaluator = Evaluator(folder / "state", 7 * 86_400.0, budget, Slicers(None, 60.0),
-                              file_sources(predictions, empty))  # fmt: skip
+        evaluator = evaluate(folder, predictions, folder / "none.jsonl", budget)
         start = time.process_time()
         while evaluator.step():
             pass
         ingest_s = time.process_time() - start
         evaluator.close()
-        evaluator = Evaluator(folder / "state", 7 * 86_400.0, budget, Slicers(None, 60.0),
-                              file_sources(predictions, outcomes))  # fmt: skip
+        evaluator = evaluate(folder, predictions, outcomes, budget)
         start = time.process_time()
         while evaluator.step():
             pass

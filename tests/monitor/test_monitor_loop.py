@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from sibyl.client import Client
@@ -29,6 +27,7 @@ from sibyl.process.banner import parse_serving_line
 from sibyl.v1.outcome_pb2 import Outcome, ReportOutcomesRequest
 from sibyl.v1.outcome_pb2_grpc import OutcomeServiceStub
 from tests.support.inproc import server_env
+from tests.support.metric_samples import scraped
 from tests.support.onnxgen import publish_logistic
 
 INPUTS = [FeatureSpec(name="x1"), FeatureSpec(name="x2"), FeatureSpec(name="is_weekend")]
@@ -76,15 +75,6 @@ def loop(tmp_path: Path) -> Iterator[dict[str, Any]]:
             proc.wait(30)
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def sibyl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sibyl", *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
@@ -114,7 +104,7 @@ def test_outcomes_joined_by_sibyl_monitor_give_scikit_learns_numbers(loop: dict[
     joined = ("sibyl_monitor_outcomes_total", (("result", "joined"),))
     duplicate = ("sibyl_monitor_outcomes_total", (("result", "duplicate"),))
     while time.monotonic() < deadline:
-        metrics = scrape(loop["monitor_port"])
+        metrics = scraped(loop["monitor_port"])
         if metrics.get(joined) == ROWS and metrics.get(duplicate) == 2:
             break
         time.sleep(0.5)

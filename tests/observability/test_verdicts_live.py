@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
 
 from sibyl.client import Client
@@ -26,6 +24,8 @@ from sibyl.models.store import FileStore
 from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS
 from sibyl.process.banner import parse_serving_line
 from tests.support.inproc import server_env, write_features
+from tests.support.metric_samples import SampleKey, scraped
+from tests.support.metric_samples import key as sample
 from tests.support.onnxgen import publish_logistic
 
 INPUTS = [
@@ -70,18 +70,8 @@ def rows(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.column_stack([rng.uniform(0, 3, n), rng.uniform(0, 15, n), rng.integers(0, 2, n)]).astype(np.float32)
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.labels.get("predictor") == "judged"
-    }
-
-
-def sample(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return name, tuple(sorted(labels.items()))
+def scrape(port: int) -> dict[SampleKey, float]:
+    return {k: v for k, v in scraped(port).items() if dict(k[1]).get("predictor") == "judged"}
 
 
 def read_log(path: Path, want: int) -> list[dict[str, Any]]:
