@@ -82,14 +82,15 @@ def _tree(pid: int) -> list[int]:
 
 
 def _cpu_s(pids: list[int]) -> float:
-    """utime + stime of process trees, from /proc (Linux)."""
+    """CPU of process trees, from /proc (Linux): each live member's own time and that of the children it reaped
+    (feast serve's gunicorn recycles workers: a worker that exits takes its time to its parent's cutime)."""
     total = 0
     for member in (m for pid in pids for m in _tree(pid)):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])
+        total += sum(int(f) for f in fields[11:15])  # utime stime + cutime cstime: recycled workers stay counted
     return total / os.sysconf("SC_CLK_TCK")
 
 
