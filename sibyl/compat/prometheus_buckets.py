@@ -1,7 +1,7 @@
 """Many observations of one prometheus_client Histogram at once, through its bucket values, else observe() each.
 
 `Histogram.observe` walks the buckets in Python and takes two locks per value (docs/performance.md#metric-updates).
-`observe_many` finds every value's bucket (the first upper bound >= value) with one bisect each, or one numpy
+`observe_many` (`observe_grouped`: for many children of one histogram at once) finds every value's bucket (the first upper bound >= value) with one bisect each, or one numpy
 searchsorted for many, and adds to the histogram's own bucket and sum values: the exported series, multiprocess
 mode included, are what observe() would have written. `_upper_bounds`, `_buckets` and `_sum` are not public API
 (present since long before our lowest pin, 0.20): `fast_path_taken(histogram)` says whether a histogram has them,
@@ -44,3 +44,29 @@ def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> 
     for i in np.flatnonzero(counts).tolist():
         buckets[i].inc(int(counts[i]))
     total.inc(float(array.sum()))
+
+
+def bucket_index(values: np.ndarray, bounds: Sequence[float]) -> np.ndarray:
+    """Each value's bucket among `bounds` (the first upper bound >= value), as Histogram.observe finds it."""
+    return np.searchsorted(np.asarray(bounds, np.float64), values, side="left")
+
+
+def observe_grouped(children: list[Histogram], groups: np.ndarray, values: np.ndarray, buckets: np.ndarray) -> None:
+    """children[g].observe(v) for every (g, v) of (groups, values), `buckets` being bucket_index(values) of the
+    children's shared bounds: one bincount for all the groups, then one inc per non-empty bucket of each child."""
+    if not children:
+        return
+    if not all(fast_path_taken(child) for child in children):
+        for g in np.unique(groups).tolist():
+            observe_many(children[g], values[groups == g])
+        return
+    first: Any = children[0]
+    nb = len(first._upper_bounds)
+    counts = np.bincount(groups * nb + buckets, minlength=len(children) * nb).reshape(len(children), nb)
+    sums = np.bincount(groups, weights=values, minlength=len(children))
+    for g, b in zip(*np.nonzero(counts), strict=True):
+        internals: Any = children[g]
+        internals._buckets[b].inc(int(counts[g, b]))
+    for g in np.flatnonzero(counts.sum(axis=1)).tolist():
+        internals = children[g]
+        internals._sum.inc(float(sums[g]))

@@ -6,8 +6,8 @@ it with bincount, whatever the number of rows. Every kind of slice has a bounded
 (docs/observability.md#slices):
 - a feature with edges: its bins ("distance=<1", "distance=1-3", ..., "distance=>=10") and "missing";
 - a feature without edges: its first `top` distinct values seen, then "other"; "missing";
-- an entity: ids promoted for good once they are heavy hitters (`EntityTop`), at most `top`; every other id
-  "other"; rows without an id "none";
+- an entity: ids promoted for good once they are heavy hitters (`EntityTop`, a count-min sketch), at most `top`;
+  every other id "other"; rows without an id "none";
 - defaulted: "yes" when the row's feature fell back to its default, else "no".
 Work per call is a fixed number of numpy calls per slice plus a dictionary step per distinct entity id or value, not
 per row; a 1-row call (most calls) takes each slice's scalar path (`one`), a bisect or a dictionary look-up, where
@@ -149,18 +149,21 @@ class Valued:
 
 class EntityTop:
     """Entity ids labelled one by one once they are heavy hitters, at most `top` of them, for good (a label that
-    came and went would leave a dead series behind). Counts are a Misra-Gries summary (`capacity` counters; when
-    full, every counter drops by one and the zeros go), so memory is bounded however many ids arrive; an id is
-    promoted when its count reaches `min_count` and 1/(2*top) of the rows seen so far. Rows of an id seen before
-    its promotion count under "other"."""
+    came and went would leave a dead series behind). Counts are a count-min sketch (DEPTH x WIDTH counters, each id
+    hashed to one counter per row, its count the smallest): memory is bounded however many ids arrive, counting a
+    call is a few numpy calls over at most COUNTED of its distinct ids (its most frequent), and a count only ever
+    overestimates, by about the rows seen / WIDTH. An id is promoted when its count reaches MIN_COUNT and 1/(2*top) of the rows seen so far (far above
+    that error). Rows of an id seen before its promotion count under "other"."""
 
     MIN_COUNT = 5
+    COUNTED = 32  # distinct ids counted per call at most: the call's most frequent (bounds the Python per call)
+    WIDTH = 4096
+    MIX = np.uint64(0x9E3779B97F4A7C15)  # the second row's hash: the first, multiplied (Fibonacci hashing)
 
     def __init__(self, spec: Slice, vocabulary: Vocabulary) -> None:
         assert spec.entity is not None
         self.entity, self.name, self.top, self.vocabulary = spec.entity, spec.name, spec.top, vocabulary
-        self.capacity = max(64, 8 * spec.top)
-        self.counts: dict[str, int] = {}
+        self.sketch = np.zeros((2, self.WIDTH), np.float64)
         self.labelled: dict[str, int] = {}
         self.seen = 0
         self.other = vocabulary.id(f"{spec.name}=other")
@@ -172,11 +175,17 @@ class EntityTop:
         if ids is None:
             return np.full(n, self.none, np.int32)
         if isinstance(ids, str):
-            return np.full(n, self._observe(ids, n), np.int32)
+            return np.full(n, self._one(ids, n), np.int32)
         per_id = np.bincount(ids.codes, minlength=len(ids.values))
-        table = np.full(len(ids.values), self.none, np.int32)
-        for code in np.flatnonzero(per_id).tolist():
-            table[code] = self._observe(ids.values[code], int(per_id[code]))
+        get, none = self.labelled.get, self.none
+        table = np.array([get(v, -1) if v else none for v in ids.values], np.int32)
+        self.seen += int(per_id[table != none].sum())
+        new = np.flatnonzero((table == -1) & (per_id > 0))
+        if new.size and len(self.labelled) < self.top:
+            if new.size > self.COUNTED:  # a heavy hitter is among a call's most frequent ids
+                new = new[np.argsort(-per_id[new], kind="stable")[: self.COUNTED]]
+            self._count([ids.values[i] for i in new.tolist()], per_id[new], table, new)
+        table[table == -1] = self.other
         out: np.ndarray = table[ids.codes]
         return out
 
@@ -184,32 +193,35 @@ class EntityTop:
         ids = rows.entity_ids(self.entity)
         if ids is None:
             return self.none
-        return self._observe(ids if isinstance(ids, str) else ids.values[int(ids.codes[0])], 1)
+        return self._one(ids if isinstance(ids, str) else ids.values[int(ids.codes[0])], 1)
 
-    def _observe(self, value: str, rows: int) -> int:
+    def _one(self, value: str, rows: int) -> int:
         if not value:
             return self.none
         self.seen += rows
         label = self.labelled.get(value)
         if label is not None:
             return label
-        counts = self.counts
-        count = counts.get(value, 0) + rows
-        if value not in counts and len(counts) >= self.capacity:
-            for key in list(counts):  # amortised: each decrement is paid for by an earlier increment
-                if counts[key] <= 1:
-                    del counts[key]
-                else:
-                    counts[key] -= 1
-            count -= 1
-        if count <= 0:
+        if len(self.labelled) >= self.top:
             return self.other
-        counts[value] = count
-        if len(self.labelled) < self.top and count >= max(self.MIN_COUNT, self.seen / (2 * self.top)):
-            label = self.labelled[value] = self.vocabulary.id(f"{self.name}={value}")
-            del counts[value]
-            return label
-        return self.other
+        table = np.full(1, -1, np.int32)
+        self._count([value], np.array([rows]), table, np.zeros(1, np.intp))
+        return int(table[0]) if table[0] >= 0 else self.other
+
+    def _count(self, values: list[str], counts: np.ndarray, table: np.ndarray, where: np.ndarray) -> None:
+        """Add the rows of these (unlabelled) ids to the sketch; promote those that are now heavy, writing their
+        label into table[where[k]]."""
+        first = np.array([hash(v) for v in values], np.int64).view(np.uint64)
+        slots = np.stack([first % self.WIDTH, (first * self.MIX >> np.uint64(40)) % self.WIDTH]).astype(np.intp)
+        for depth in (0, 1):
+            np.add.at(self.sketch[depth], slots[depth], counts)
+        estimate = np.minimum(self.sketch[0][slots[0]], self.sketch[1][slots[1]])
+        heavy = np.flatnonzero(estimate >= max(self.MIN_COUNT, self.seen / (2 * self.top)))
+        for k in heavy[np.argsort(-estimate[heavy], kind="stable")].tolist():  # the heaviest first
+            if len(self.labelled) >= self.top:
+                break
+            label = self.labelled[values[k]] = self.vocabulary.id(f"{self.name}={values[k]}")
+            table[where[k]] = label
 
 
 class Defaulted:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from sibyl.compat.prometheus_buckets import observe_many
+from sibyl.compat.prometheus_buckets import bucket_index, observe_grouped
 from sibyl.models.predictor import PredictorConfig
 from sibyl.models.runtime import OnnxModel
-from sibyl.observability.metrics import Metrics
+from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS, Metrics
 from sibyl.observability.multiprocess import drop_series
 from sibyl.serving.rank_window import RankWindow
 from sibyl.serving.slices import Slicer, SliceRows
@@ -50,7 +50,7 @@ def decision_name(dim: int, decision: int) -> str:
 
 def groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """(key, indices of the rows with it) for each key present, ascending: one sort for all of them."""
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys.astype(np.uint16), kind="stable")  # 16-bit keys: numpy's radix sort
     counts = np.bincount(keys)
     start = 0
     for key in np.flatnonzero(counts).tolist():
@@ -153,10 +153,18 @@ class PredictorVerdicts:
                 self.metrics.decisions, self.name, model, version, names[label], decision_name(dim, decision)
             )
             child.inc(int(counts[code]))
+        self._observe(labels, scores.astype(np.float64), SCORE_BUCKETS,
+                      lambda label: self._child(self.metrics.slice_scores, self.name, model, version, names[label]))  # fmt: skip
+
+    def _observe(self, labels: np.ndarray, values: np.ndarray, bounds: tuple[float, ...], child: Any) -> None:
+        """Each row's value into its slice labels' children of one histogram: its bucket found once, then one
+        bincount per slice row of labels."""
+        buckets = bucket_index(values, bounds)
         for row in labels:
-            for label, rows in groups(row):
-                child = self._child(self.metrics.slice_scores, self.name, model, version, names[label])
-                observe_many(child, scores[rows])
+            present = np.flatnonzero(np.bincount(row)).tolist()
+            position = np.zeros(int(row.max()) + 1, np.intp)
+            position[present] = np.arange(len(present))
+            observe_grouped([child(label) for label in present], position[row], values, buckets)
 
     def _flush_compared(self, key: tuple[str, str, str], items: list[tuple[np.ndarray, ...]]) -> None:
         model, version, role = key
@@ -169,11 +177,12 @@ class PredictorVerdicts:
             outcome = "agree" if agreed else "disagree"
             child = self._child(self.metrics.shadow_decisions, self.name, model, version, role, names[label], outcome)
             child.inc(int(counts[code]))
+        self._observe(labels, delta.astype(np.float64), DELTA_BUCKETS,
+                      lambda label: self._child(self.metrics.shadow_abs_delta, self.name, model, version, role,
+                                                names[label]))  # fmt: skip
         now = time.monotonic()
         for row in labels:
             for label, rows in groups(row):
-                child = self._child(self.metrics.shadow_abs_delta, self.name, model, version, role, names[label])
-                observe_many(child, delta[rows])
                 window = self._windows.get((model, version, label))
                 if window is None:
                     window = self._windows[(model, version, label)] = RankWindow(self.window, self.every_s)
