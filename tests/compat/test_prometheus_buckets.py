@@ -8,10 +8,11 @@ import random
 from importlib.metadata import version
 from typing import cast
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from sibyl.compat.prometheus_buckets import SMALL, fast_path_taken, observe_many
+from sibyl.compat.prometheus_buckets import SMALL, bucket_index, fast_path_taken, observe_grouped, observe_many
 from sibyl.observability.metrics import LATENCY_BUCKETS, Metrics
 from tests.support.metric_samples import samples
 
@@ -71,3 +72,21 @@ def test_without_the_bucket_values_each_value_is_observed(count: int) -> None:
         one_by_one.observe(value)
     observe_many(cast(Histogram, public), batch)
     assert samples(fallback) == samples(direct)
+
+
+def test_observe_grouped_equals_observe_on_each_child() -> None:
+    direct, bulk = CollectorRegistry(), CollectorRegistry()
+    rng = random.Random(5)
+    labels = ["a", "b", "c"]
+    batch = np.asarray(values(3_000))
+    groups = np.asarray([rng.randrange(3) for _ in batch])
+    one_by_one = histogram(direct)
+    for value, group in zip(batch.tolist(), groups.tolist(), strict=True):
+        one_by_one.labels(labels[group]).observe(value)
+    grouped = histogram(bulk)
+    children = [grouped.labels(label) for label in labels]
+    observe_grouped(children, groups, batch, bucket_index(batch, LATENCY_BUCKETS))
+    got, want = samples(bulk), samples(direct)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
