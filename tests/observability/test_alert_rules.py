@@ -28,6 +28,7 @@ DS_REF = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 ROWS = {
     "Overview", "Traffic & errors", "Latency", "Features", "Models", "Prediction log", "Drift",
     "Shadows and arms vs primary", "Primary output by slice", "Quality by model and slice", "Streams",
+    "Feature freshness",
 }  # fmt: skip
 SCRAPE_LABELS = {"instance", "job", "le"}  # added by Prometheus or the histogram itself
 NOT_SIBYL = {"up"}  # Prometheus' own series the rules/dashboard may use
