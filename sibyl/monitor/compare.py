@@ -21,7 +21,7 @@ import numpy as np
 
 from sibyl.errors import FailedPrecondition, NotFound
 from sibyl.monitor.state import PAIR, SEP, model_parts
-from sibyl.quality import binary
+from sibyl.quality import binary, regression
 from sibyl.quality.compare import delong, paired_loss_diff, verdict
 from sibyl.serving.slices import label_order
 
@@ -75,12 +75,12 @@ def read_joined(state_dir: Path, predictor: str, since_ns: int) -> Joined:
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict[str, float | None]:
-    return {
-        "auc": binary.auc(y, p, w),
-        "log_loss": binary.log_loss(y, p, w),
-        "brier": binary.brier(y, p, w),
-        "ece": binary.ece(y, p, w),
-    }
+    """The binary metrics when the outcomes are 0/1 and the scores probabilities (else None), MAE and RMSE always."""
+    out: dict[str, float | None] = {"auc": None, "log_loss": None, "brier": None, "ece": None}
+    if bool(np.isin(y, (0.0, 1.0)).all()) and (p.size == 0 or (p.min() >= 0.0 and p.max() <= 1.0)):
+        out = {"auc": binary.auc(y, p, w), "log_loss": binary.log_loss(y, p, w), "brier": binary.brier(y, p, w),
+               "ece": binary.ece(y, p, w)}  # fmt: skip
+    return out | {"mae": regression.mae(y, p, w), "rmse": regression.rmse(y, p, w)}
 
 
 def compare(
@@ -120,7 +120,7 @@ def _pair(
             "candidate": _metrics(y, b, w),
         }
         # Differences are candidate - primary: a positive AUC difference, a negative loss difference favour it.
-        binary_labels = bool(np.isin(y, (0.0, 1.0)).all()) and 0 < y.sum() < y.size
+        binary_labels = row["primary"]["auc"] is not None and row["candidate"]["auc"] is not None
         auc = delong(y, b, a) if binary_labels else None
         row["auc_diff"] = None if auc is None else {"value": auc.difference, "ci95": list(auc.ci)}
         for kind in ("log_loss", "brier"):

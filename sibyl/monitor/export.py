@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sibyl.monitor.state import HOUR_NS, RESULTS, model_parts
+from sibyl.quality.regression import RegressionStats
 from sibyl.quality.stats import BinaryStats
 
 WINDOWS = {"24h": 24, "7d": 24 * 7}
@@ -29,6 +30,11 @@ QUALITY = {
     "ece": "Expected calibration error over 10 equal-width score bins.",
     "label_rate": "Share of labelled rows whose outcome is positive (weighted).",
     "rows": "Labelled rows (outcomes joined to this model's scores).",
+}
+REGRESSION = {
+    "mae": "Mean absolute error of the model's first output against a numeric outcome (regression targets).",
+    "rmse": "Root mean squared error of the model's first output against a numeric outcome.",
+    "regression_rows": "Rows with a numeric outcome (not 0/1) joined to this model's scores.",
 }
 
 
@@ -57,7 +63,7 @@ class MonitorCollector(Collector):
             wal = path.with_name(path.name + "-wal")
             stamp = (path.stat().st_mtime_ns, wal.stat().st_mtime_ns if wal.exists() else 0)
         except FileNotFoundError:
-            return Snapshot({}, {}, 0)
+            return Snapshot({}, {}, 0, {})
         cached = self._cache.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -66,7 +72,10 @@ class MonitorCollector(Collector):
         return snapshot
 
     def collect(self) -> Iterable[Any]:
-        gauges = {name: GaugeMetricFamily(f"sibyl_quality_{name}", doc, labels=LABELS) for name, doc in QUALITY.items()}
+        gauges = {
+            name: GaugeMetricFamily(f"sibyl_quality_{name}", doc, labels=LABELS)
+            for name, doc in (QUALITY | REGRESSION).items()
+        }
         outcomes = CounterMetricFamily("sibyl_monitor_outcomes", OUTCOMES_DOC, labels=["result"])
         state_bytes = GaugeMetricFamily("sibyl_monitor_state_bytes", "Bytes the join state uses, all partitions.")
         bad = CounterMetricFamily("sibyl_monitor_bad_records", "Records or outcomes that could not be read.")
@@ -74,15 +83,13 @@ class MonitorCollector(Collector):
         counts = dict.fromkeys(RESULTS, 0)
         bad_total, used = 0, 0
         merged: dict[str, dict[tuple[str, str, str], BinaryStats]] = {window: {} for window in WINDOWS}
+        numeric: dict[str, dict[tuple[str, str, str], RegressionStats]] = {window: {} for window in WINDOWS}
         for path in sorted(self.state_dir.glob("partition-*.db")):
             snapshot = self._snapshot(path)
             for window, hours in WINDOWS.items():
                 first = now_hour - hours + 1
-                per_key = merged[window]
-                for (predictor, model, slice_, hour), s in snapshot.stats.items():
-                    if hour >= first:
-                        key = (predictor, model, slice_)
-                        per_key[key] = per_key[key].merge(s) if key in per_key else s
+                _merge_into(merged[window], snapshot.stats, first)
+                _merge_into(numeric[window], snapshot.regression, first)
             for result in RESULTS:
                 counts[result] += snapshot.counters.get(result, 0)
             bad_total += snapshot.counters.get("bad_records", 0)
@@ -91,6 +98,13 @@ class MonitorCollector(Collector):
             for (predictor, model_text, slice_), stats in sorted(per_key.items()):
                 model, version, role = model_parts(model_text)
                 for name, value in quality(stats).items():
+                    if value is not None:
+                        gauges[name].add_metric([predictor, model, version, role, slice_, window], value)
+        for window, per_regression in numeric.items():
+            for (predictor, model_text, slice_), r in sorted(per_regression.items()):
+                model, version, role = model_parts(model_text)
+                values = {"mae": r.mae(), "rmse": r.rmse(), "regression_rows": float(r.n)}
+                for name, value in values.items():
                     if value is not None:
                         gauges[name].add_metric([predictor, model, version, role, slice_, window], value)
         for result, value in counts.items():
@@ -112,11 +126,24 @@ OUTCOMES_DOC = (
 )
 
 
+Stats = TypeVar("Stats", BinaryStats, RegressionStats)
+
+
+def _merge_into(per_key: dict[tuple[str, str, str], Stats], hourly: dict[tuple[str, str, str, int], Stats],
+                first: int) -> None:  # fmt: skip
+    """Merge the hours from `first` on into per_key, per (predictor, model text, slice)."""
+    for (predictor, model, slice_, hour), s in hourly.items():
+        if hour >= first:
+            key = (predictor, model, slice_)
+            per_key[key] = per_key[key].merge(s) if key in per_key else s
+
+
 @dataclass(frozen=True)
 class Snapshot:
     stats: dict[tuple[str, str, str, int], BinaryStats]  # (predictor, model text, slice, hour)
     counters: dict[str, int]
     used_bytes: int
+    regression: dict[tuple[str, str, str, int], RegressionStats]
 
 
 def read_snapshot(path: Path) -> Snapshot:
@@ -128,19 +155,23 @@ def read_snapshot(path: Path) -> Snapshot:
             (names[p], names[m], slice_, hour): BinaryStats.from_bytes(blob)
             for p, m, slice_, hour, blob in db.execute("SELECT predictor, model, slice, hour, stats FROM aggregates")
         }
+        regression = {
+            (names[p], names[m], slice_, hour): RegressionStats.from_bytes(blob)
+            for p, m, slice_, hour, blob in db.execute("SELECT predictor, model, slice, hour, stats FROM regression")
+        }
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
         pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
         used = int(pages) * int(db.execute("PRAGMA page_size").fetchone()[0])
     except sqlite3.OperationalError:  # created but not yet initialised by its owner
-        return Snapshot({}, {}, 0)
+        return Snapshot({}, {}, 0, {})
     finally:
         db.close()
-    return Snapshot(stats, counters, used)
+    return Snapshot(stats, counters, used, regression)
 
 
 def metric_families() -> dict[str, set[str]]:
     """Every series name the monitor exports -> its labels (for the rules' and dashboard's checks)."""
-    out = {f"sibyl_quality_{name}": set(LABELS) for name in QUALITY}
+    out = {f"sibyl_quality_{name}": set(LABELS) for name in QUALITY | REGRESSION}
     out |= {"sibyl_monitor_outcomes_total": {"result"}, "sibyl_monitor_state_bytes": set()}
     out["sibyl_monitor_bad_records_total"] = set()
     return out

@@ -5,7 +5,9 @@ Tables (docs/monitoring.md#join-state):
   every model's score as packed (model id: uint16, score: float32) pairs, and the outcome once joined;
 - `early`: outcomes that came before their prediction, joined when it arrives;
 - `names`: interned predictors, models (name, version, role) and slice-label sets;
-- `aggregates`: quality statistics per (predictor, model, slice label, hour), sibyl.quality's BinaryStats bytes;
+- `aggregates`: quality statistics per (predictor, model, slice label, hour), sibyl.quality's BinaryStats bytes
+  (outcome 0 or 1, score in [0, 1]); `regression`: the same keys, RegressionStats bytes, for any other finite
+  outcome and score (a regression target); a row with a non-finite score or outcome is counted `unscorable`;
 - `offsets`: how far each source was read, written in the same transaction as what it read, so a restart resumes
   exactly where the durable state ends: nothing is counted twice or lost;
 - `counters`: outcomes by result (joined, duplicate, early, unknown, late, evicted) and rows evicted.
@@ -25,13 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from sibyl.monitor.records import Logged, OutcomeRow
+from sibyl.quality.regression import RegressionStats
 from sibyl.quality.stats import BinaryStats
 
 PAIR = np.dtype([("model", "<u2"), ("score", "<f4")])  # one model's score in rows.scores
 HOUR_NS = 3_600_000_000_000
 SEP = "\x1f"  # between the parts of an interned name
 ANSWERING = ("primary", "experiment")
-RESULTS = ("joined", "duplicate", "early", "unknown", "late", "evicted_unlabelled", "evicted_budget")
+RESULTS = (
+    "joined", "duplicate", "early", "unknown", "late", "evicted_unlabelled", "evicted_budget", "unscorable",
+)  # fmt: skip
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -44,6 +49,9 @@ CREATE TABLE IF NOT EXISTS early (
     PRIMARY KEY (pid, row)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS names (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL, UNIQUE (kind, text));
 CREATE TABLE IF NOT EXISTS aggregates (
+    predictor INTEGER NOT NULL, model INTEGER NOT NULL, slice TEXT NOT NULL, hour INTEGER NOT NULL, stats BLOB NOT NULL,
+    PRIMARY KEY (predictor, model, slice, hour)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS regression (
     predictor INTEGER NOT NULL, model INTEGER NOT NULL, slice TEXT NOT NULL, hour INTEGER NOT NULL, stats BLOB NOT NULL,
     PRIMARY KEY (predictor, model, slice, hour)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (source TEXT PRIMARY KEY, position INTEGER NOT NULL, ident TEXT NOT NULL);
@@ -82,6 +90,10 @@ class PartitionState:
         self.counters |= dict(self.db.execute("SELECT name, value FROM counters").fetchall())
         for predictor, model, slice_, hour, blob in self.db.execute("SELECT * FROM aggregates"):
             self.aggregates[(predictor, model, slice_, hour)] = BinaryStats.from_bytes(blob)
+        self.regression: dict[AggKey, RegressionStats] = {}
+        self._dirty_regression: set[AggKey] = set()
+        for predictor, model, slice_, hour, blob in self.db.execute("SELECT * FROM regression"):
+            self.regression[(predictor, model, slice_, hour)] = RegressionStats.from_bytes(blob)
         self.db.execute("BEGIN")
 
     # ---- names
@@ -203,12 +215,26 @@ class PartitionState:
                 lists[2].append(weight)
 
     def _fold(self) -> None:
-        for key, (labels, scores, weights) in self._pending.items():
-            stats = self.aggregates.get(key)
-            if stats is None:
-                stats = self.aggregates[key] = BinaryStats()
-            stats.add(np.asarray(labels, np.float64), np.asarray(scores, np.float32), np.asarray(weights, np.float64))
-            self._dirty.add(key)
+        """The queued rows into their statistics: binary (outcome 0/1, score a probability) or regression."""
+        for key, lists in self._pending.items():
+            y, s = np.asarray(lists[0], np.float64), np.asarray(lists[1], np.float32)
+            w = np.asarray(lists[2], np.float64)
+            finite = np.isfinite(y) & np.isfinite(s) & np.isfinite(w) & (w >= 0)
+            binary = finite & ((y == 0.0) | (y == 1.0)) & (s >= 0.0) & (s <= 1.0)
+            other = finite & ~binary
+            self.counters["unscorable"] += int((~finite).sum())
+            if binary.any():
+                stats = self.aggregates.get(key)
+                if stats is None:
+                    stats = self.aggregates[key] = BinaryStats()
+                stats.add(y[binary], s[binary], w[binary])
+                self._dirty.add(key)
+            if other.any():
+                regression = self.regression.get(key)
+                if regression is None:
+                    regression = self.regression[key] = RegressionStats()
+                regression.add(y[other], s[other].astype(np.float64), w[other])
+                self._dirty_regression.add(key)
         self._pending.clear()
 
     # ---- offsets, the window, durability
@@ -233,7 +259,11 @@ class PartitionState:
         for key in [k for k in self.aggregates if k[3] < old_hour]:
             del self.aggregates[key]
             self._dirty.discard(key)
+        for key in [k for k in self.regression if k[3] < old_hour]:
+            del self.regression[key]
+            self._dirty_regression.discard(key)
         self.db.execute("DELETE FROM aggregates WHERE hour < ?", (old_hour,))
+        self.db.execute("DELETE FROM regression WHERE hour < ?", (old_hour,))
         while self.used_bytes() > self.max_bytes:
             oldest = self.db.execute("SELECT at FROM rows ORDER BY at LIMIT 1 OFFSET 1000").fetchone()
             if oldest is None:
@@ -253,6 +283,11 @@ class PartitionState:
             [(*key, self.aggregates[key].to_bytes()) for key in self._dirty],
         )
         self._dirty.clear()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO regression VALUES (?, ?, ?, ?, ?)",
+            [(*key, self.regression[key].to_bytes()) for key in self._dirty_regression],
+        )
+        self._dirty_regression.clear()
         self.db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?)", list(self.counters.items()))
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")

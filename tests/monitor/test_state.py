@@ -125,3 +125,19 @@ def test_hours_bucket_by_prediction_time(state: PartitionState) -> None:
     state.add_outcomes([outcome(1, 0, 1.0)], now_ns=NOW)
     ((key, _),) = state.aggregates.items()
     assert key[3] == (NOW - 3 * HOUR_NS) // HOUR_NS
+
+
+def test_numeric_outcomes_go_to_regression_statistics(state: PartitionState) -> None:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    predicted = [12.0, 30.5, 7.25, 18.0]
+    actual = [10.0, 33.0, 7.0, 25.5]
+    state.add_predictions([(record(5, "eta", "primary", predicted), [["all"]] * 4)])
+    state.add_outcomes([outcome(5, i, v) for i, v in enumerate(actual)], now_ns=NOW)
+    state.commit()
+    ((_, r),) = [(k, v) for k, v in state.regression.items() if k[2] == "all"]
+    assert r.mae() == pytest.approx(mean_absolute_error(actual, predicted), abs=1e-9)
+    assert r.rmse() == pytest.approx(mean_squared_error(actual, predicted) ** 0.5, abs=1e-9)
+    assert stats_of(state, "eta").n == 0  # nothing of it is a binary label
+    reopened = PartitionState(state.path, DAY_S, 1 << 30)
+    assert [v.n for v in reopened.regression.values()] == [4]

@@ -188,6 +188,9 @@ def sibyl_monitor(tmp_path: Path) -> Iterator[int]:
             [(Logged(pid, "example", "mlp", "1", "shadow", now, 50, rng.random(50).astype(np.float32)), None)]
         )
         state.add_outcomes([OutcomeRow(pid, i, float(y[i]), now, 1.0) for i in range(50)], now_ns=now)
+    eta = Logged("f" * 32, "eta", "minutes", "1", "primary", now, 50, rng.uniform(10, 40, 50).astype(np.float32))
+    state.add_predictions([(eta, [["all"]] * 50)])  # a regression predictor: numeric outcomes (MAE, RMSE)
+    state.add_outcomes([OutcomeRow("f" * 32, i, float(rng.uniform(10, 40)), now, 1.0) for i in range(50)], now_ns=now)
     state.set_offset("predictions", 0, "")
     state.commit()
     state.close()
