@@ -118,7 +118,7 @@ def topics(kafka_broker: KafkaBroker) -> tuple[str, str, str]:
 def monitor_env(tmp_path: Path, bootstrap: str, preds: str, outs: str, group: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIBYL_")}
     env.update(SIBYL_PREDLOG__SINK="kafka", SIBYL_PREDLOG__KAFKA_BOOTSTRAP=bootstrap, SIBYL_PREDLOG__TOPIC=preds,
-               SIBYL_PREDLOG__OUTCOMES_TOPIC=outs, SIBYL_MONITOR__GROUP=group, SIBYL_MONITOR__SESSION_TIMEOUT_MS="2000",
+               SIBYL_PREDLOG__OUTCOMES_TOPIC=outs, SIBYL_MONITOR__GROUP=group, SIBYL_MONITOR__SESSION_TIMEOUT_MS="6000",
                SIBYL_MONITOR__STATE_DIR=str(tmp_path / "state"), SIBYL_MONITOR__METRICS_PORT="0",
                SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}", SIBYL_LOG_JSON="false")  # fmt: skip
     return env
