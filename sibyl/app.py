@@ -79,6 +79,8 @@ class App:
                 ),
                 offload_rows=s.server.offload_rows,
                 decode_offload_bytes=s.server.decode_offload_bytes,
+                decode_process_bytes=s.server.decode_process_bytes,
+                decode_processes=s.server.decode_processes,
                 max_in_flight=s.server.max_in_flight,
                 log_features=s.predlog.log_features,
                 drift_sample=s.metrics.drift_sample,
@@ -91,6 +93,7 @@ class App:
 
     async def close(self, timeout_s: float) -> None:
         """Finish queued log records and shadows, stop polling, flush the prediction log, close the feature store."""
+        self.service.decode_pool.close()  # the drain waited for the calls; a decode under way ends unread
         await self.after.stop(timeout_s=min(timeout_s, 5.0))
         if self.service.verdicts is not None:
             self.service.verdicts.close()  # the last verdicts into the metrics, the flusher thread ended

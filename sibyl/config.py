@@ -49,6 +49,20 @@ class ServerSettings(BaseModel):
         description="Requests larger than this (bytes) are parsed, in 64 KiB pieces, and decoded in a worker "
         "thread, so one large request cannot stall health checks or small calls; smaller ones are decoded inline.",
     )
+    decode_process_bytes: int = Field(
+        262_144,
+        ge=0,
+        description="Predict requests larger than this (bytes) are parsed and decoded in a decode process "
+        "(server.decode_processes), not a thread, so their Python work cannot hold the serving thread's GIL and "
+        "small calls keep their latency while big ones run (docs/performance.md#big-requests-and-the-tail).",
+    )
+    decode_processes: int = Field(
+        1,
+        ge=0,
+        description="Processes per server worker that decode big Predict requests (server.decode_process_bytes), "
+        "started on the first one (until then, and if one dies, big requests decode in a thread); 0 = always in a "
+        "thread.",
+    )
     max_models: int = Field(16, ge=1, description="Most models (primary + extras) one Predict may score.")
     max_message_bytes: int = Field(
         16 * 1024 * 1024,

@@ -1,7 +1,8 @@
 """gRPC adapter for sibyl.v1.PredictionService: converts nothing it need not, delegates to the service.
 
 Each message is admitted (max_in_flight, draining) before its bytes are parsed; a large one is parsed in pieces
-(api.wire) and decoded in a worker thread (server.decode_offload_bytes), so it cannot stall the event loop.
+(api.wire) and decoded in a worker thread (server.decode_offload_bytes), so it cannot stall the event loop, and a
+big one in a decode process (server.decode_process_bytes, serving.decode_pool), so it cannot hold the GIL either.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import grpc
 
-from sibyl.api import wire
+from sibyl.api import big_requests, wire
 from sibyl.api.status import WORKER_METADATA, to_status
 from sibyl.observability.tracing import carrier
+from sibyl.serving.decode import RowBatch
 from sibyl.serving.service import PredictionService
 from sibyl.v1 import predict_pb2_grpc
 from sibyl.v1.predict_pb2 import PredictRequest, PredictResponse, PredictStreamResponse, Status
@@ -46,10 +48,11 @@ def add_to_server(servicer: PredictionServicer, server: grpc.aio.Server) -> None
 class _Call:
     """One message's request as far as it got (for metrics when it fails) and when it started."""
 
-    __slots__ = ("request", "start")
+    __slots__ = ("request", "rows", "start")
 
     def __init__(self) -> None:
         self.request, self.start = MALFORMED, time.perf_counter()
+        self.rows = -1  # set when the request came back without its rows (a big one: api.big_requests)
 
 
 class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
@@ -59,7 +62,7 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
 
     def _observe(self, call: _Call, code: grpc.StatusCode) -> None:
         request = call.request
-        rows = len(request.rows) or request.dense.num_rows
+        rows = call.rows if call.rows >= 0 else len(request.rows) or request.dense.num_rows
         self.service.observe_call(request.predictor, code.name, time.perf_counter() - call.start, rows)
 
     async def _predict(
@@ -68,10 +71,27 @@ class PredictionServicer(predict_pb2_grpc.PredictionServiceServicer):
         """Admission first, then parse and decode (in a worker thread when the message is large), then score."""
         service = self.service
         with service.admitted():
-            call.request = await service.off_loop(len(data), wire.parse, PredictRequest, data, self.max_fields)
-            batch = await service.off_loop(len(data), service.decode, call.request)
+            if service.decode_pool.takes(len(data)):
+                call.request, batch = await self._decode_big(data, time_remaining)
+                call.rows = batch.num_rows
+            else:
+                call.request = await service.off_loop(len(data), wire.parse, PredictRequest, data, self.max_fields)
+                batch = await service.off_loop(len(data), service.decode, call.request)
             trace = carrier(context.invocation_metadata()) if service.tracing is not None else None
             return await service.score(call.request, batch, time_remaining, trace)
+
+    async def _decode_big(self, data: bytes, time_remaining: float | None) -> tuple[PredictRequest, RowBatch]:
+        """Parse and decode in a decode process (a thread while the pool starts or after one died): the same
+        functions as the inline path, so the same answer and log record (docs/design.md, decision 26)."""
+        service = self.service
+        args = (data, self.max_fields, service.options.limits)
+        deadline = None if time_remaining is None else time.monotonic() + time_remaining
+        decoded = await service.decode_pool.run(
+            big_requests.parse_and_decode, args, lambda: big_requests.parse_and_decode(*args), deadline
+        )
+        header, batch, seconds = decoded
+        service.metrics.stage_latency.labels("decode").observe(seconds)  # big calls only: .labels() is fine here
+        return big_requests.header(header), batch
 
     async def Predict(self, data: bytes, context: Context) -> PredictResponse:
         call = _Call()

@@ -293,3 +293,10 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.big_requests = Counter(
+            "sibyl_big_requests",
+            "Predict requests over server.decode_process_bytes, by where they were decoded: process (a decode "
+            "process), thread (the pool was starting, or a decode process had died).",
+            ["decoded_in"],
+            registry=r,
+        )

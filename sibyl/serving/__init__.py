@@ -1,4 +1,5 @@
-"""The request path, transport-free: decode a PredictRequest (decode) within its work budget (limits), route it
+"""The request path, transport-free: decode a PredictRequest (decode; a big one in a process: decode_pool) within
+its work budget (limits), route it
 (routing), plan and fill the features (assembly), score and log (service, records), with what a scored call
 produced before any protocol's message (answer); after the response, on threads (after_response's lanes), what a
 scored call leaves: score and drift metrics, log records and shadows (followup), metric flushes and spans; the

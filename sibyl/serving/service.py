@@ -34,6 +34,7 @@ from sibyl.serving import assembly, metadata
 from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.answer import Answer, Scored
 from sibyl.serving.decode import Limits, RowBatch, decode
+from sibyl.serving.decode_pool import DecodePool
 from sibyl.serving.followup import Call, Followup
 from sibyl.serving.metadata import CallStats, ModelInfo, PredictorStats, RepositoryEntry
 from sibyl.serving.routing import ROLE_NAMES, choose
@@ -49,6 +50,8 @@ class ServiceOptions:
     limits: Limits = field(default_factory=Limits)
     offload_rows: int = 512  # batches this large run inference in a thread so the event loop keeps serving
     decode_offload_bytes: int = 65_536  # requests larger than this are parsed and decoded in a thread
+    decode_process_bytes: int = 262_144  # Predict requests larger than this: in a decode process (serving.decode_pool)
+    decode_processes: int = 1  # 0: big requests decode in a thread too
     max_in_flight: int = 512
     log_features: bool = True
     drift_sample: float = 0.1  # share of calls whose inputs and scores feed the drift histograms
@@ -71,6 +74,7 @@ class PredictionService:
         self.leaving = False  # set when a drain starts: not ready (clients and balancers move), still serving
         self.draining = False  # set later in the drain: new calls get UNAVAILABLE, in-flight ones finish
         self.tracing: Tracing | None = None  # observability.tracing; None (off) costs one test per call
+        self.decode_pool = DecodePool(options.decode_processes, options.decode_process_bytes, metrics.big_requests)
         o = options
         self.verdicts = Verdicts(metrics) if o.verdicts else None
         if self.verdicts is not None:
