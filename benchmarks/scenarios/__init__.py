@@ -17,6 +17,7 @@
 - quality.py       stand-alone: sibyl.quality's cost (BinaryStats add/merge/combine rows per CPU-second, bytes per score)
 - outcomes.py      stand-alone: server CPU per OutcomeService.Report call (1 and 100 outcomes; file, Kafka)
 - monitor.py       stand-alone: the outcome evaluator's records and joined outcomes per CPU-second, state bytes
+- interference.py  stand-alone: 1-row calls' tail at 100 rps while another client sends 10,000-row calls (c=1)
 
 May import: benchmarks.load, each other, sibyl, tests.support (real-server launchers). Never peers, report,
 suite or cli.
