@@ -59,18 +59,26 @@ class DecodePool:
             if self._ready and self._executor is not None:
                 return self._executor
             if self._executor is None and not self._closed:
-                context = multiprocessing.get_context("spawn")  # fork would copy gRPC's threads' state
-                executor = ProcessPoolExecutor(self.processes, mp_context=context)
+                try:
+                    context = multiprocessing.get_context("spawn")  # fork would copy gRPC's threads' state
+                    executor = ProcessPoolExecutor(self.processes, mp_context=context)
+                    warm = [executor.submit(_ready) for _ in range(self.processes)]  # spawns and imports
+                except Exception as exc:  # e.g. no process may be started here: decode in threads from now on
+                    log.error("cannot start decode processes (%s); big requests are decoded in a thread", exc)
+                    self.processes = 0
+                    return None
                 self._executor = executor
-                warm = [executor.submit(_ready) for _ in range(self.processes)]  # spawns and imports
                 for future in warm:
                     future.add_done_callback(functools.partial(self._started, executor))
             return None
 
     def _started(self, executor: ProcessPoolExecutor, future: Future[bool]) -> None:
+        error = future.exception()
         with self._lock:
-            if self._executor is executor and future.exception() is None:
+            if self._executor is executor and error is None:
                 self._ready = True
+        if error is not None:
+            log.error("a decode process did not start (%s); big requests are decoded in a thread", error)
 
     def _broken(self, executor: ProcessPoolExecutor) -> None:
         with self._lock:
