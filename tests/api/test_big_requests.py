@@ -133,3 +133,29 @@ async def test_a_decode_process_that_dies_fails_no_call(store: Path) -> None:
             before = decoded_in(server, "process")
             assert (await stub.Predict(big_request("again"), timeout=60)).num_rows == ROWS
             assert decoded_in(server, "process") == before + 1
+
+
+def many_rows(request_id: str, rows: int) -> PredictRequest:
+    request = PredictRequest(request_id=request_id, predictor="p", context={"consumer_id": "c1"})
+    request.rows.extend(FeatureRow(features={"amount": i / 3, "rating": 1.5}) for i in range(rows))
+    return request
+
+
+async def test_a_big_call_in_a_decode_process_is_admitted_counted_and_drained(store: Path) -> None:
+    """max_in_flight counts it while it decodes; a drain waits for it, then closes the pool."""
+    settings = {**SMALL_THRESHOLD, "max_in_flight": 1}
+    async with running_server(store, features=features_on(store), server=settings) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = PredictionServiceStub(channel)
+            await stub.Predict(big_request("warm"), timeout=60)
+            await wait_ready(server)
+            big = asyncio.ensure_future(stub.Predict(many_rows("big", 10_000), timeout=60))
+            while not server.service.in_flight:
+                await asyncio.sleep(0.001)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Predict(PredictRequest(predictor="p", rows=[FeatureRow(features={"amount": 1.0})]))
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            await server.stop(30.0)  # the drain: the big call is still in flight
+            assert (await big).num_rows == 10_000
+    assert decoded_in(server, "process") == 1
+    assert not server.service.decode_pool.takes(1 << 20)
