@@ -9,7 +9,7 @@ scores' first column as float32, and what slices read (features as the model saw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -56,8 +56,7 @@ class Logged:
         return CodedIds([i or shared for i in coded.values], coded.codes) if shared else coded
 
 
-@dataclass(frozen=True)
-class OutcomeRow:
+class OutcomeRow(NamedTuple):  # a tuple: built once per outcome, millions of them
     prediction_id: str
     row: int
     value: float

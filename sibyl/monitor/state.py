@@ -78,6 +78,7 @@ class PartitionState:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power cut: offsets with it
+        self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: ids are random, so lookups roam the tree
         self.db.executescript(SCHEMA)
         self._names: dict[tuple[str, str], int] = {
             (kind, text): i for i, kind, text in self.db.execute("SELECT id, kind, text FROM names")
@@ -86,6 +87,7 @@ class PartitionState:
         self.aggregates: dict[AggKey, BinaryStats] = {}
         self._dirty: set[AggKey] = set()
         self._pending: dict[AggKey, tuple[list[float], list[float], list[float]]] = {}
+        self._labels: dict[int, list[str]] = {}  # slices id -> its labels, split once
         self.counters: dict[str, int] = dict.fromkeys(RESULTS, 0)
         self.counters |= dict(self.db.execute("SELECT name, value FROM counters").fetchall())
         for predictor, model, slice_, hour, blob in self.db.execute("SELECT * FROM aggregates"):
@@ -130,7 +132,7 @@ class PartitionState:
         self._load_keys((u[0], u[1]) for u in upserts)
         late_scored = self.db.execute(
             "SELECT k.pid, k.row, r.label, r.weight, r.slices, r.predictor, r.at FROM keys k "
-            "JOIN rows r USING (pid, row) WHERE r.label IS NOT NULL"
+            "CROSS JOIN rows r USING (pid, row) WHERE r.label IS NOT NULL"
         ).fetchall()
         self.db.executemany(
             "INSERT INTO rows(pid, row, at, predictor, slices, scores) VALUES (?, ?, ?, ?, ?, ?) "
@@ -144,7 +146,7 @@ class PartitionState:
                 self._aggregate(predictor, slices, at, label, weight, new_scores[(pid, row)])
         # Outcomes that came first: join them now.
         early = self.db.execute(
-            "SELECT e.pid, e.row, e.value, e.weight FROM early e JOIN keys k USING (pid, row)"
+            "SELECT e.pid, e.row, e.value, e.weight FROM keys k CROSS JOIN early e USING (pid, row)"
         ).fetchall()
         if early:
             self.db.executemany("DELETE FROM early WHERE pid = ? AND row = ?", [(p, r) for p, r, _, _ in early])
@@ -170,7 +172,7 @@ class PartitionState:
             (pid, row): (label, slices, scores, predictor, at)
             for pid, row, label, slices, scores, predictor, at in self.db.execute(
                 "SELECT r.pid, r.row, r.label, r.slices, r.scores, r.predictor, r.at FROM keys k "
-                "JOIN rows r USING (pid, row)"
+                "CROSS JOIN rows r USING (pid, row)"
             )
         }
         joined, early = [], []
@@ -194,6 +196,8 @@ class PartitionState:
             self.counters["duplicate"] += len(early) - cursor.rowcount
 
     def _load_keys(self, keys: Iterable[tuple[bytes, int]]) -> None:
+        """The batch's keys in a temporary table; joins read it as the outer loop (CROSS JOIN: SQLite's planner
+        would otherwise scan the whole state and probe the keys, a cost that grows with the state)."""
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS keys (pid BLOB, row INTEGER, PRIMARY KEY (pid, row))")
         self.db.execute("DELETE FROM keys")
         self.db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?)", keys)
@@ -203,7 +207,11 @@ class PartitionState:
     ) -> None:
         """Queue one labelled row's scores for its aggregates; `_fold` adds the queue in one add() per key."""
         hour = at // HOUR_NS
-        labels = self.text(slices).split(SEP) if slices is not None else ["all"]
+        if slices is None:
+            labels = ["all"]
+        else:
+            found = self._labels.get(slices)
+            labels = found if found is not None else self._labels.setdefault(slices, self.text(slices).split(SEP))
         pending = self._pending
         for model, score in np.frombuffer(scores, PAIR).tolist():
             for slice_label in labels:
