@@ -102,7 +102,8 @@ BAD_BODIES = [
     (b'{"outcomes": {}}', '{"outcomes": [...]}'),
     (b'[{"prediction_id": "x"}]', '{"outcomes": [...]}'),
     (b'{"outcomes": [], "more": 1}', '{"outcomes": [...]}'),
-    (b'{"outcomes": [' + b"[" * 5000 + b"]" * 5000 + b"]}", "outcomes[0]: an outcome is"),  # deep: parsed once
+    # Deep: parsed once. orjson >= 3.9 refuses past 1,024 levels itself; older ones parse it and we name the item.
+    (b'{"outcomes": [' + b"[" * 5000 + b"]" * 5000 + b"]}", ("outcomes[0]: an outcome is", "depth limit")),
 ]
 GRPC_BAD = [
     (Outcome(prediction_id="x" * 32, value=1), "outcomes[1].prediction_id"),
@@ -121,9 +122,10 @@ async def test_hostile_outcomes_are_refused_whole_naming_item_and_field(store: P
             body = json.dumps({"outcomes": [good, item]}).encode()
             status, reply = await asyncio.to_thread(post, server.http_port, body)
             assert status == 400 and message in reply["error"], (item, reply)
-        for body, message in BAD_BODIES:
+        for body, messages in BAD_BODIES:
             status, reply = await asyncio.to_thread(post, server.http_port, body)
-            assert status == 400 and message in reply["error"], (body[:40], reply)
+            either = (messages,) if isinstance(messages, str) else messages
+            assert status == 400 and any(m in reply["error"] for m in either), (body[:40], reply)
         many = json.dumps({"outcomes": [good] * 51}).encode()
         status, reply = await asyncio.to_thread(post, server.http_port, many)
         assert status == 400 and "51 in one call, over the limit of 50" in reply["error"]
