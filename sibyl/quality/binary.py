@@ -56,8 +56,10 @@ def auc_of_masses(positive: Floats, negative: Floats) -> float | None:
     total_negative = float(negative.sum())
     if total_positive <= 0.0 or total_negative <= 0.0:
         return None
-    below = np.cumsum(negative) - negative  # negative mass at strictly lower scores
-    return float(np.dot(positive, below + 0.5 * negative) / (total_positive * total_negative))
+    # Shares of each class's mass first: the product of two tiny totals would underflow to 0 (denormal weights).
+    positive, negative = positive / total_positive, negative / total_negative
+    below = np.cumsum(negative) - negative  # negative share at strictly lower scores
+    return float(np.dot(positive, below + 0.5 * negative))
 
 
 def row_log_loss(y: Floats, p: NDArray[Any]) -> Floats:

@@ -27,7 +27,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sibyl.json"
 DS_REF = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 ROWS = {
     "Overview", "Traffic & errors", "Latency", "Features", "Models", "Prediction log", "Drift",
-    "Shadows and arms vs primary", "Primary output by slice", "Quality by model and slice", "Streams",
+    "Shadows and arms vs primary", "Primary output by slice", "Quality by model and slice", "Streams and big requests",
     "Feature freshness",
 }  # fmt: skip
 SCRAPE_LABELS = {"instance", "job", "le"}  # added by Prometheus or the histogram itself
