@@ -3,16 +3,15 @@ runs it against a real server)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from sibyl.cli.main import main
 from sibyl.cli.shadow_report import _slice_order, metrics_url, quantile, report, table
 from sibyl.errors import InvalidArgument
 from sibyl.observability.metrics import Metrics
+from tests.cli.error_line import one_error
 
 
 def page() -> tuple[str, np.ndarray]:
@@ -68,13 +67,9 @@ def test_targets_name_the_metrics_endpoint() -> None:
     assert metrics_url("https://h/metrics") == "https://h/metrics"
 
 
-def test_an_unreachable_target_exits_with_one_line() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sibyl", "models", "shadow-report", "example", "--target", "127.0.0.1:1"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert done.stderr.count("\n") == 1 and "cannot read http://127.0.0.1:1/metrics" in done.stderr
+def test_an_unreachable_target_exits_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "shadow-report", "example", "--target", "127.0.0.1:1"]) == 2
+    assert "cannot read http://127.0.0.1:1/metrics" in one_error(capsys)
 
 
 def test_slices_read_in_bin_order_with_other_last() -> None:
