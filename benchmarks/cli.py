@@ -12,8 +12,9 @@ from typing import Any
 TARGET_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 EPILOG = """examples:
   python -m benchmarks --quick --out bench-out                      # everything but the peers, short runs
-  python -m benchmarks --with-peers --out benchmarks/results        # the full run with MLServer and Triton
+  python -m benchmarks --with-peers --out benchmarks/results        # the full run with the whole peer field
   python -m benchmarks --with-peers --quick --only sibyl,peer-mlserver,peer-triton   # a peer smoke run
+  python -m benchmarks --with-peers --quick --only http-sibyl,http-bentoml           # an HTTP field smoke run
   python -m benchmarks --only sibyl,redis-fill --target 127.0.0.1:50051
 """
 
@@ -24,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="short runs of everything, one repeat (a smoke run)")
     p.add_argument("--target", help="HOST:PORT of a running sibyl serving the benchmark store (see README)")
     p.add_argument("--only", help="comma-separated subset of the entries (see benchmarks/README.md)")
-    p.add_argument("--skip", help="comma-separated entries to leave out (e.g. peer-mlserver,peer-triton)")
+    p.add_argument("--skip", help="comma-separated entries to leave out (e.g. peer-mlserver,http-rayserve)")
     p.add_argument("--duration", type=float, help="seconds of each closed-loop run (after warm-up)")
     p.add_argument("--warmup", type=float, help="warm-up seconds excluded from each run")
     p.add_argument("--repeats", type=int, help="closed-loop and perf_analyzer runs per concurrency (default 3)")
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--with-peers",
         action="store_true",
-        help="create the peers' and perf_analyzer's venvs (.bench-venvs/) if missing",
+        help="create the peers' and perf_analyzer's venvs (.bench-venvs/) if missing; install wrk with apt-get",
     )
 
 
@@ -114,16 +115,28 @@ def plan_from(args: argparse.Namespace) -> Any:
 
 def _setup_peers(names: tuple[str, ...], perf_analyzer: bool) -> None:
     from benchmarks.load import perf_analyzer as pa
+    from benchmarks.load import wrk
     from benchmarks.peers.entries import PEERS
+    from benchmarks.peers.http_entries import http_entries
     from benchmarks.peers.setup import ensure
 
+    venvs = {name: peer.venv for name, peer in PEERS.items()}
+    venvs |= {name: e.venv for name, e in http_entries().items() if e.venv is not None}
+    done: set[str] = set()
     for name in names:
-        if name in PEERS:
+        if name in venvs and venvs[name] not in done:
+            done.add(venvs[name])
             print(f"[bench] {name}: creating or reusing its venv (pip, can take minutes)", file=sys.stderr)
             try:
-                ensure(PEERS[name].venv)
+                ensure(venvs[name])
             except Exception as exc:  # the run goes on; the peer is then skipped with its reason
                 print(f"benchmarks: warning: {name}: venv setup failed: {exc}", file=sys.stderr)
+    if any(n.startswith("http-") for n in names) and wrk.binary() is None:
+        print("[bench] wrk: apt-get install -y wrk (the HTTP field's load client)", file=sys.stderr)
+        try:
+            wrk.install()
+        except Exception as exc:  # its rows are then skipped with the command
+            print(f"benchmarks: warning: wrk install failed: {exc}", file=sys.stderr)
     if perf_analyzer and pa.binary() is None:
         print("[bench] perf_analyzer: setting up its venv (scripts/setup_perf_analyzer.sh)", file=sys.stderr)
         try:
@@ -159,8 +172,8 @@ def run(argv: list[str] | None = None) -> int:
     """Entry point for `python -m benchmarks` (and anything that wants the suite as a function)."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="sibyl benchmark suite: the same client and protocol for sibyl, the echo floor, MLServer and "
-        "Triton; CPU per call, closed and open loop, scenarios, cost growth -> JSON, markdown, PNG.",
+        description="sibyl benchmark suite: the same client and protocol for sibyl, the echo floor and the peers "
+        "(gRPC V2: MLServer, Triton, KServe; HTTP under wrk: KServe, MLServer, BentoML, LitServe, Ray Serve); CPU per call, closed and open loop, scenarios, cost growth -> JSON, markdown, PNG.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,5 +1,5 @@
 """One benchmark run: the in-process floor, the comparison (echo, sibyl, its variants, the peers, perf_analyzer),
-the scenarios, then how cost grows; then the report.
+the HTTP field (sibyl's V2 REST and the HTTP peers under wrk), the scenarios, then how cost grows; then the report.
 
 The orchestrator: it may import every subpackage (load, scenarios, peers, report); none of them imports it.
 """
@@ -20,6 +20,8 @@ from benchmarks.load.measure import Runner, say
 from benchmarks.peers.compare import GROUPS as COMPARE
 from benchmarks.peers.compare import run_compare
 from benchmarks.peers.entries import PEERS as PEER_ENTRIES
+from benchmarks.peers.http_entries import HTTP_NAMES
+from benchmarks.peers.http_field import run_http_field
 from benchmarks.report import document, plots, targets
 from benchmarks.report.machine import machine_info
 from benchmarks.report.results import entry_json
@@ -28,8 +30,8 @@ from benchmarks.scenarios.entries import LIMITS, run_limits, run_scenarios
 from benchmarks.scenarios.growth import DIMENSIONS, run_growth
 from sibyl.cli.progress import Progress
 
-PEERS = tuple(PEER_ENTRIES)
-ALL_NAMES = (*LIMITS, *COMPARE, *(s.name for s in SCENARIOS), *DIMENSIONS)
+PEERS = (*PEER_ENTRIES, *HTTP_NAMES)  # what --with-peers sets up; the HTTP field's sibyl row needs wrk, like them
+ALL_NAMES = (*LIMITS, *COMPARE, *HTTP_NAMES, *(s.name for s in SCENARIOS), *DIMENSIONS)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def _run_all(plan: Plan, runner: Runner, store: Path) -> None:
     exe = perf_analyzer.binary() if plan.perf_analyzer else None
     run_limits(plan, runner, wanted, plan.compare_rows)
     run_compare(plan, runner, wanted, store, exe)
+    run_http_field(plan, runner, wanted, store)
     run_scenarios(plan, runner, wanted, store)
     axes = {"rows": plan.growth_rows, "models": plan.growth_models, "workers": plan.growth_workers}
     run_growth(plan, runner, wanted, store, axes)

@@ -18,6 +18,7 @@ from benchmarks.load.loadgen import RunResult
 from benchmarks.load.perf_analyzer import PerfRun
 from benchmarks.load.perf_analyzer import run as perf_run
 from benchmarks.load.sweep import Sweep, find_max_rate
+from benchmarks.load.wrk import WrkRun
 
 Run = Callable[[float, float, float], RunResult]  # open loop: (rate, duration_s, warmup_s) -> what clients saw
 
@@ -77,12 +78,13 @@ class Entry:
     section: str = "compare"  # "compare", "scenarios", "growth", "limits"
     rows: int = 1  # rows per call
     api: str = ""  # "v2", "native" or "" (in-process)
-    client: str = "python"  # "python" (benchmarks.load.client) or "perf_analyzer"
+    client: str = "python"  # "python" (benchmarks.load.client), "perf_analyzer" or "wrk" (HTTP)
     params: dict[str, Any] = field(default_factory=dict)  # growth: {"dimension", "rows", "models", "workers"}
     closed: dict[int, list[RunResult]] = field(default_factory=dict)  # concurrency -> repeated runs
     sweeps: list[Sweep] = field(default_factory=list)
     fixed: RunResult | None = None  # one open-loop run at a fixed rate (latency CDF)
     perf: dict[int, list[PerfRun]] = field(default_factory=dict)  # perf_analyzer: concurrency -> runs
+    http: dict[int, list[WrkRun]] = field(default_factory=dict)  # wrk (HTTP field): concurrency -> runs
     skipped: str | None = None  # why it did not run
 
     @property

@@ -1,13 +1,14 @@
 """The comparison: every server driven by the same client over the same protocol, their runs interleaved.
 
-KServe V2 ModelInfer for all (the echo floor, sibyl's V2 endpoint, MLServer, Triton), the request built once
+KServe V2 ModelInfer for all (the echo floor, sibyl's V2 endpoint, MLServer, Triton, KServe), the request built once
 with stock tritonclient.grpc (the sample's rows as one FP32 [N, 16] tensor); sibyl's native Predict and the
 echo floor's Predict beside it (the same rows in map form). sibyl runs on default settings (file log on, with
 feature values); other settings get rows of their own (kind "variant"). perf_analyzer drives sibyl V2 and
 Triton as a second, C++ client. Each row: closed loops (every concurrency x repeats), and at 1 row the
 open-loop sweep to the p99 SLO (repeated).
 
-Groups (what --only selects): echo, sibyl, sibyl-nolog, sibyl-kafka, peer-mlserver, peer-triton.
+Groups (what --only selects): echo, sibyl, sibyl-nolog, sibyl-kafka, peer-mlserver, peer-triton, peer-kserve.
+The HTTP field (sibyl's V2 REST and the HTTP peers, one wrk client for all) is http_field.py.
 """
 
 from __future__ import annotations

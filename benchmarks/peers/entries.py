@@ -1,4 +1,4 @@
-"""The peers: MLServer and Triton serving the same model.onnx (gbdt@1) over KServe V2 gRPC, fed the same
+"""The gRPC peers: MLServer, Triton and KServe's Python ModelServer serving the same model.onnx (gbdt@1) over KServe V2 gRPC, fed the same
 feature values as sibyl (the sample's rows as one FP32 [N, 16] tensor, in manifest column order).
 
 Each peer runs from its own venv (benchmarks.peers.setup); a missing venv skips the peer with the command
@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmarks.load import workload as w
 from benchmarks.peers import setup as peers_setup
+from benchmarks.peers.http_servers import KServePeer
 from benchmarks.peers.servers import MLServerPeer, PeerServer, TritonPeer
 from benchmarks.peers.v2 import PeerError, infer_once, infer_request, scores
 
@@ -51,6 +52,15 @@ PEERS: dict[str, Peer] = {
         lambda python, model: TritonPeer(python, model, MODEL_NAME),
         "triton-v2",
         True,
+    ),
+    "peer-kserve": Peer(
+        "peer-kserve",
+        "kserve",
+        "KServe 0.21.0 Python ModelServer (defaults, one worker), a kserve.Model = onnxruntime on gbdt@1's "
+        "model.onnx, KServe V2 gRPC, the same tensor",
+        lambda python, model: KServePeer(python, model, MODEL_NAME),
+        "kserve-v2",
+        False,  # no ModelConfig RPC (Triton's extension): perf_analyzer cannot drive it
     ),
 }
 

@@ -1,8 +1,9 @@
 """Each peer server in a venv of its own under .bench-venvs/ (gitignored), created on demand with pinned versions.
 
-MLServer and tritonclient/pytriton pin protobuf, uvloop and friends differently from sibyl, so neither is
-installed next to it. `python -m benchmarks.peers.setup [mlserver] [triton]` creates (or reuses) them and
-prints each venv's python; `python -m benchmarks --with-peers` does the same before a run.
+MLServer, tritonclient/pytriton, KServe, BentoML, LitServe and Ray Serve pin protobuf, uvloop, fastapi and
+friends differently from sibyl and from each other, so none is installed next to it.
+`python -m benchmarks.peers.setup [mlserver] [triton] [kserve] [bentoml] [litserve] [rayserve]` creates (or
+reuses) them and prints each venv's python; `python -m benchmarks --with-peers` does the same before a run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def requirements() -> dict[str, list[str]]:
         "mlserver": ["mlserver==1.7.1", "uvloop==0.21.0", ort, "numpy"],
         # pytriton 0.7.0 bundles tritonserver 2.51 (CPU-only here, Python backend only).
         "triton": ["nvidia-pytriton==0.7.0", ort, "numpy"],
+        # The HTTP field (issue 33): each framework at its release of the day, its own venv (their pins clash).
+        "kserve": ["kserve==0.21.0", ort, "numpy"],
+        "bentoml": ["bentoml==1.4.40", ort, "numpy"],
+        "litserve": ["litserve==0.2.19", ort, "numpy"],
+        "rayserve": ["ray[serve]==2.60.0", ort, "numpy"],
     }
 
 

@@ -1,4 +1,4 @@
-"""results.json and results.md from one run: the comparison (per rows per call), perf_analyzer, the floors, the
+"""results.json and results.md from one run: the comparison (per rows per call), perf_analyzer, the HTTP field, the floors, the
 scenarios, how cost grows, memory and the targets. Repeated figures read "median (min-max)"."""
 
 from __future__ import annotations
@@ -101,6 +101,34 @@ def perf_table(entries: list[dict[str, Any]]) -> list[str]:
                 f"| {cell(e, w, 'client_cpu_us_per_call')} | {errors} |"
             )
     return [*lines, *_skipped(runs), ""]
+
+
+def http_table(entries: list[dict[str, Any]]) -> list[str]:
+    """The HTTP field: every server under wrk, closed loop, per rows and concurrency; skipped ones with why."""
+    rows_of = [e for e in entries if e["section"] == "http"]
+    if not rows_of:
+        return []
+    lines = [
+        "## HTTP, one client for all (wrk)",
+        "",
+        "wrk 4.1 (C, one thread, closed loop: c connections, each sending its next request when the last is "
+        "answered), each server's own body for the same rows; its scores checked equal to onnxruntime's first. "
+        "Errors: connect/read/write/timeout and answers outside 2xx.",
+        "",
+        "| server | rows | c | p50 ms | p99 ms | p99.9 ms | req/s | server CPU µs/call | client CPU µs/call | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for e in sorted(rows_of, key=lambda e: e["rows"]):
+        for c, node in sorted((e.get("http") or {}).items(), key=lambda kv: int(kv[0])):
+            w = f"http.{c}"
+            total = sum(r["errors"] for r in node["runs"])
+            failed = "; ".join(node.get("failed") or [])
+            lines.append(
+                f"| {e['name']} | {e['rows']} | {c} | {cell(e, w, 'p50_ms')} | {cell(e, w, 'p99_ms')} "
+                f"| {cell(e, w, 'p999_ms')} | {cell(e, w, 'requests_per_s')} | {cell(e, w, 'server_cpu_us_per_call')} "
+                f"| {cell(e, w, 'client_cpu_us_per_call')} | {total}{f' (failed runs: {failed})' if failed else ''} |"
+            )
+    return [*lines, *_skipped(rows_of), ""]
 
 
 def floors(entries: list[dict[str, Any]]) -> list[str]:
@@ -216,7 +244,9 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for rows in s["compare_rows"]:
         lines += comparison(entries, rows, s["slo_ms"])
-    lines += perf_table(entries) + floors(entries) + scenarios(entries, s["slo_ms"]) + growth(entries)
+    lines += (
+        perf_table(entries) + http_table(entries) + floors(entries) + scenarios(entries, s["slo_ms"]) + growth(entries)
+    )
     lines += memory(doc.get("notes") or {})
     lines += ["## Targets (issue 16)", "", "| target | result | detail |", "|---|---|---|"]
     lines += [f"| {t['text']} | {t['status']} | {t['detail']} |" for t in doc["targets"]]
@@ -226,7 +256,7 @@ def markdown(doc: dict[str, Any]) -> str:
         key = f"{e['name']}|{e['client']}"
         if key not in seen:
             seen.add(key)
-            via = " (perf_analyzer)" if e["client"] == "perf_analyzer" else ""
+            via = {"perf_analyzer": " (perf_analyzer)", "wrk": " (wrk, HTTP)"}.get(e["client"], "")
             lines.append(f"- `{e['name']}`{via}: {e['description']}")
     return "\n".join(lines) + "\n"
 

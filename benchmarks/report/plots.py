@@ -1,4 +1,4 @@
-"""PNG plots: latency vs offered rate (sweeps), latency CDFs, server and client CPU per call (comparison), and
+"""PNG plots: latency vs offered rate (sweeps), latency CDFs (all rows; per protocol: gRPC V2, HTTP), server and client CPU per call (comparison), and
 how cost grows with rows, models and workers."""
 
 from __future__ import annotations
@@ -48,18 +48,12 @@ def _nines(pct: float) -> float:
     return 1.0 / max(1.0 - pct / 100.0, 1e-6)
 
 
-def latency_cdf(entries: list[dict[str, Any]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    curves = [(f"{e['label']} closed c=1", e.get("cdf_c1")) for e in entries if e["section"] == "compare"]
-    curves += [
-        (f"{e['label']} at {e['fixed']['target_rps']:g} rps", e["fixed"].get("cdf"))
-        for e in entries
-        if e["section"] == "scenarios" and "fixed" in e
-    ]
-    for label, cdf in curves:
+def _cdf_axes(ax: Any, curves: list[tuple[str, list[Any] | None, str]], title: str) -> None:
+    """Latency CDF curves (label, [(ms, percentile)], line style) on a percentile axis stretched toward the tail."""
+    for label, cdf, style in curves:
         points = [p for p in cdf or [] if p[1] < 100.0] or cdf or []
         if points:
-            ax.plot([_nines(p) for _, p in points], [v for v, _ in points], label=label)
+            ax.plot([_nines(p) for _, p in points], [v for v, _ in points], style, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(FixedLocator([_nines(p) for p in PCT_TICKS]))
@@ -67,9 +61,48 @@ def latency_cdf(entries: list[dict[str, Any]], path: Path) -> Path:
     ax.xaxis.set_minor_locator(FixedLocator([]))
     ax.set_xlabel("percentile")
     ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency distribution: comparison rows (closed loop, c=1) and fixed-rate scenario runs")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.lines:
+        ax.legend(fontsize=7, loc="upper left")
+
+
+def latency_cdf(entries: list[dict[str, Any]], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    curves = [(f"{e['label']} closed c=1", e.get("cdf_c1"), "-") for e in entries if e["section"] == "compare"]
+    curves += [
+        (f"{e['label']} at {e['fixed']['target_rps']:g} rps", e["fixed"].get("cdf"), "-")
+        for e in entries
+        if e["section"] == "scenarios" and "fixed" in e
+    ]
+    _cdf_axes(ax, curves, "Latency distribution: comparison rows (closed loop, c=1) and fixed-rate scenario runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def protocol_curves(entries: list[dict[str, Any]], protocol: str, rows: int) -> list[tuple[str, Any, str]]:
+    """One protocol's closed-loop CDFs at `rows`: gRPC V2 = the comparison's V2 rows under the project's client
+    (c=1); HTTP = the HTTP field under wrk, c=1 solid and the top concurrency dashed."""
+    if protocol == "grpc":
+        mine = [e for e in entries if e["section"] == "compare" and e["api"] == "v2" and e["client"] == "python"]
+        return [(e["name"], e.get("cdf_c1"), f"C{i}-") for i, e in enumerate(e for e in mine if e["rows"] == rows)]
+    curves = []
+    for i, e in enumerate(e for e in entries if e["section"] == "http" and e["rows"] == rows):
+        runs = e.get("http") or {}
+        for c in sorted(runs, key=int):  # one colour per server: c=1 solid, higher concurrencies dashed
+            curves.append((f"{e['name']} c={c}", runs[c].get("cdf"), f"C{i}-" if c == "1" else f"C{i}--"))
+    return curves
+
+
+def protocol_cdf(entries: list[dict[str, Any]], protocol: str, rows_list: list[int], path: Path) -> Path:
+    """The per-protocol latency CDF plot: one panel per rows per call."""
+    n = max(1, len(rows_list))
+    fig, axes = plt.subplots(1, n, figsize=(8 * n, 5.5), squeeze=False)
+    name = "gRPC KServe V2, the project's client" if protocol == "grpc" else "HTTP, one client for all (wrk)"
+    for ax, rows in zip(axes[0], rows_list, strict=False):
+        _cdf_axes(ax, protocol_curves(entries, protocol, rows), f"{name}: {rows} row{'s' if rows > 1 else ''}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -155,6 +188,8 @@ def write(doc: dict[str, Any], out: Path) -> list[Path]:
     return [
         latency_vs_rate(entries, doc["settings"]["slo_ms"], out / "latency_vs_rate.png"),
         latency_cdf(entries, out / "latency_cdf.png"),
+        protocol_cdf(entries, "grpc", list(doc["settings"]["compare_rows"]), out / "latency_cdf_grpc.png"),
+        protocol_cdf(entries, "http", list(doc["settings"]["compare_rows"]), out / "latency_cdf_http.png"),
         cpu_per_call(entries, list(doc["settings"]["compare_rows"]), out / "cpu_per_call.png"),
         growth(entries, out / "growth.png"),
     ]

@@ -11,6 +11,7 @@ from benchmarks.load.measure import Entry
 from benchmarks.load.perf_analyzer import PerfRun
 from benchmarks.load.stats import cdf_points, summarize
 from benchmarks.load.sweep import Sweep
+from benchmarks.load.wrk import WrkRun
 
 # Figures summarised as median (min-max) over the repeats.
 RUN_FIGURES = (
@@ -23,6 +24,16 @@ RUN_FIGURES = (
     "client_cores",
 )
 PERF_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call", "client_cpu_us_per_call")
+WRK_FIGURES = (
+    "requests_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "server_cpu_us_per_call",
+    "client_cpu_us_per_call",
+    "errors",
+)
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -82,6 +93,38 @@ def perf_fields(r: PerfRun) -> dict[str, Any]:
     }
 
 
+def wrk_fields(r: WrkRun) -> dict[str, Any]:
+    return {
+        "concurrency": r.concurrency,
+        "requests": r.requests,
+        "duration_s": round(r.duration_s, 3),
+        "requests_per_s": round(r.requests_per_s, 1),
+        "p50_ms": r.p50_ms,
+        "p90_ms": r.p90_ms,
+        "p99_ms": r.p99_ms,
+        "p999_ms": r.p999_ms,
+        "max_ms": r.max_ms,
+        "mean_ms": r.mean_ms,
+        "errors": r.error_count,
+        "error_kinds": r.errors,
+        "server_cpu_us_per_call": _round(r.server_cpu_us_per_call, 1),
+        "client_cpu_us_per_call": _round(r.client_cpu_us_per_call, 1),
+    }
+
+
+def wrk_json(runs: dict[int, list[WrkRun]]) -> dict[str, Any]:
+    """Per concurrency: every run, median (min-max) of each figure, failed runs' reasons, and the CDF of the run
+    with the median p50 (for the per-protocol CDF plot)."""
+    out: dict[str, Any] = {}
+    for c, all_runs in runs.items():
+        good = [r for r in all_runs if r.error is None]
+        node = repeated([wrk_fields(r) for r in good], WRK_FIGURES) | {"failed": [r.error for r in all_runs if r.error]}
+        if good:
+            node["cdf"] = sorted(good, key=lambda r: r.p50_ms)[len(good) // 2].cdf
+        out[str(c)] = node
+    return out
+
+
 def sweep_fields(sweeps: list[Sweep]) -> dict[str, Any]:
     """Every sweep's max rate; the steps of the median one (for the latency-vs-rate plot)."""
     ordered = sorted(sweeps, key=lambda s: s.max_rps)
@@ -120,6 +163,8 @@ def entry_json(e: Entry) -> dict[str, Any]:
             | {"errors": [r.error for r in runs if r.error]}
             for c, runs in e.perf.items()
         }
+    if e.http:
+        out["http"] = wrk_json(e.http)
     if e.closed and 1 in e.closed:  # the median c=1 run's latency distribution, for the CDF plot
         runs = sorted(e.closed[1], key=lambda r: r.latency.get_value_at_percentile(50))
         out["cdf_c1"] = cdf_points(runs[len(runs) // 2].latency)

@@ -23,7 +23,7 @@ RANK = {
     "__main__": 5,
 }
 # Run inside the peers' own venvs (by path, or from MLServer's PYTHONPATH): nothing of this repo is there.
-VENV_ONLY = ("peers/triton_server.py", "peers/mlserver_runtime/")
+VENV_ONLY = ("peers/triton_server.py", "peers/mlserver_runtime/", "peers/http_apps/")
 REPO_PACKAGES = {"benchmarks", "sibyl", "tests"}
 
 
