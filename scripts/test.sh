@@ -24,6 +24,8 @@ apt_install promtool prometheus "Prometheus tests"
 apt_install curl curl "README tests"
 # Java 17 for the local Spark of the batch-scoring tests (tests/batch/test_spark.py).
 apt_install java openjdk-17-jre-headless "Spark tests"
+# wrk, the HTTP field's load client (tests/bench/test_wrk.py, tests/bench/test_http_field.py).
+apt_install wrk wrk "wrk tests"
 
 # perf_analyzer (Triton's load tool) in its own venv, for the KServe V2 compatibility test.
 SIBYL_PERF_ANALYZER="$(bash scripts/setup_perf_analyzer.sh)"

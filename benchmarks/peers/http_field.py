@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks.load import workload as w
 from benchmarks.load import wrk
+from benchmarks.load.cpu import tree_cpu_s
 from benchmarks.load.measure import Entry, Runner, Settings, say
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.entries import MODEL_NAME
@@ -27,6 +28,7 @@ from benchmarks.scenarios.servers import sibyl_server
 from sibyl.process.banner import parse_serving_line
 from tests.support.process import LOOPBACK
 
+IDLE_S = 2.0  # how long the idle servers' CPU is read before the rounds
 WRK_MISSING = "wrk not found: apt-get install wrk (or set SIBYL_WRK to a wrk binary)"
 Server = Callable[[Path, Path], object]  # (venv python, model.onnx) -> a not yet started server with http_port, pid
 SERVERS: dict[str, Server] = {
@@ -142,6 +144,18 @@ def wrk_line(r: wrk.WrkRun) -> str:
     )
 
 
+def idle_cores(lanes: list[HttpLane], seconds: float = IDLE_S) -> None:
+    """Each server tree's CPU while nothing calls it, in cores (entry.params["idle_cores"]): part of its CPU per
+    call under load is this background (Ray's GCS and raylet, pollers), which the report shows beside it."""
+    pids = {lane.pid for lane in lanes if lane.pid is not None}
+    before = {pid: tree_cpu_s(pid) for pid in pids}
+    time.sleep(seconds)
+    used = {pid: tree_cpu_s(pid) - cpu for pid, cpu in before.items()}
+    for lane in lanes:
+        if lane.pid is not None:
+            lane.entry.params["idle_cores"] = round(used[lane.pid] / seconds, 4)
+
+
 def wrk_rounds(plan: Settings, exe: str, lanes: list[HttpLane]) -> None:
     """Every lane once per round at each concurrency, starting one lane further each round."""
     for c in plan.concurrency:
@@ -182,6 +196,7 @@ def run_http_field(plan: Settings, runner: Runner, names: Collection[str], store
             say(f"{e.name}: HTTP server")
             start_http(stack, plan, runner, e, store, lanes)
         if lanes:
+            idle_cores(lanes)
             say(f"wrk closed loops interleaved over {len(lanes)} HTTP rows, {plan.repeats} rounds per concurrency")
         wrk_rounds(plan, exe, lanes)
         for lane in lanes:

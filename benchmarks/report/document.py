@@ -113,10 +113,12 @@ def http_table(entries: list[dict[str, Any]]) -> list[str]:
         "",
         "wrk 4.1 (C, one thread, closed loop: c connections, each sending its next request when the last is "
         "answered), each server's own body for the same rows; its scores checked equal to onnxruntime's first. "
-        "Errors: connect/read/write/timeout and answers outside 2xx.",
+        "Errors: connect/read/write/timeout and answers outside 2xx. Idle cores: the server tree's CPU with no "
+        "calls (read before the runs), a part of its CPU per call under load.",
         "",
-        "| server | rows | c | p50 ms | p99 ms | p99.9 ms | req/s | server CPU µs/call | client CPU µs/call | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server | rows | c | p50 ms | p99 ms | p99.9 ms | req/s | server CPU µs/call | client CPU µs/call "
+        "| idle cores | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in sorted(rows_of, key=lambda e: e["rows"]):
         for c, node in sorted((e.get("http") or {}).items(), key=lambda kv: int(kv[0])):
@@ -126,7 +128,8 @@ def http_table(entries: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"| {e['name']} | {e['rows']} | {c} | {cell(e, w, 'p50_ms')} | {cell(e, w, 'p99_ms')} "
                 f"| {cell(e, w, 'p999_ms')} | {cell(e, w, 'requests_per_s')} | {cell(e, w, 'server_cpu_us_per_call')} "
-                f"| {cell(e, w, 'client_cpu_us_per_call')} | {total}{f' (failed runs: {failed})' if failed else ''} |"
+                f"| {cell(e, w, 'client_cpu_us_per_call')} | {_fmt((e.get('params') or {}).get('idle_cores'))} "
+                f"| {total}{f' (failed runs: {failed})' if failed else ''} |"
             )
     return [*lines, *_skipped(rows_of), ""]
 

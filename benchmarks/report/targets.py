@@ -1,4 +1,4 @@
-"""Issue 16's targets, checked against one run's results.json entries (default settings, file log on).
+"""Issue 16's targets (and issue 33's HTTP tail target), checked against one run's results.json entries (default settings, file log on).
 
 CPU per call is the server tree's, from the closed loop at the highest concurrency (8 by default), median of
 the repeats; latency targets use the closed loop at concurrency 1. A target whose entries are missing or
@@ -93,6 +93,30 @@ def _memory(notes: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _http_targets(entries: Entries) -> list[dict[str, Any]]:
+    """Issue 33 over HTTP: sibyl's V2 REST 1-row p99 <= 0.8 x the best HTTP peer's, same wrk run, c=1 and c=8."""
+    sibyl = find(entries, "sibyl-rest", 1, "wrk")
+    peers = [
+        e for e in entries if e.get("section") == "http" and e.get("kind") == "peer" and e["rows"] == 1 and "http" in e
+    ]
+    out = []
+    for c in ("1", "8"):
+        p99s = {e["name"]: figure(e, f"http.{c}", "p99_ms") for e in peers}
+        best = min(((v, n) for n, v in p99s.items() if v is not None), default=None)
+        out.append(
+            _target(
+                f"http-p99-c{c}",
+                f"1-row p99 over HTTP (wrk, c={c}) <= 0.8 x the best HTTP peer's" + (f" ({best[1]})" if best else ""),
+                figure(sibyl, f"http.{c}", "p99_ms") if sibyl else None,
+                _times(best[0] if best else None, 0.8),
+                "<=",
+                "ms",
+                "sibyl-rest and at least one HTTP peer at 1 row",
+            )
+        )
+    return out
+
+
 def evaluate(entries: Entries, notes: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     ml1, ml100 = cpu(entries, "mlserver-v2", 1), cpu(entries, "mlserver-v2", 100)
     echo = find(entries, "echo-native", 1)
@@ -136,6 +160,7 @@ def evaluate(entries: Entries, notes: dict[str, Any] | None = None) -> list[dict
             "sibyl-v2 and mlserver-v2 at 100 rows",
         ),
         *_log_targets(entries, (1, 100)),
+        *_http_targets(entries),
         _target(
             "shadow-log-cpu",
             "shadow-log CPU per call <= 1.2 x redis-fill's",
