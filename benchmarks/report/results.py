@@ -18,6 +18,7 @@ RUN_FIGURES = (
     "achieved_rps",
     "p50_ms",
     "p99_ms",
+    "p999_ms",
     "server_cpu_us_per_call",
     "client_cpu_us_per_call",
     "server_cores",
