@@ -37,8 +37,13 @@ def binary() -> str | None:
 
 
 def install(timeout_s: float = 600.0) -> str:
-    """`apt-get install -y wrk` (Debian's package; --with-peers calls it); wrk's path. RuntimeError on failure."""
-    done = subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True, text=True, timeout=timeout_s)
+    """`apt-get install -y wrk` (Debian's package; --with-peers calls it), after `apt-get update` when the package
+    lists do not know it yet (a fresh machine); wrk's path. RuntimeError on failure."""
+    get = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"]
+    done = subprocess.run(get, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=timeout_s)
+        done = subprocess.run(get, capture_output=True, text=True, timeout=timeout_s)
     found = binary()
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"apt-get install wrk failed: {(done.stderr or done.stdout).strip()[-500:]}")
