@@ -5,6 +5,7 @@ each scored, measured, judged and logged the same way on a shadow thread."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sibyl.models.manifest import ModelKey
 from sibyl.models.predictor import ModelRef
 from sibyl.models.registry import ModelRegistry
 from sibyl.models.runtime import OnnxModel
@@ -25,7 +27,7 @@ from sibyl.serving.answer import Scored
 from sibyl.serving.decode import CodedIds, RowBatch
 from sibyl.serving.records import build_record
 from sibyl.serving.routing import ROLE_NAMES
-from sibyl.serving.verdicts import PredictorVerdicts, Verdicts
+from sibyl.serving.verdicts import CallSlices, PredictorVerdicts, Verdicts
 from sibyl.v1.predict_pb2 import PredictRequest, Role
 
 # (model, role, arm, plan) -> the model's scores of the plan's rows, timed: PredictionService's own scoring.
@@ -75,7 +77,7 @@ class Followup:
             def job(model: OnnxModel = model) -> None:  # on a shadow thread
                 s = self.score_now(model, Role.ROLE_SHADOW, "", call.plan)
                 if judged is not None and judged.primary is not None:  # first: its record is then counted already
-                    judged.state.compared(s.model, ROLE_NAMES[s.role], judged.labels, judged.primary, s.scores)
+                    judged.state.compared(s.model, ROLE_NAMES[s.role], judged.call, judged.primary, s.scores)
                 self._measure_and_log(call, s, time.time_ns())
 
             self.after.submit_shadow(call.request.predictor, job)
@@ -87,18 +89,18 @@ class Followup:
         if config is None or not call.scored or self.verdicts is None:
             return None
         state = self.verdicts.of(config)
-        labels = state.labels(CallRows(call))
+        rows = CallSlices(CallRows(call))
         answer = call.scored[0]
         if answer.role in ANSWERING:
-            state.answered(answer.model, labels, answer.scores)
-        primary_key = ModelRef.parse(config.primary).key
+            state.answered(answer.model, rows, answer.scores)
+        primary_key = _key(config.primary)
         primary = next((s for s in call.scored if s.model.key == primary_key), None)
         if primary is None:  # an arm answered without the primary beside it: nothing to compare with
-            return Judged(state, labels, None)
+            return Judged(state, rows, None)
         for s in call.scored:
             if s is not primary:
-                state.compared(s.model, ROLE_NAMES[s.role], labels, primary.scores, s.scores)
-        return Judged(state, labels, primary.scores)
+                state.compared(s.model, ROLE_NAMES[s.role], rows, primary.scores, s.scores)
+        return Judged(state, rows, primary.scores)
 
     def _measure_and_log(self, call: Call, s: Scored, sent_at_ns: int, judged: Judged | None = None) -> None:
         if s.scores.shape[0]:  # one row per call samples the distribution
@@ -107,8 +109,9 @@ class Followup:
         monitor = self.registry.drift.get(s.model.key)
         # A sample of calls estimates the live distribution as well as all of them, at a fraction of the cost.
         if monitor is not None and random.random() < self.drift_sample:
-            if judged is not None and judged.labels.shape[0] > 1:
-                monitor.observe(s.matrix, s.scores[:, 0], judged.labels, judged.state.slicer.vocabulary.names)
+            if judged is not None and judged.state.slicer.active:
+                labels = judged.state.labels_now(judged.call)
+                monitor.observe(s.matrix, s.scores[:, 0], labels, judged.state.slicer.vocabulary.names)
             else:
                 monitor.observe(s.matrix, s.scores[:, 0])
         request = call.request
@@ -133,12 +136,19 @@ class Followup:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _key(ref: str) -> ModelKey:
+    """A model reference's registry key, parsed once per distinct text (a predictor's primary, on every call)."""
+    return ModelRef.parse(ref).key
+
+
 @dataclass(frozen=True, slots=True)
 class Judged:
-    """A call's verdict state: its predictor's, its rows' slice labels, the primary's scores (None: not scored)."""
+    """A call's verdict state: its predictor's, its rows (labelled by slice later), the primary's scores (None: not
+    scored)."""
 
     state: PredictorVerdicts
-    labels: np.ndarray
+    call: CallSlices
     primary: np.ndarray | None
 
 

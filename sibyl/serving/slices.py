@@ -51,6 +51,46 @@ class SliceRows(Protocol):
         ...
 
 
+class MergedRows:
+    """Many calls' rows as one (SliceRows): verdicts label every pending call in one assignment per flush, so the
+    numpy calls of a slice are paid once a flush, not once a call (docs/performance.md#verdicts)."""
+
+    def __init__(self, parts: list[SliceRows]) -> None:
+        self.parts = parts
+        self.sizes = [p.num_rows for p in parts]
+        self.num_rows = sum(self.sizes)
+        self.offsets = np.cumsum([0, *self.sizes]).tolist()
+        merged: dict[str, list[np.ndarray]] = {}
+        for part, offset in zip(parts, self.offsets, strict=False):
+            for feature, rows in part.defaulted.items():
+                merged.setdefault(feature, []).append(rows + offset)
+        self.defaulted = {feature: np.concatenate(rows) for feature, rows in merged.items()}
+
+    def column(self, feature: str) -> np.ndarray | None:
+        columns = [p.column(feature) for p in self.parts]
+        if all(c is None for c in columns):
+            return None
+        filled = [np.full(n, np.nan, np.float32) if c is None else c for c, n in zip(columns, self.sizes, strict=True)]
+        return np.concatenate(filled)
+
+    def entity_ids(self, entity: str) -> str | CodedIds | None:
+        ids = [p.entity_ids(entity) for p in self.parts]
+        if all(i is None for i in ids):
+            return None
+        first = ids[0]
+        if isinstance(first, str) and all(i == first for i in ids):
+            return first
+        index: dict[str, int] = {}  # distinct ids of all the calls; "" = a row without one
+        codes = []
+        for part, n in zip(ids, self.sizes, strict=True):
+            if isinstance(part, CodedIds):
+                remap = np.array([index.setdefault(v, len(index)) for v in part.values], np.intp)
+                codes.append(remap[part.codes])
+            else:
+                codes.append(np.full(n, index.setdefault(part or "", len(index)), np.intp))
+        return CodedIds(list(index), np.concatenate(codes))
+
+
 class Vocabulary:
     """Label id <-> label text for one predictor. Only grows; every slice bounds what it adds."""
 
@@ -152,12 +192,12 @@ class EntityTop:
     came and went would leave a dead series behind). Counts are a count-min sketch (DEPTH x WIDTH counters, each id
     hashed to one counter per row, its count the smallest): memory is bounded however many ids arrive, counting a
     call is a few numpy calls over at most COUNTED of its distinct ids (its most frequent), and a count only ever
-    overestimates, by about the rows seen / WIDTH. An id is promoted when its count reaches MIN_COUNT and 1/(2*top) of the rows seen so far (far above
+    overestimates, by about the rows seen / WIDTH. Verdicts assign many calls' rows at once (MergedRows), so
+    COUNTED bounds the Python per flush, not per call. An id is promoted when its count reaches MIN_COUNT and 1/(2*top) of the rows seen so far (far above
     that error). Rows of an id seen before its promotion count under "other"."""
 
     MIN_COUNT = 5
-    COUNTED = 32  # distinct ids counted per call at most: the call's most frequent (bounds the Python per call)
-    SAMPLE = 4  # multi-row calls counted: one in SAMPLE
+    COUNTED = 256  # distinct ids counted per assignment at most: its most frequent (bounds the Python per flush)
     WIDTH = 4096
     MIX = np.uint64(0x9E3779B97F4A7C15)  # the second row's hash: the first, multiplied (Fibonacci hashing)
 
@@ -167,7 +207,6 @@ class EntityTop:
         self.sketch = np.zeros((2, self.WIDTH), np.float64)
         self.labelled: dict[str, int] = {}
         self.seen = 0
-        self.calls = 0  # multi-row calls seen
         self.other = vocabulary.id(f"{spec.name}=other")
         self.none = vocabulary.id(f"{spec.name}=none")
 
@@ -183,12 +222,10 @@ class EntityTop:
         table = np.array([get(v, -1) if v else none for v in ids.values], np.int32)
         self.seen += int(per_id[table != none].sum())
         new = np.flatnonzero((table == -1) & (per_id > 0))
-        self.calls += 1
-        # Every SAMPLE-th call is counted, its rows weighing SAMPLE: the first is, and heavy hitters still stand out.
-        if new.size and len(self.labelled) < self.top and self.calls % self.SAMPLE == 1:
-            if new.size > self.COUNTED:  # a heavy hitter is among a call's most frequent ids
+        if new.size and len(self.labelled) < self.top:
+            if new.size > self.COUNTED:  # a heavy hitter is among the most frequent ids
                 new = new[np.argsort(-per_id[new], kind="stable")[: self.COUNTED]]
-            self._count([ids.values[i] for i in new.tolist()], per_id[new] * self.SAMPLE, table, new)
+            self._count([ids.values[i] for i in new.tolist()], per_id[new], table, new)
         table[table == -1] = self.other
         out: np.ndarray = table[ids.codes]
         return out

@@ -2,11 +2,12 @@
 output, by slice (docs/observability.md#verdicts).
 
 The after-response threads hand over each call's scores (`answered` for the model that answered, `compared` for a
-candidate scored on the same rows as the primary) with the call's slice labels (serving.slices); the work is a few
-numpy calls and a list append. `flush` turns everything pending into the metrics in bulk: one bincount per series
-family, one histogram pass per (candidate, slice), and the rank-agreement windows that are due. It runs on a thread
-of its own every FLUSH_EVERY_S, before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is
-spread over however many calls came in meanwhile (flushing after each records batch cost a 1-row call tens of µs:
+candidate scored on the same rows as the primary) with the call's rows (`CallSlices`): a list append, no numpy.
+`flush` does everything else in bulk: it labels the rows of every pending call in one assignment per slice
+(serving.slices.MergedRows), computes decisions and deltas over all of them, then one bincount per series family,
+one histogram pass per (candidate, slice), and the rank-agreement windows that are due. It runs on a thread of its
+own every FLUSH_EVERY_S, before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is spread
+over however many calls came in meanwhile (numpy's fixed cost per call was most of the verdicts' cost:
 docs/performance.md#verdicts). Nothing here runs on the event loop.
 """
 
@@ -26,7 +27,7 @@ from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS, Metrics
 from sibyl.observability.multiprocess import drop_series
 from sibyl.serving.rank_window import RankWindow
-from sibyl.serving.slices import Slicer, SliceRows
+from sibyl.serving.slices import MergedRows, Slicer, SliceRows
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
@@ -59,6 +60,18 @@ def groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         start = end
 
 
+class CallSlices:
+    """One call's rows until a flush labels them, then its slice labels [1 + slices, rows] (a shadow's comparison
+    may come after that flush)."""
+
+    __slots__ = ("labels", "queued", "rows")
+
+    def __init__(self, rows: SliceRows) -> None:
+        self.rows: SliceRows | None = rows
+        self.labels: np.ndarray | None = None
+        self.queued = False  # in its predictor's queue of calls to label
+
+
 class PredictorVerdicts:
     """One predictor's slices and what waits for the metrics. `configure` runs when its config changes."""
 
@@ -70,10 +83,12 @@ class PredictorVerdicts:
         self.window, self.every_s = 10_000, 5.0
         self._lock = threading.Lock()  # guards the pending lists: records and shadow threads add
         self._flush_lock = threading.Lock()  # one flush at a time: windows and children are not thread-safe
-        # (name, version, dim) -> [(labels [D, n], decisions [n], first-column scores [n])]
-        self._answered: dict[tuple[str, str, int], list[tuple[np.ndarray, ...]]] = {}
-        # (name, version, role) -> [(labels [D, n], |delta| [n], agree [n], primary [n], candidate [n])]
-        self._compared: dict[tuple[str, str, str], list[tuple[np.ndarray, ...]]] = {}
+        self._slice_lock = threading.Lock()  # the slicer's state: the flush and labels_now (drift) assign
+        # (name, version, dim) -> [(call, scores [n, dim])]
+        self._answered: dict[tuple[str, str, int], list[tuple[CallSlices, np.ndarray]]] = {}
+        # (name, version, role) -> [(call, primary [n, k], candidate [n, k])]
+        self._compared: dict[tuple[str, str, str], list[tuple[CallSlices, np.ndarray, np.ndarray]]] = {}
+        self._unlabelled: list[CallSlices] = []  # calls whose rows wait for labels, in arrival order
         self._pending = 0
         self._children: dict[tuple[Any, ...], Any] = {}
         self._windows: dict[tuple[str, str, int], RankWindow] = {}
@@ -91,33 +106,33 @@ class PredictorVerdicts:
                 gauge.labels(self.name, setting).set(float(value))
         self.config = config
 
-    def labels(self, rows: SliceRows) -> np.ndarray:
-        """The call's slice labels, [1 + slices, rows]: on the records thread only."""
-        return self.slicer.assign(rows)
+    def labels_now(self, call: CallSlices) -> np.ndarray:
+        """The call's slice labels now (drift by slice needs them on the records thread): every call queued before
+        it is labelled first, so heavy entities are found in the order the calls came."""
+        self._label()
+        with self._slice_lock:
+            if call.labels is None:  # not queued: a call with nothing to count or compare
+                assert call.rows is not None
+                call.labels, call.rows = self.slicer.assign(call.rows), None
+            return call.labels
 
-    def answered(self, model: OnnxModel, labels: np.ndarray, scores: np.ndarray) -> None:
+    def answered(self, model: OnnxModel, call: CallSlices, scores: np.ndarray) -> None:
         """The model that answered (primary or arm) scored these rows."""
-        item = (labels, decisions(scores, self.threshold), scores[:, 0])
-        self._add(self._answered, (model.name, model.version, scores.shape[1]), item, scores.shape[0])
+        self._add(self._answered, (model.name, model.version, scores.shape[1]), call, (call, scores), scores.shape[0])
 
     def compared(
-        self, model: OnnxModel, role: str, labels: np.ndarray, primary: np.ndarray, candidate: np.ndarray
+        self, model: OnnxModel, role: str, call: CallSlices, primary: np.ndarray, candidate: np.ndarray
     ) -> None:
         """A candidate (shadow, arm, extra) scored the same rows as the primary."""
-        if primary.shape != candidate.shape:  # a model with another output width is not the primary's twin
-            primary, candidate = primary[:, :1], candidate[:, :1]
-        p, c = primary[:, 0], candidate[:, 0]
-        if primary.shape[1] == 1:
-            delta = np.abs(c - p)
-            agree = (c >= self.threshold) == (p >= self.threshold)
-        else:  # several columns: the largest difference, and the arg-max classes
-            delta = np.abs(candidate - primary).max(axis=1)
-            agree = decisions(candidate, self.threshold) == decisions(primary, self.threshold)
-        self._add(self._compared, (model.name, model.version, role), (labels, delta, agree, p, c), p.shape[0])
+        item = (call, primary, candidate)
+        self._add(self._compared, (model.name, model.version, role), call, item, primary.shape[0])
 
-    def _add(self, pending: dict[Any, list[tuple[np.ndarray, ...]]], key: Any, item: Any, rows: int) -> None:
+    def _add(self, pending: dict[Any, Any], key: Any, call: CallSlices, item: Any, rows: int) -> None:
         with self._lock:
             pending.setdefault(key, []).append(item)
+            if not call.queued:
+                call.queued = True
+                self._unlabelled.append(call)
             self._pending += rows
             full = self._pending >= FLUSH_ROWS
         if full:
@@ -128,10 +143,32 @@ class PredictorVerdicts:
             with self._lock:
                 answered, compared, self._answered, self._compared = self._answered, self._compared, {}, {}
                 self._pending = 0
-            for model, items in answered.items():
-                self._flush_answered(model, items)
-            for candidate, items in compared.items():
-                self._flush_compared(candidate, items)
+            self._label()
+            depth = 1 + len(self.slicer.active)
+
+            def current(call: CallSlices) -> bool:  # a call labelled before a change of slices is left out
+                return call.labels is not None and call.labels.shape[0] == depth
+
+            for model, answers in answered.items():
+                if kept_answers := [i for i in answers if current(i[0])]:
+                    self._flush_answered(model, kept_answers)
+            for candidate, pairs in compared.items():
+                if kept_pairs := [i for i in pairs if current(i[0])]:
+                    self._flush_compared(candidate, kept_pairs)
+
+    def _label(self) -> None:
+        """Every queued call not labelled yet, in arrival order, in one assignment per slice; each call keeps a view
+        of its labels."""
+        with self._lock:
+            queued, self._unlabelled = self._unlabelled, []
+        with self._slice_lock:
+            todo = [c for c in queued if c.rows is not None]
+            if not todo:
+                return
+            merged = MergedRows([c.rows for c in todo if c.rows is not None])
+            labels = self.slicer.assign(merged)
+            for call, start, end in zip(todo, merged.offsets, merged.offsets[1:], strict=False):
+                call.labels, call.rows = labels[:, start:end], None
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -140,11 +177,11 @@ class PredictorVerdicts:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def _flush_answered(self, key: tuple[str, str, int], items: list[tuple[np.ndarray, ...]]) -> None:
+    def _flush_answered(self, key: tuple[str, str, int], items: list[tuple[CallSlices, np.ndarray]]) -> None:
         model, version, dim = key
-        labels = np.concatenate([i[0] for i in items], axis=1)
-        chosen = np.concatenate([i[1] for i in items])
-        scores = np.concatenate([i[2] for i in items])
+        labels = np.concatenate([call.labels for call, _ in items], axis=1)
+        all_scores = np.concatenate([scores for _, scores in items])
+        chosen, scores = decisions(all_scores, self.threshold), all_scores[:, 0]
         names, classes = self.slicer.vocabulary.names, max(2, dim)
         counts = np.bincount((labels * classes + chosen).ravel())  # chosen repeats over the slice rows
         for code in np.flatnonzero(counts).tolist():
@@ -156,6 +193,14 @@ class PredictorVerdicts:
         self._observe(labels, scores.astype(np.float64), SCORE_BUCKETS,
                       lambda label: self._child(self.metrics.slice_scores, self.name, model, version, names[label]))  # fmt: skip
 
+    def _differences(self, primary: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: |candidate - primary| (the largest over columns) and whether their decisions agree."""
+        if primary.shape[1] == 1:
+            p, c = primary[:, 0], candidate[:, 0]
+            return np.abs(c - p), (c >= self.threshold) == (p >= self.threshold)
+        delta = np.abs(candidate - primary).max(axis=1)
+        return delta, decisions(candidate, self.threshold) == decisions(primary, self.threshold)
+
     def _observe(self, labels: np.ndarray, values: np.ndarray, bounds: tuple[float, ...], child: Any) -> None:
         """Each row's value into its slice labels' children of one histogram: its bucket found once, then one
         bincount per slice row of labels."""
@@ -166,10 +211,19 @@ class PredictorVerdicts:
             position[present] = np.arange(len(present))
             observe_grouped([child(label) for label in present], position[row], values, buckets)
 
-    def _flush_compared(self, key: tuple[str, str, str], items: list[tuple[np.ndarray, ...]]) -> None:
+    def _flush_compared(
+        self, key: tuple[str, str, str], items: list[tuple[CallSlices, np.ndarray, np.ndarray]]
+    ) -> None:
         model, version, role = key
-        labels = np.concatenate([i[0] for i in items], axis=1)
-        delta, agree, primary, candidate = (np.concatenate([i[k] for i in items]) for k in range(1, 5))
+        labels = np.concatenate([call.labels for call, _, _ in items], axis=1)
+        # A model with another output width than the primary's is compared on the first column only.
+        pairs = [(p, c) if p.shape == c.shape else (p[:, :1], c[:, :1]) for _, p, c in items]
+        widths = {p.shape[1] for p, _ in pairs}
+        if len(widths) > 1:
+            pairs = [(p[:, :1], c[:, :1]) for p, c in pairs]
+        both = np.concatenate([p for p, _ in pairs]), np.concatenate([c for _, c in pairs])
+        delta, agree = self._differences(*both)
+        primary, candidate = both[0][:, 0], both[1][:, 0]
         names = self.slicer.vocabulary.names
         counts = np.bincount((labels * 2 + agree).ravel())
         for code in np.flatnonzero(counts).tolist():

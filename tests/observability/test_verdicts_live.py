@@ -41,7 +41,7 @@ SLICES = [
     {"name": "store", "entity": "store_id", "top": 3},
     {"name": "no_rating", "defaulted": "rating"},
 ]
-HEAVY = ["s1", "s2", "s3"]  # the first call makes them the store slice's three labels
+HEAVY = ["s1", "s2", "s3"]  # the first call, labelled on its own, makes them the store slice's three labels
 RATED = {"s1": 4.8, "s2": 3.9}  # s3 and every other store have no rating in the feature store: defaulted
 
 
@@ -136,6 +136,19 @@ def server(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
         proc.wait(30)
 
 
+def wait_for_rows(metrics_port: int, rows: int) -> None:
+    """Until the verdicts have counted `rows` rows (a scrape flushes what the records thread handed over): the
+    server labels the calls pending at a flush together, and the first call must be labelled on its own."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        counted = sum(v for k, v in scrape(metrics_port).items()
+                      if k[0] == "sibyl_decisions_total" and dict(k[1]).get("slice") == "all")  # fmt: skip
+        if counted >= rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the verdicts did not count the first call's {rows} rows within 60 s")
+
+
 def test_every_verdict_series_equals_the_prediction_log(server: tuple[int, int, Path]) -> None:
     port, metrics_port, log_path = server
     rng = np.random.default_rng(11)
@@ -149,6 +162,8 @@ def test_every_verdict_series_equals_the_prediction_log(server: tuple[int, int, 
                 entities={"store_id": stores},
             )
             sent += 1
+            if sent == 1:
+                wait_for_rows(metrics_port, len(stores))
     records = read_log(log_path, 2 * sent)  # the primary's record and the shadow's, per call
     metrics = scrape(metrics_port)
 

@@ -13,7 +13,7 @@ from sibyl.errors import InvalidArgument
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.predictor import PredictorConfig, Slice, check_slices
 from sibyl.serving.decode import CodedIds
-from sibyl.serving.slices import Slicer
+from sibyl.serving.slices import MergedRows, Slicer
 
 
 @dataclass
@@ -159,3 +159,44 @@ def test_one_row_calls_take_the_scalar_path_with_the_same_labels() -> None:
     assert got[:3] == expected[:3] and got[4] == expected[4]
     # Heavy hitters: one call sees the counts at once, single rows see them grow; both label at most `top`.
     assert set(got[3]) <= {"store=a", "store=b", "store=other", "store=none"}
+
+
+def test_merged_calls_get_the_labels_of_one_call_of_all_their_rows() -> None:
+    """Verdicts label every pending call at once (MergedRows): the same labels as one call holding the same rows,
+    whatever form each call's ids came in, a feature no call had, and defaults at the right rows."""
+    specs = [
+        {"name": "distance", "feature": "d", "edges": [1, 3, 10]},
+        {"name": "hour", "feature": "h", "top": 3},
+        {"name": "store", "entity": "store_id", "top": 2},
+        {"name": "no_rating", "defaulted": "rating"},
+        {"name": "absent", "feature": "nobody_sends_it", "edges": [0]},
+    ]
+    rng = np.random.default_rng(9)
+    sizes = [1, 5, 1, 30, 2, 1, 12]
+    n = sum(sizes)
+    d = rng.uniform(0, 12, n).astype(np.float32)
+    h = rng.integers(0, 6, n).astype(np.float32)
+    stores = rng.choice(["a", "b", "c", ""], n, p=[0.5, 0.3, 0.15, 0.05]).tolist()
+    used = np.flatnonzero(rng.random(n) < 0.3)
+    whole, merged = slicer(*specs), slicer(*specs)
+    expected = names(
+        whole, whole.assign(Rows(n, {"d": d, "h": h}, {"store_id": CodedIds.of(stores)}, {"rating": used}))
+    )
+    parts: list[Rows] = []
+    start = 0
+    for k, size in enumerate(sizes):
+        end = start + size
+        part_ids = stores[start:end]
+        ids: dict[str, str | CodedIds] = {}
+        if len(set(part_ids)) == 1 and k % 2:
+            ids["store_id"] = part_ids[0]  # one id for the whole call
+        elif any(part_ids):
+            ids["store_id"] = CodedIds.of(part_ids)
+        # else: no id in the call at all (every row "none")
+        defaulted = {"rating": used[(used >= start) & (used < end)] - start}
+        parts.append(Rows(size, {"d": d[start:end], "h": h[start:end]}, ids, defaulted))
+        start = end
+    rows = MergedRows(list(parts))
+    assert rows.num_rows == n and rows.offsets == np.cumsum([0, *sizes]).tolist()
+    assert names(merged, merged.assign(rows)) == expected
+    assert set(expected[5]) == {"absent=missing"}
