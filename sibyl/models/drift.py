@@ -89,31 +89,36 @@ class DriftMonitor:
     def rows(self) -> int:
         return self._all.rows
 
-    def observe(
-        self, matrix: np.ndarray, scores: np.ndarray, slices: np.ndarray | None = None, labels: list[str] | None = None
-    ) -> None:
-        """matrix: the model's float32 [N, columns] input; scores: [N] (the manifest's output column); slices:
-        label ids [D, N] (row 0, "all", is skipped) into `labels` (serving.slices.Vocabulary.names)."""
+    def observe(self, matrix: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
+        """matrix: the model's float32 [N, columns] input; scores: [N] (the manifest's output column). Returns the
+        rows' bins for observe_slices (None for no rows)."""
         n = matrix.shape[0]
         if n == 0:
-            return
+            return None
         values = self._project(matrix)  # a fresh float64 scratch array the binner may overwrite
         if self._has_prediction:
             values[:, -1] = scores.reshape(n)
         bins = self._binner.bins(values)
         counts = np.bincount(bins.ravel(), minlength=self._binner.total).astype(np.float64)
-        by_slice = self._slice_counts(bins, slices, labels) if slices is not None and labels else []
         with self._lock:
             self._all.add(counts, n, self.window)
+            self._since_export += n
+            due = self.export_every > 0 and self._since_export >= self.export_every
+        if due:
+            self.export()
+        return bins
+
+    def observe_slices(self, bins: np.ndarray, slices: np.ndarray, labels: list[str]) -> None:
+        """The same rows by slice, once their labels are known: bins from observe(); slices: label ids [D, N] (row
+        0, "all", is skipped) into `labels` (serving.slices.Vocabulary.names). Verdicts call it when they flush,
+        so labelling stays off the records thread (docs/performance.md#verdicts)."""
+        by_slice = self._slice_counts(bins, slices, labels)
+        with self._lock:
             for label, slice_counts, rows in by_slice:
                 generations = self._slices.get(label)
                 if generations is None:
                     generations = self._slices[label] = Generations(self.expected.size)
                 generations.add(slice_counts, rows, self.window)
-            self._since_export += n
-            due = self.export_every > 0 and self._since_export >= self.export_every
-        if due:
-            self.export()
 
     def _slice_counts(
         self, bins: np.ndarray, slices: np.ndarray, labels: list[str]

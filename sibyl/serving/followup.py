@@ -109,11 +109,9 @@ class Followup:
         monitor = self.registry.drift.get(s.model.key)
         # A sample of calls estimates the live distribution as well as all of them, at a fraction of the cost.
         if monitor is not None and random.random() < self.drift_sample:
-            if judged is not None and judged.state.slicer.active:
-                labels = judged.state.labels_now(judged.call)
-                monitor.observe(s.matrix, s.scores[:, 0], labels, judged.state.slicer.vocabulary.names)
-            else:
-                monitor.observe(s.matrix, s.scores[:, 0])
+            bins = monitor.observe(s.matrix, s.scores[:, 0])
+            if bins is not None and judged is not None and judged.state.slicer.active:
+                judged.state.drifted(monitor, bins, judged.call)  # by slice once the flush labels the rows
         request = call.request
         self.sink.submit(
             build_record(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sibyl.compat.prometheus_buckets import bucket_index, observe_grouped
+from sibyl.models.drift import DriftMonitor
 from sibyl.models.predictor import PredictorConfig
 from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS, Metrics
@@ -83,9 +84,11 @@ class PredictorVerdicts:
         self.window, self.every_s = 10_000, 5.0
         self._lock = threading.Lock()  # guards the pending lists: records and shadow threads add
         self._flush_lock = threading.Lock()  # one flush at a time: windows and children are not thread-safe
-        self._slice_lock = threading.Lock()  # the slicer's state: the flush and labels_now (drift) assign
+        self._slice_lock = threading.Lock()  # the slicer: configured on the records thread, assigned by the flush
         # (name, version, dim) -> [(call, scores [n, dim])]
         self._answered: dict[tuple[str, str, int], list[tuple[CallSlices, np.ndarray]]] = {}
+        # drift monitor -> [(call, the rows' drift bins)]: the answer's drift by slice
+        self._drifted: dict[DriftMonitor, list[tuple[CallSlices, np.ndarray]]] = {}
         # (name, version, role) -> [(call, primary [n, k], candidate [n, k])]
         self._compared: dict[tuple[str, str, str], list[tuple[CallSlices, np.ndarray, np.ndarray]]] = {}
         self._unlabelled: list[CallSlices] = []  # calls whose rows wait for labels, in arrival order
@@ -94,7 +97,8 @@ class PredictorVerdicts:
         self._windows: dict[tuple[str, str, int], RankWindow] = {}
 
     def configure(self, config: PredictorConfig) -> None:
-        self.slicer.configure(config.slices)
+        with self._slice_lock:
+            self.slicer.configure(config.slices)
         self.threshold = config.decision_threshold
         self.window, self.every_s = config.rank_agreement.window, config.rank_agreement.every_s
         gauge = self.metrics.predictor_setting
@@ -106,15 +110,9 @@ class PredictorVerdicts:
                 gauge.labels(self.name, setting).set(float(value))
         self.config = config
 
-    def labels_now(self, call: CallSlices) -> np.ndarray:
-        """The call's slice labels now (drift by slice needs them on the records thread): every call queued before
-        it is labelled first, so heavy entities are found in the order the calls came."""
-        self._label()
-        with self._slice_lock:
-            if call.labels is None:  # not queued: a call with nothing to count or compare
-                assert call.rows is not None
-                call.labels, call.rows = self.slicer.assign(call.rows), None
-            return call.labels
+    def drifted(self, monitor: DriftMonitor, bins: np.ndarray, call: CallSlices) -> None:
+        """The answering model's drift bins of these rows (a sampled call): counted by slice when they are labelled."""
+        self._add(self._drifted, monitor, call, (call, bins), 0)
 
     def answered(self, model: OnnxModel, call: CallSlices, scores: np.ndarray) -> None:
         """The model that answered (primary or arm) scored these rows."""
@@ -142,6 +140,7 @@ class PredictorVerdicts:
         with self._flush_lock:
             with self._lock:
                 answered, compared, self._answered, self._compared = self._answered, self._compared, {}, {}
+                drifted, self._drifted = self._drifted, {}
                 self._pending = 0
             self._label()
             depth = 1 + len(self.slicer.active)
@@ -155,19 +154,22 @@ class PredictorVerdicts:
             for candidate, pairs in compared.items():
                 if kept_pairs := [i for i in pairs if current(i[0])]:
                     self._flush_compared(candidate, kept_pairs)
+            names = self.slicer.vocabulary.names
+            for monitor, sampled in drifted.items():
+                for call, bins in sampled:
+                    if current(call):
+                        monitor.observe_slices(bins, call.labels, names)  # type: ignore[arg-type]
 
     def _label(self) -> None:
-        """Every queued call not labelled yet, in arrival order, in one assignment per slice; each call keeps a view
-        of its labels."""
+        """Every queued call, in arrival order, in one assignment per slice; each call keeps a view of its labels."""
         with self._lock:
             queued, self._unlabelled = self._unlabelled, []
         with self._slice_lock:
-            todo = [c for c in queued if c.rows is not None]
-            if not todo:
+            if not queued:
                 return
-            merged = MergedRows([c.rows for c in todo if c.rows is not None])
+            merged = MergedRows([c.rows for c in queued if c.rows is not None])  # each call is queued once
             labels = self.slicer.assign(merged)
-            for call, start, end in zip(todo, merged.offsets, merged.offsets[1:], strict=False):
+            for call, start, end in zip(queued, merged.offsets, merged.offsets[1:], strict=False):
                 call.labels, call.rows = labels[:, start:end], None
 
     def _child(self, metric: Any, *labels: str) -> Any:

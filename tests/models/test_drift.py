@@ -271,7 +271,9 @@ def test_psi_by_slice_equals_a_monitor_fed_only_that_slices_rows(
         slices[1] = [1] * 30 + [2] * 70
         if call == 0:
             slices[1, -5:] = 3  # x=c: five rows, under min_rows: no gauge
-        sliced.observe(matrix, scores, slices, labels)
+        bins = sliced.observe(matrix, scores)
+        assert bins is not None
+        sliced.observe_slices(bins, slices, labels)
         alone["x=a"].observe(matrix[:30], scores[:30])
         alone["x=b"].observe(matrix[30:95] if call == 0 else matrix[30:], scores[30:95] if call == 0 else scores[30:])
     whole = sliced.export()
