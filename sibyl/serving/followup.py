@@ -89,7 +89,7 @@ class Followup:
         if config is None or not call.scored or self.verdicts is None:
             return None
         state = self.verdicts.of(config)
-        rows = CallSlices(CallRows(call))
+        rows = state.calls_rows(CallRows(call))
         answer = call.scored[0]
         if answer.role in ANSWERING:
             state.answered(answer.model, rows, answer.scores)

@@ -305,6 +305,35 @@ def dimension(spec: Slice, vocabulary: Vocabulary) -> Dimension:
     return Binned(spec, vocabulary) if spec.edges is not None else Valued(spec, vocabulary)
 
 
+class Snapshot:
+    """What a predictor's slices read of one call's rows (SliceRows), taken when the call is queued for labelling:
+    holding the whole call until the flush kept its objects alive through the collector's young generations, which
+    made collections far slower (docs/performance.md#verdicts)."""
+
+    __slots__ = ("columns", "defaulted", "ids", "num_rows")
+
+    def __init__(self, rows: SliceRows, dimensions: list[Dimension]) -> None:
+        self.num_rows = rows.num_rows
+        self.columns: dict[str, np.ndarray | None] = {}
+        self.ids: dict[str, str | CodedIds | None] = {}
+        self.defaulted: dict[str, np.ndarray] = {}
+        for dim in dimensions:
+            if isinstance(dim, EntityTop):
+                self.ids[dim.entity] = rows.entity_ids(dim.entity)
+            elif isinstance(dim, Defaulted):
+                used = rows.defaulted.get(dim.feature)
+                if used is not None:
+                    self.defaulted[dim.feature] = used
+            else:
+                self.columns[dim.feature] = rows.column(dim.feature)
+
+    def column(self, feature: str) -> np.ndarray | None:
+        return self.columns.get(feature)
+
+    def entity_ids(self, entity: str) -> str | CodedIds | None:
+        return self.ids.get(entity)
+
+
 class Slicer:
     """One predictor's slices. `dimensions` keeps each slice's state (an entity's counts and labels) across config
     changes that keep the slice as it was: a promote must not relabel the stores."""
@@ -317,6 +346,10 @@ class Slicer:
     def configure(self, slices: list[Slice]) -> None:
         self.active = [self.dimensions.get(s) or self.dimensions.setdefault(s, dimension(s, self.vocabulary))
                        for s in slices]  # fmt: skip
+
+    def snapshot(self, rows: SliceRows) -> Snapshot:
+        """What the active slices will read of these rows, for a later assign."""
+        return Snapshot(rows, self.active)
 
     def assign(self, rows: SliceRows) -> np.ndarray:
         """[1 + slices, rows] label ids; row 0 is "all"."""

@@ -28,7 +28,7 @@ from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS, Metrics
 from sibyl.observability.multiprocess import drop_series
 from sibyl.serving.rank_window import RankWindow
-from sibyl.serving.slices import MergedRows, Slicer, SliceRows
+from sibyl.serving.slices import MergedRows, Slicer, SliceRows, Snapshot
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
@@ -67,8 +67,8 @@ class CallSlices:
 
     __slots__ = ("labels", "queued", "rows")
 
-    def __init__(self, rows: SliceRows) -> None:
-        self.rows: SliceRows | None = rows
+    def __init__(self, rows: Snapshot) -> None:
+        self.rows: Snapshot | None = rows
         self.labels: np.ndarray | None = None
         self.queued = False  # in its predictor's queue of calls to label
 
@@ -109,6 +109,10 @@ class PredictorVerdicts:
             else:
                 gauge.labels(self.name, setting).set(float(value))
         self.config = config
+
+    def calls_rows(self, rows: SliceRows) -> CallSlices:
+        """A call's rows as its slices will read them when the flush labels them."""
+        return CallSlices(self.slicer.snapshot(rows))
 
     def drifted(self, monitor: DriftMonitor, bins: np.ndarray, call: CallSlices) -> None:
         """The answering model's drift bins of these rows (a sampled call): counted by slice when they are labelled."""
