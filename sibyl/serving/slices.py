@@ -51,46 +51,6 @@ class SliceRows(Protocol):
         ...
 
 
-class MergedRows:
-    """Many calls' rows as one (SliceRows): verdicts label every pending call in one assignment per flush, so the
-    numpy calls of a slice are paid once a flush, not once a call (docs/performance.md#verdicts)."""
-
-    def __init__(self, parts: list[SliceRows]) -> None:
-        self.parts = parts
-        self.sizes = [p.num_rows for p in parts]
-        self.num_rows = sum(self.sizes)
-        self.offsets = np.cumsum([0, *self.sizes]).tolist()
-        merged: dict[str, list[np.ndarray]] = {}
-        for part, offset in zip(parts, self.offsets, strict=False):
-            for feature, rows in part.defaulted.items():
-                merged.setdefault(feature, []).append(rows + offset)
-        self.defaulted = {feature: np.concatenate(rows) for feature, rows in merged.items()}
-
-    def column(self, feature: str) -> np.ndarray | None:
-        columns = [p.column(feature) for p in self.parts]
-        if all(c is None for c in columns):
-            return None
-        filled = [np.full(n, np.nan, np.float32) if c is None else c for c, n in zip(columns, self.sizes, strict=True)]
-        return np.concatenate(filled)
-
-    def entity_ids(self, entity: str) -> str | CodedIds | None:
-        ids = [p.entity_ids(entity) for p in self.parts]
-        if all(i is None for i in ids):
-            return None
-        first = ids[0]
-        if isinstance(first, str) and all(i == first for i in ids):
-            return first
-        index: dict[str, int] = {}  # distinct ids of all the calls; "" = a row without one
-        codes = []
-        for part, n in zip(ids, self.sizes, strict=True):
-            if isinstance(part, CodedIds):
-                remap = np.array([index.setdefault(v, len(index)) for v in part.values], np.intp)
-                codes.append(remap[part.codes])
-            else:
-                codes.append(np.full(n, index.setdefault(part or "", len(index)), np.intp))
-        return CodedIds(list(index), np.concatenate(codes))
-
-
 class Vocabulary:
     """Label id <-> label text for one predictor. Only grows; every slice bounds what it adds."""
 
@@ -306,32 +266,85 @@ def dimension(spec: Slice, vocabulary: Vocabulary) -> Dimension:
 
 
 class Snapshot:
-    """What a predictor's slices read of one call's rows (SliceRows), taken when the call is queued for labelling:
-    holding the whole call until the flush kept its objects alive through the collector's young generations, which
-    made collections far slower (docs/performance.md#verdicts)."""
+    """What a predictor's slices read of one call's rows, taken when the call is queued for labelling (holding the
+    whole call until the flush kept its objects alive into the collector's older generations and made collections
+    far slower: docs/performance.md#verdicts). A 1-row call keeps Python scalars: a float (NaN: none), an id
+    ("": none), and, for defaulted, a row index 0 when it used the default."""
 
     __slots__ = ("columns", "defaulted", "ids", "num_rows")
 
     def __init__(self, rows: SliceRows, dimensions: list[Dimension]) -> None:
-        self.num_rows = rows.num_rows
-        self.columns: dict[str, np.ndarray | None] = {}
+        n = self.num_rows = rows.num_rows
+        self.columns: dict[str, np.ndarray | float | None] = {}
         self.ids: dict[str, str | CodedIds | None] = {}
-        self.defaulted: dict[str, np.ndarray] = {}
+        self.defaulted: dict[str, np.ndarray | int] = {}
         for dim in dimensions:
             if isinstance(dim, EntityTop):
-                self.ids[dim.entity] = rows.entity_ids(dim.entity)
+                ids = rows.entity_ids(dim.entity)
+                if n == 1 and isinstance(ids, CodedIds):
+                    ids = ids.values[int(ids.codes[0])]
+                self.ids[dim.entity] = ids
             elif isinstance(dim, Defaulted):
                 used = rows.defaulted.get(dim.feature)
-                if used is not None:
-                    self.defaulted[dim.feature] = used
+                if used is not None and len(used):
+                    self.defaulted[dim.feature] = 0 if n == 1 else used
             else:
-                self.columns[dim.feature] = rows.column(dim.feature)
+                column = rows.column(dim.feature)
+                self.columns[dim.feature] = (math.nan if column is None else float(column[0])) if n == 1 else column
+
+
+class MergedRows:
+    """Many calls' rows as one (SliceRows): verdicts label every pending call in one assignment per flush, so the
+    numpy calls of a slice are paid once a flush, not once a call (docs/performance.md#verdicts). A 1-row call's
+    values are Python scalars (Snapshot), gathered into one array for every run of them."""
+
+    def __init__(self, parts: list[Snapshot]) -> None:
+        self.parts = parts
+        self.sizes = [p.num_rows for p in parts]
+        self.num_rows = sum(self.sizes)
+        self.offsets: list[int] = np.cumsum([0, *self.sizes]).tolist()
+        self.defaulted: dict[str, np.ndarray] = {}
+        for feature in {f for p in parts for f in p.defaulted}:
+            rows = [np.asarray(p.defaulted[feature], np.intp) + offset if p.num_rows > 1 else np.array([offset])
+                    for p, offset in zip(parts, self.offsets, strict=False) if p.defaulted.get(feature) is not None]  # fmt: skip
+            self.defaulted[feature] = np.concatenate(rows)
 
     def column(self, feature: str) -> np.ndarray | None:
-        return self.columns.get(feature)
+        pieces: list[np.ndarray] = []
+        scalars: list[float] = []
+        for part in self.parts:
+            value = part.columns.get(feature)
+            if isinstance(value, float):
+                scalars.append(value)
+                continue
+            if scalars:
+                pieces.append(np.array(scalars, np.float32))
+                scalars = []
+            pieces.append(np.full(part.num_rows, np.nan, np.float32) if value is None else value)
+        if scalars:
+            pieces.append(np.array(scalars, np.float32))
+        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
     def entity_ids(self, entity: str) -> str | CodedIds | None:
-        return self.ids.get(entity)
+        index: dict[str, int] = {}  # distinct ids of all the calls; "" = a row without one
+        pieces: list[np.ndarray] = []
+        scalars: list[int] = []
+        for part in self.parts:
+            ids = part.ids.get(entity)
+            if part.num_rows == 1 and not isinstance(ids, CodedIds):
+                scalars.append(index.setdefault(ids or "", len(index)))
+                continue
+            if scalars:
+                pieces.append(np.array(scalars, np.intp))
+                scalars = []
+            if isinstance(ids, CodedIds):
+                remap = np.array([index.setdefault(v, len(index)) for v in ids.values], np.intp)
+                pieces.append(remap[ids.codes])
+            else:
+                pieces.append(np.full(part.num_rows, index.setdefault(ids or "", len(index)), np.intp))
+        if scalars:
+            pieces.append(np.array(scalars, np.intp))
+        return CodedIds(list(index), np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
 
 
 class Slicer:

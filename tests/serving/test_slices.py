@@ -196,7 +196,7 @@ def test_merged_calls_get_the_labels_of_one_call_of_all_their_rows() -> None:
         defaulted = {"rating": used[(used >= start) & (used < end)] - start}
         parts.append(Rows(size, {"d": d[start:end], "h": h[start:end]}, ids, defaulted))
         start = end
-    rows = MergedRows(list(parts))
+    rows = MergedRows([merged.snapshot(part) for part in parts])  # 1-row calls keep scalars
     assert rows.num_rows == n and rows.offsets == np.cumsum([0, *sizes]).tolist()
     assert names(merged, merged.assign(rows)) == expected
     assert set(expected[5]) == {"absent=missing"}
