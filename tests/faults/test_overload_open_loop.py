@@ -1,6 +1,7 @@
 """Overload, short CI form (issue 30 item 6): a real `sibyl serve` with `server.max_in_flight` 4 and a model that
 costs milliseconds of CPU per call (capacity low enough for a Python client on the same 2 cores to send 5x it),
-measured at capacity (closed loop, 4 clients), then driven **open loop at 5x that rate for 10 s**, then at half.
+measured at capacity (closed loop, 4 clients), then driven **open loop at 5x that rate for 6 s** (10 s with
+--runslow, the length of the runs in docs/reliability.md), then at half.
 
 Counted, not timed: no call ends with a code other than OK or RESOURCE_EXHAUSTED (so every admitted call answers
 within its 2 s deadline); refused calls never reach inference (the inference histogram counts no more than the OK
@@ -38,7 +39,7 @@ from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 MAX_IN_FLIGHT, ROWS, WIDTH = 4, 512, 1024
-OVERLOAD, OVERLOAD_S = 5.0, 10.0
+OVERLOAD, OVERLOAD_S, LONG_OVERLOAD_S = 5.0, 6.0, 10.0  # seconds at 5x: 3 deadlines in CI
 WINDOW_S, REFUSE_RATE = 3.0, 400.0  # refusals alone: how long and how fast
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -90,7 +91,10 @@ def ok(shots: list[Shot]) -> int:
     return sum(s.code == "OK" for s in shots)
 
 
-async def test_open_loop_at_5x_capacity_refuses_cheaply_keeps_goodput_and_recovers(tmp_path: Path) -> None:
+async def test_open_loop_at_5x_capacity_refuses_cheaply_keeps_goodput_and_recovers(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    overload_s = LONG_OVERLOAD_S if pytestconfig.getoption("--runslow") else OVERLOAD_S
     catalog = Catalog(FileStore(tmp_path / "store"))
     catalog.publish(
         "heavy", "1", heavy_onnx(sum(f.dim for f in FEATURES)), FEATURES, OutputSpec(name="probabilities", column=1)
@@ -125,7 +129,7 @@ async def test_open_loop_at_5x_capacity_refuses_cheaply_keeps_goodput_and_recove
         cpu1 = cpu_s(proc.pid)
         async with OpenLoad(target, request, rate=OVERLOAD * capacity, deadline_s=2.0, max_calls=100_000) as over:
             over.mark("start")
-            await asyncio.sleep(OVERLOAD_S)
+            await asyncio.sleep(overload_s)
             over.mark("end")
         cpu_over = cpu_s(proc.pid) - cpu1
         rss_after = rss_mib(proc.pid)
@@ -138,14 +142,14 @@ async def test_open_loop_at_5x_capacity_refuses_cheaply_keeps_goodput_and_recove
     overload = over.between("start", "end")
     codes = over.codes()
     refused = codes.get("RESOURCE_EXHAUSTED", 0)
-    goodput = ok(overload) / OVERLOAD_S
+    goodput = ok(overload) / overload_s
     admitted_p99 = p99_ms(overload)
     refused_cpu_ms = max(0.0, cpu_over - ok(over.shots) * cpu_per_ok) / max(refused, 1) * 1000
     inferences = value(samples, "sibyl_inference_seconds_count") - value(before, "sibyl_inference_seconds_count")
     late = [s for s in after.shots if s.t >= 1.0]
     first_ok = min((s.t for s in after.shots if s.code == "OK"), default=None)
     print(
-        f"\n[overload {OVERLOAD:g}x for {OVERLOAD_S:g} s] capacity {capacity:.0f} calls/s (closed loop, "
+        f"\n[overload {OVERLOAD:g}x for {overload_s:g} s] capacity {capacity:.0f} calls/s (closed loop, "
         f"{MAX_IN_FLIGHT} clients), p99 at 80% {capacity_p99:.1f} ms, server CPU {cpu_per_ok * 1000:.2f} ms per "
         f"answered call; sent {len(over.shots)} at {OVERLOAD * capacity:.0f}/s {dict(codes)}; goodput "
         f"{goodput:.0f}/s ({goodput / capacity:.0%} of capacity); admitted p99 {admitted_p99:.1f} ms "
