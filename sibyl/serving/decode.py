@@ -59,6 +59,16 @@ class RowBatch:
         self.index = {name: i for i, name in enumerate(self.names)}
         self._ids: dict[str, str | CodedIds | None] = {}
 
+    def first_id(self, entity: str) -> str:
+        """The first row's id ("" = none), without coding the ids (a 1-row call's slice reads only this)."""
+        coded = self.coded_entities.get(entity)
+        if coded is not None:
+            own = coded.values[int(coded.codes[0])]
+        else:
+            ids = self.row_entities.get(entity)
+            own = ids[0] if ids else ""
+        return own or self.shared_entities.get(entity, "")
+
     def entity_ids(self, entity: str) -> str | CodedIds | None:
         """One id for all rows, per-row ids (coded; a row without one takes the shared id, else ""), or None."""
         if entity not in self._ids:

@@ -6,6 +6,7 @@ each scored, measured, judged and logged the same way on a shadow thread."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 import socket
@@ -170,3 +171,15 @@ class CallRows:
 
     def entity_ids(self, entity: str) -> str | CodedIds | None:
         return self.call.batch.entity_ids(entity)
+
+    def first_value(self, feature: str) -> float:
+        for s in self.call.scored:
+            if feature in s.model.column_set:
+                return float(s.matrix[0, s.model.columns.index(feature)])
+        layout = self.call.plan.layout
+        if feature in layout.columns:
+            return float(self.call.plan.values[0, layout.columns.index(feature)])
+        return math.nan
+
+    def first_id(self, entity: str) -> str:
+        return self.call.batch.first_id(entity)

@@ -51,6 +51,18 @@ class SliceRows(Protocol):
         ...
 
 
+class ServedRows(SliceRows, Protocol):
+    """A served call's rows (serving.followup): a 1-row call's snapshot reads scalars, without numpy."""
+
+    def first_value(self, feature: str) -> float:
+        """The first row's value of the feature (NaN: no model took it)."""
+        ...
+
+    def first_id(self, entity: str) -> str:
+        """The first row's id ("": none)."""
+        ...
+
+
 class Vocabulary:
     """Label id <-> label text for one predictor. Only grows; every slice bounds what it adds."""
 
@@ -273,24 +285,20 @@ class Snapshot:
 
     __slots__ = ("columns", "defaulted", "ids", "num_rows")
 
-    def __init__(self, rows: SliceRows, dimensions: list[Dimension]) -> None:
+    def __init__(self, rows: ServedRows, dimensions: list[Dimension]) -> None:
         n = self.num_rows = rows.num_rows
         self.columns: dict[str, np.ndarray | float | None] = {}
         self.ids: dict[str, str | CodedIds | None] = {}
         self.defaulted: dict[str, np.ndarray | int] = {}
         for dim in dimensions:
             if isinstance(dim, EntityTop):
-                ids = rows.entity_ids(dim.entity)
-                if n == 1 and isinstance(ids, CodedIds):
-                    ids = ids.values[int(ids.codes[0])]
-                self.ids[dim.entity] = ids
+                self.ids[dim.entity] = rows.first_id(dim.entity) if n == 1 else rows.entity_ids(dim.entity)
             elif isinstance(dim, Defaulted):
                 used = rows.defaulted.get(dim.feature)
                 if used is not None and len(used):
                     self.defaulted[dim.feature] = 0 if n == 1 else used
             else:
-                column = rows.column(dim.feature)
-                self.columns[dim.feature] = (math.nan if column is None else float(column[0])) if n == 1 else column
+                self.columns[dim.feature] = rows.first_value(dim.feature) if n == 1 else rows.column(dim.feature)
 
 
 class MergedRows:
@@ -360,7 +368,7 @@ class Slicer:
         self.active = [self.dimensions.get(s) or self.dimensions.setdefault(s, dimension(s, self.vocabulary))
                        for s in slices]  # fmt: skip
 
-    def snapshot(self, rows: SliceRows) -> Snapshot:
+    def snapshot(self, rows: ServedRows) -> Snapshot:
         """What the active slices will read of these rows, for a later assign."""
         return Snapshot(rows, self.active)
 

@@ -28,7 +28,7 @@ from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS, Metrics
 from sibyl.observability.multiprocess import drop_series
 from sibyl.serving.rank_window import RankWindow
-from sibyl.serving.slices import MergedRows, Slicer, SliceRows, Snapshot
+from sibyl.serving.slices import MergedRows, ServedRows, Slicer, Snapshot
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
@@ -110,7 +110,7 @@ class PredictorVerdicts:
                 gauge.labels(self.name, setting).set(float(value))
         self.config = config
 
-    def calls_rows(self, rows: SliceRows) -> CallSlices:
+    def calls_rows(self, rows: ServedRows) -> CallSlices:
         """A call's rows as its slices will read them when the flush labels them."""
         return CallSlices(self.slicer.snapshot(rows))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,14 @@ class Rows:
 
     def entity_ids(self, entity: str) -> str | CodedIds | None:
         return self.ids.get(entity)
+
+    def first_value(self, feature: str) -> float:
+        column = self.columns.get(feature)
+        return math.nan if column is None else float(column[0])
+
+    def first_id(self, entity: str) -> str:
+        ids = self.ids.get(entity)
+        return ids.values[int(ids.codes[0])] if isinstance(ids, CodedIds) else ids or ""
 
 
 def slicer(*slices: dict[str, object]) -> Slicer:
