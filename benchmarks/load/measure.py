@@ -7,11 +7,12 @@ The run's plan (benchmarks.suite.Plan) is read through `Settings`, so this modul
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from benchmarks.load.client import ClientPool, Job
 from benchmarks.load.loadgen import RunResult
@@ -123,6 +124,32 @@ def say(text: str) -> None:
 
 def median_rps(runs: list[RunResult]) -> float:
     return statistics.median(r.achieved_rps for r in runs) if runs else 0.0
+
+
+Started = TypeVar("Started")
+
+
+def start_or_skip(
+    stack: contextlib.ExitStack,
+    runner: Runner,
+    entries: list[Entry],
+    what: str,
+    server: Callable[[], contextlib.AbstractContextManager[Started]],
+) -> Started | None:
+    """A local server for these entries, or None with every entry skipped and why: a --target run (`what` runs
+    locally only), a missing venv (LookupError), a server that did not start."""
+    if runner.plan.target:
+        reason = f"{what} run locally only (no --target)"
+    else:
+        try:
+            return stack.enter_context(server())
+        except LookupError as exc:
+            reason = str(exc)
+        except (RuntimeError, OSError) as exc:
+            reason = f"server did not start: {exc}"
+    for e in entries:
+        runner.skip(e, reason)
+    return None
 
 
 class Runner:

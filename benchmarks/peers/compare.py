@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.load import workload as w
 from benchmarks.load.cpu import tree_rss
-from benchmarks.load.measure import Entry, Lane, Runner, Settings, say
+from benchmarks.load.measure import Entry, Lane, Runner, Settings, say, start_or_skip
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.entries import MODEL_NAME, PEERS, Peer, check_peer, missing_venv_reason
 from benchmarks.peers.v2 import answered_calls
@@ -183,19 +183,8 @@ def peer_server(peer: Peer) -> Iterator[object]:
 def start_peer(stack: contextlib.ExitStack, plan: Settings, runner: Runner, peer: Peer, started: Started) -> None:
     row = Row(peer.row, "peer", "v2", peer.description, model=MODEL_NAME)
     entries = [Entry(row.name, "peer", peer.description, rows=n, api="v2") for n in plan.compare_rows]
-    if plan.target:
-        for e in entries:
-            runner.skip(e, "peers run locally only (no --target)")
-        return
-    try:
-        server = stack.enter_context(peer_server(peer))
-    except LookupError as exc:
-        for e in entries:
-            runner.skip(e, str(exc))
-        return
-    except (RuntimeError, OSError) as exc:
-        for e in entries:
-            runner.skip(e, f"server did not start: {exc}")
+    server = start_or_skip(stack, runner, entries, "peers", lambda: peer_server(peer))
+    if server is None:
         return
     target, pid = server.target, server.pid  # type: ignore[attr-defined]
     for entry in entries:

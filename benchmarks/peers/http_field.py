@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks.load import workload as w
 from benchmarks.load import wrk
 from benchmarks.load.cpu import tree_cpu_s
-from benchmarks.load.measure import Entry, Runner, Settings, say
+from benchmarks.load.measure import Entry, Runner, Settings, say, start_or_skip
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.entries import MODEL_NAME
 from benchmarks.peers.http_entries import JSON, HttpEntry, check_scores, http_entries
@@ -111,20 +111,10 @@ def start_http(
         Entry(entry.row, "sibyl" if entry.venv is None else "peer", entry.description, "http", n, "http", "wrk")
         for n in plan.compare_rows
     ]
-    if plan.target:
-        for e in entries:
-            runner.skip(e, "the HTTP field runs locally only (no --target)")
+    started = start_or_skip(stack, runner, entries, "the HTTP field", lambda: http_server(entry, plan, store))
+    if started is None:
         return
-    try:
-        port, pid = stack.enter_context(http_server(entry, plan, store))
-    except LookupError as exc:
-        for e in entries:
-            runner.skip(e, str(exc))
-        return
-    except (RuntimeError, OSError) as exc:
-        for e in entries:
-            runner.skip(e, f"server did not start: {exc}")
-        return
+    port, pid = started
     for e in entries:
         problem = first_answer(entry, port, e.rows)
         if problem:
