@@ -34,4 +34,6 @@ export SIBYL_PERF_ANALYZER
 ruff check .
 ruff format --check .
 mypy  # strict on sibyl/ ([tool.mypy] in pyproject.toml)
-python -m pytest -q "$@"
+# --durations: the CI log shows where the time goes (the suite is kept under ~15 minutes on 2 cores; long
+# variants run with --runslow).
+python -m pytest -q --durations=25 "$@"
