@@ -25,11 +25,10 @@ from sibyl.batch.archive import (
     Written,
     outcome_from_json,
     outcome_from_proto,
-    record_from_json,
-    record_from_proto,
     write_chunk,
 )
 from sibyl.errors import NotFound, Unavailable
+from sibyl.predlog.read import record_from_json, record_from_proto
 from sibyl.predlog.tail import MAX_FRAME_BYTES
 
 log = logging.getLogger(__name__)

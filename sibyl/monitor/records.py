@@ -14,13 +14,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from sibyl.predlog.read import Record, record_from_json, record_from_proto
 from sibyl.serving.decode import CodedIds
 from sibyl.v1.outcome_pb2 import Outcome
-from sibyl.v1.predict_pb2 import Role
-from sibyl.v1.predlog_pb2 import PredictionLog
-
-ROLE_BY_NAME = {name: value for name, value in Role.items()}
-ROLE_NAMES = {value: name.removeprefix("ROLE_").lower() for name, value in Role.items()}
 
 
 @dataclass
@@ -64,53 +60,33 @@ class OutcomeRow(NamedTuple):  # a tuple: built once per outcome, millions of th
     weight: float
 
 
+def logged(record: Record) -> Logged:
+    """What the monitor keeps of a log record: the first output column of its scores, defaults as row arrays."""
+    return Logged(
+        prediction_id=record.prediction_id,
+        predictor=record.predictor,
+        model=record.model,
+        version=record.version,
+        role=record.role,
+        sent_at_ns=record.sent_at_ns,
+        num_rows=record.num_rows,
+        scores=record.scores[:, 0],
+        feature_names=record.feature_names,
+        features=record.features,
+        context=record.context,
+        row_entities=record.row_entities,
+        defaulted={feature: np.asarray(rows, np.intp) for feature, rows in record.defaulted.items()},
+    )
+
+
 def logged_from_json(line: bytes | str) -> Logged:
     """A file log line (proto3 JSON of PredictionLog, as predlog.jsonl writes it)."""
-    d: dict[str, Any] = orjson.loads(line)
-    n = int(d.get("num_rows", 0))
-    dim = int(d.get("score_dim", 1)) or 1
-    scores = _floats(d.get("scores", []))
-    names = list(d.get("feature_names", []))
-    values = _floats(d.get("feature_values", []))
-    return Logged(
-        prediction_id=d.get("prediction_id", ""),
-        predictor=d.get("predictor", ""),
-        model=d.get("model", ""),
-        version=d.get("version", ""),
-        role=_role(d.get("role", "")),
-        sent_at_ns=int(d.get("sent_at_unix_nanos", 0)),
-        num_rows=n,
-        scores=scores.reshape(n, dim)[:, 0] if scores.size == n * dim else np.full(n, np.nan, np.float32),
-        feature_names=names,
-        features=values.reshape(n, len(names)) if names and values.size == n * len(names) else None,
-        context=dict(d.get("context", {})),
-        row_entities={c["entity"]: list(c.get("ids", [])) for c in d.get("row_entities", [])},
-        defaulted={x["feature"]: np.asarray(x.get("rows", []), np.intp) for x in d.get("defaulted", [])},
-    )
+    return logged(record_from_json(line))
 
 
 def logged_from_proto(data: bytes) -> Logged:
     """A Kafka value: the binary PredictionLog."""
-    r = PredictionLog.FromString(data)
-    n, dim = r.num_rows, r.score_dim or 1
-    scores = np.asarray(r.scores, np.float32)
-    names = list(r.feature_names)
-    values = np.asarray(r.feature_values, np.float32)
-    return Logged(
-        prediction_id=r.prediction_id,
-        predictor=r.predictor,
-        model=r.model,
-        version=r.version,
-        role=ROLE_NAMES.get(r.role, "unspecified"),
-        sent_at_ns=r.sent_at_unix_nanos,
-        num_rows=n,
-        scores=scores.reshape(n, dim)[:, 0] if scores.size == n * dim else np.full(n, np.nan, np.float32),
-        feature_names=names,
-        features=values.reshape(n, len(names)) if names and values.size == n * len(names) else None,
-        context=dict(r.context),
-        row_entities={c.entity: list(c.ids) for c in r.row_entities},
-        defaulted={d.feature: np.asarray(d.rows, np.intp) for d in r.defaulted},
-    )
+    return logged(record_from_proto(data))
 
 
 def outcome_from_json(line: bytes | str) -> OutcomeRow:
@@ -132,15 +108,3 @@ def outcome_from_proto(data: bytes) -> OutcomeRow:
     return OutcomeRow(
         o.prediction_id, o.row, o.value, o.observed_at_unix_nanos, o.weight if o.HasField("weight") else 1.0
     )
-
-
-def _floats(values: list[Any]) -> np.ndarray:
-    """proto3 JSON floats: numbers, or the strings "NaN" / "Infinity" / "-Infinity"."""
-    try:
-        return np.asarray(values, np.float32)
-    except ValueError:
-        return np.asarray([float(v) for v in values], np.float32)  # float("NaN"), float("Infinity") parse
-
-
-def _role(text: str) -> str:
-    return text.removeprefix("ROLE_").lower() if text else "unspecified"

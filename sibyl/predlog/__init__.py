@@ -5,7 +5,8 @@ The sink interface (base) and the choice of sink from settings (factory, setting
 request path (queue); the file sink (file) and its JSON lines (jsonl); the Kafka sink (kafka), its producer,
 kafka-python or confluent-kafka (producers), what it keeps per record (payload), records the broker refuses
 (poison), and the disk spool (spool); records not kept, counted by reason (losses). What a sink carries
-(stream): the prediction log, or reported outcomes, which the same sinks write beside it (outcome_sink).
+(stream): the prediction log, or reported outcomes, which the same sinks write beside it (outcome_sink). Records
+read back from a log line or a Kafka value, for the archive and the monitor (read).
 
 May import (tests/test_layout.py RANK): models, observability, errors and the generated v1/kserve code; never
 features (same rank) or anything above.

@@ -4,7 +4,7 @@ output, by slice (docs/observability.md#verdicts).
 The after-response threads hand over each call's scores (`answered` for the model that answered, `compared` for a
 candidate scored on the same rows as the primary) with the call's rows (`CallSlices`): a list append, no numpy.
 `flush` does everything else in bulk: it labels the rows of every pending call in one assignment per slice
-(serving.slices.MergedRows), computes decisions and deltas over all of them, then one bincount per series family,
+(serving.slice_rows.MergedRows), computes decisions and deltas over all of them, then one bincount per series family,
 one histogram pass per (candidate, slice), and the rank-agreement windows that are due. It runs on a thread of its
 own every FLUSH_EVERY_S, before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is spread
 over however many calls came in meanwhile (numpy's fixed cost per call was most of the verdicts' cost:
@@ -28,7 +28,8 @@ from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import DELTA_BUCKETS, SCORE_BUCKETS, Metrics
 from sibyl.observability.multiprocess import drop_series
 from sibyl.serving.rank_window import RankWindow
-from sibyl.serving.slices import MergedRows, ServedRows, Slicer, Snapshot
+from sibyl.serving.slice_rows import MergedRows, ServedRows, Snapshot
+from sibyl.serving.slices import Slicer
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
@@ -112,7 +113,7 @@ class PredictorVerdicts:
 
     def calls_rows(self, rows: ServedRows) -> CallSlices:
         """A call's rows as its slices will read them when the flush labels them."""
-        return CallSlices(self.slicer.snapshot(rows))
+        return CallSlices(Snapshot(rows, self.slicer.active))
 
     def drifted(self, monitor: DriftMonitor, bins: np.ndarray, call: CallSlices) -> None:
         """The answering model's drift bins of these rows (a sampled call): counted by slice when they are labelled."""

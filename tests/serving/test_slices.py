@@ -14,7 +14,8 @@ from sibyl.errors import InvalidArgument
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.predictor import PredictorConfig, Slice, check_slices
 from sibyl.serving.decode import CodedIds
-from sibyl.serving.slices import MergedRows, Slicer
+from sibyl.serving.slice_rows import MergedRows, Snapshot
+from sibyl.serving.slices import Slicer
 
 
 @dataclass
@@ -205,7 +206,7 @@ def test_merged_calls_get_the_labels_of_one_call_of_all_their_rows() -> None:
         defaulted = {"rating": used[(used >= start) & (used < end)] - start}
         parts.append(Rows(size, {"d": d[start:end], "h": h[start:end]}, ids, defaulted))
         start = end
-    rows = MergedRows([merged.snapshot(part) for part in parts])  # 1-row calls keep scalars
+    rows = MergedRows([Snapshot(part, merged.active) for part in parts])  # 1-row calls keep scalars
     assert rows.num_rows == n and rows.offsets == np.cumsum([0, *sizes]).tolist()
     assert names(merged, merged.assign(rows)) == expected
     assert set(expected[5]) == {"absent=missing"}
