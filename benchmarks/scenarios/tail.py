@@ -34,6 +34,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -88,12 +89,14 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {  # name -> (predictor, serve
 TRACED = {"SIBYL_TRACING__ENABLED": "true", "SIBYL_TRACING__EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "500"}
 OTHERS_MS = 0.2  # other Python threads on a core this long during a 1-row call: they took the GIL
 WAIT_MS = 0.3  # the event loop thread runnable but not running this long: the box, not sibyl
+CLIENT = -1  # Tasks: the load generator's thread
 HOLD_CAP_NS = 2_000_000  # two py-spy samples at 1 kHz
 CELLS = [("native", 1), ("v2", 1), ("native", 8), ("v2", 8)]
 
 
 class Tasks:
-    """The server's threads' schedstat (run ns, run-queue wait ns), files kept open and re-read with pread."""
+    """The server's threads' schedstat (run ns, run-queue wait ns), files kept open and re-read with pread; last,
+    the load generator's own thread (tid CLIENT), whose waits for a core are in the measured latency too."""
 
     def __init__(self, pid: int) -> None:
         self.tids, self.fds, self.comm = [], [], {}
@@ -102,6 +105,8 @@ class Tasks:
                 self.fds.append(os.open(f"/proc/{pid}/task/{entry}/schedstat", os.O_RDONLY))
                 self.tids.append(int(entry))
                 self.comm[int(entry)] = Path(f"/proc/{pid}/task/{entry}/comm").read_text().strip()
+        self.fds.append(os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY))
+        self.tids.append(CLIENT)
 
     def read(self) -> list[int]:
         out = []
@@ -145,6 +150,8 @@ async def closed_loop(target: str, method: str, body: bytes, c: int, seconds: fl
 def thread_label(tid: int, names: dict[int, str], comm: dict[int, str], pid: int) -> str:
     if tid == pid:
         return "MainThread (event loop)"
+    if tid == CLIENT:
+        return "client"
     name = names.get(tid)
     if name:
         return re.sub(r"[-_]\d+$", "", name)
@@ -250,10 +257,11 @@ def analyse(cell: dict, dump: dict, tasks: Tasks | None, pid: int, gil: tuple | 
                 row[f"run {label}"] += float(delta[m, j, 0].mean())
                 if label.startswith("MainThread"):
                     row["runqueue wait MainThread"] += float(delta[m, j, 1].mean())
-            row["runqueue wait, all threads"] = float(delta[m, :, 1].sum(axis=1).mean())
+            row["runqueue wait client"] = float(delta[m, -1, 1].mean())
+            row["runqueue wait, all server threads"] = float(delta[m, :-1, 1].sum(axis=1).mean())
             per[k] = {key: round(v, 4) for key, v in row.items() if v >= 0.001}
         out["threads_ms_per_call"] = per
-        python = [j for j, label in enumerate(labels) if not label.startswith(("MainThread", "native:"))]
+        python = [j for j, label in enumerate(labels) if not label.startswith(("MainThread", "native:", "client"))]
         main = [j for j, label in enumerate(labels) if label.startswith("MainThread")]
         others = delta[:, python, 0].sum(axis=1)
         waited = delta[:, main, 1].sum(axis=1)
