@@ -7,9 +7,9 @@ feature values; `kafka`: the log to a real tansu broker; `confluent`: the same t
 default) of V2 ModelInfer (stock tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows,
 `--repeats` runs of `--duration` s; prints the median (min-max) server-tree CPU µs per call (/proc,
 benchmarks.load.cpu), the client's, and the median p50/p99.
-`--interleave` runs the variants' repeats in turn (A B A B ...), all servers up at once: this box's speed drifts
-within minutes (docs/performance.md#the-box-drifts), so a ratio between variants is fair only when their runs
-alternate. `--profile DIR` also runs `py-spy record --nonblocking` (Python frames; `--native` stalled the
+`--interleave` runs the variants' repeats in turn (A B, B A, ...), all servers up at once, and prints each variant's
+median ratio to the last one over the paired repeats: this box's speed drifts within minutes
+(docs/performance.md#the-box-drifts), so a ratio between variants is fair only when their runs alternate. `--profile DIR` also runs `py-spy record --nonblocking` (Python frames; `--native` stalled the
 server it sampled) on the server during the first repeat of each cell (collapsed stacks, `-f raw`: feed them to
 flamegraph.pl).
 """
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     method, body = payload(protocol, n, args.predictor)
                     results = {v: Cell() for v in group}
                     for i in range(args.repeats):
-                        for v in group:
+                        for v in group if i % 2 == 0 else group[::-1]:  # A B, B A, ...: no side always first
                             profile = (
                                 Path(args.profile) / f"{v}-{protocol}-{n}.txt" if args.profile and i == 0 else None
                             )
@@ -156,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
                             results[v].add(result)
                     for v in group:
                         print(results[v].line(f"{v:10} {protocol:6} rows={n:<4}"), flush=True)
+                    base = results[group[-1]]
+                    for v in group[:-1]:  # the fairest figure on a drifting box: each repeat's ratio to its neighbour
+                        ratios = [a / b for a, b in zip(results[v].cpu, base.cpu, strict=False)]
+                        if ratios:
+                            print(f"{v:10} {protocol:6} rows={n:<4} / {group[-1]}: CPU per call x"
+                                  f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}), "
+                                  f"{len(ratios)} paired repeats", flush=True)  # fmt: skip
     return 0
 
 
