@@ -83,20 +83,19 @@ class MergedRows:
     def entity_ids(self, entity: str) -> str | CodedIds | None:
         index: dict[str, int] = {}  # distinct ids of all the calls; "" = a row without one
         pieces: list[np.ndarray] = []
-        scalars: list[int] = []
+        codes: list[int] = []  # one id for all the rows of a call (a 1-row call, a shared id, none): code, rows
+        sizes: list[int] = []
         for part in self.parts:
             ids = part.ids.get(entity)
-            if part.num_rows == 1 and not isinstance(ids, CodedIds):
-                scalars.append(index.setdefault(ids or "", len(index)))
+            if not isinstance(ids, CodedIds):
+                codes.append(index.setdefault(ids or "", len(index)))
+                sizes.append(part.num_rows)
                 continue
-            if scalars:
-                pieces.append(np.array(scalars, np.intp))
-                scalars = []
-            if isinstance(ids, CodedIds):
-                remap = np.array([index.setdefault(v, len(index)) for v in ids.values], np.intp)
-                pieces.append(remap[ids.codes])
-            else:
-                pieces.append(np.full(part.num_rows, index.setdefault(ids or "", len(index)), np.intp))
-        if scalars:
-            pieces.append(np.array(scalars, np.intp))
+            if codes:
+                pieces.append(np.repeat(np.array(codes, np.intp), sizes))
+                codes, sizes = [], []
+            remap = np.array([index.setdefault(v, len(index)) for v in ids.values], np.intp)
+            pieces.append(remap[ids.codes])
+        if codes:
+            pieces.append(np.repeat(np.array(codes, np.intp), sizes))
         return CodedIds(list(index), np.concatenate(pieces) if len(pieces) > 1 else pieces[0])

@@ -160,10 +160,11 @@ class PredictorVerdicts:
                 if kept_pairs := [i for i in pairs if current(i[0])]:
                     self._flush_compared(candidate, kept_pairs)
             names = self.slicer.vocabulary.names
-            for monitor, sampled in drifted.items():
-                for call, bins in sampled:
-                    if current(call):
-                        monitor.observe_slices(bins, call.labels, names)  # type: ignore[arg-type]
+            for monitor, sampled in drifted.items():  # one count by slice per model and flush, for all its calls
+                kept = [(call.labels, bins) for call, bins in sampled if current(call)]
+                if kept:
+                    labels = np.concatenate([labels for labels, _ in kept], axis=1)
+                    monitor.observe_slices(np.concatenate([bins for _, bins in kept]), labels, names)
 
     def _label(self) -> None:
         """Every queued call, in arrival order, in one assignment per slice; each call keeps a view of its labels."""
