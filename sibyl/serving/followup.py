@@ -160,26 +160,26 @@ class CallRows:
         self.num_rows = call.batch.num_rows
         self.defaulted = call.defaulted
 
-    def column(self, feature: str) -> np.ndarray | None:
+    def _source(self, feature: str) -> tuple[np.ndarray, int] | None:
+        """The matrix holding the feature and its column: the first model that took it, else the request's."""
         for s in self.call.scored:
             if feature in s.model.column_set:
-                return s.matrix[:, s.model.columns.index(feature)]
+                return s.matrix, s.model.columns.index(feature)
         layout = self.call.plan.layout
         if feature in layout.columns:
-            return self.call.plan.values[:, layout.columns.index(feature)]
+            return self.call.plan.values, layout.columns.index(feature)
         return None
+
+    def column(self, feature: str) -> np.ndarray | None:
+        found = self._source(feature)
+        return None if found is None else found[0][:, found[1]]
 
     def entity_ids(self, entity: str) -> str | CodedIds | None:
         return self.call.batch.entity_ids(entity)
 
     def first_value(self, feature: str) -> float:
-        for s in self.call.scored:
-            if feature in s.model.column_set:
-                return float(s.matrix[0, s.model.columns.index(feature)])
-        layout = self.call.plan.layout
-        if feature in layout.columns:
-            return float(self.call.plan.values[0, layout.columns.index(feature)])
-        return math.nan
+        found = self._source(feature)
+        return math.nan if found is None else float(found[0][0, found[1]])
 
     def first_id(self, entity: str) -> str:
         return self.call.batch.first_id(entity)
