@@ -21,6 +21,7 @@ RANK = {
     "compat": 0,  # shims over dependencies' private APIs: they import only the library they wrap
     "v1": 0,  # generated protobuf code
     "kserve": 0,  # generated protobuf code
+    "gil": 0,  # how threads share the GIL with the serving loop: the standard library only
     "observability": 1,
     "client": 1,  # sibyl.client: callers' library over the v1 stubs; errors and v1 only, the cli uses it
     "quality": 1,  # metric code shared by the evaluator and the Spark job: numpy and errors only
