@@ -91,6 +91,19 @@ class ServerSettings(BaseModel):
         description="Python's GIL switch interval. Below the 5 ms default, the event loop waits less for the GIL "
         "while log/Kafka threads run, which shortens the latency tail.",
     )
+    gil_slice_ms: float = Field(
+        0.0,
+        ge=0,
+        description="After-response threads (log writers, records lane, shadows, verdict flusher) give the GIL back "
+        "after this much work, so a call that arrives waits about this long for it at most; 0 = off. 0.2 cuts "
+        "1-row p99 at low concurrency and costs throughput at high (docs/performance.md#gil-pacing).",
+    )
+    gil_defer_ms: float = Field(
+        2.0,
+        ge=0,
+        description="While calls are in flight, an after-response thread waits up to this long for the event loop "
+        "to go idle before its next slice of work (never once its queue is half full); 0 = never wait.",
+    )
     offload_rows: int = Field(
         512, ge=1, description="Batches with at least this many rows run inference in a thread, not the loop."
     )

@@ -54,6 +54,9 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {  # name -> (predictor, serve
     "noverdicts": ("bench", {"SIBYL_METRICS__VERDICTS": "false"}),
     "gcfew": ("bench", {"SIBYL_TAIL_GC_THRESHOLD": "50000,50,100"}),
     "switch5": ("bench", {"SIBYL_SERVER__GIL_SWITCH_MS": "5"}),
+    "pace": ("bench", {"SIBYL_SERVER__GIL_SLICE_MS": "0.2"}),  # after-response threads in 0.2 ms GIL slices
+    "pacenodefer": ("bench", {"SIBYL_SERVER__GIL_SLICE_MS": "0.2", "SIBYL_SERVER__GIL_DEFER_MS": "0"}),
+    "shadowpace": ("bench-shadow", {"SIBYL_SERVER__GIL_SLICE_MS": "0.2"}),
 }
 # Every call traced, spans as JSON on stdout (the server log), exported every 0.5 s instead of 5 (OTel SDK default)
 TRACED = {"SIBYL_TRACING__ENABLED": "true", "SIBYL_TRACING__EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "500"}

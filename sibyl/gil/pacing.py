@@ -14,7 +14,13 @@ a verdict stage):
 * while calls are in flight (`GATE.enter`/`leave`, around every admitted call) it waits for the loop to go idle,
   up to `defer`, so its work fills the gaps between calls instead of the calls;
 * a backlog of at least half its queue skips the wait (not the pause): the work must keep up, so nothing queued
-  is dropped because of the pacing.
+  is dropped because of the pacing;
+* a loop busy without gaps shows as more than one call in flight, or as a wait for idle the calls outlast: there
+  pauses only add GIL hand-offs, so the thread works unpaced (for `BUSY_S` after such a wait).
+
+Off by default (`server.gil_slice_ms` 0): on this project's 2-core box it cut 1-row p99 at one call at a time by
+15-25% (with a shadow too), but cost 15-25% of the throughput at 8 concurrent calls, where the loop is busy
+between its calls in ways the gate does not see (gRPC's own work): docs/performance.md#gil-pacing has the numbers.
 
 `pace()` on a thread that did not enroll (the event loop, a scrape, a test) does nothing: the loop never waits for
 itself. Process-wide, like the GIL it shares: servers in one process (tests, embedded) count their calls together.
@@ -28,11 +34,12 @@ from dataclasses import dataclass
 
 PAUSE_S = 0.000_05  # the kernel adds its timer slack (50 us by default): ~0.1 ms without the GIL
 BACKLOG = 0.5  # share of its queue at which a thread stops waiting for idle gaps
+BUSY_S = 0.01  # after a sign of a loop without idle gaps, work this long unpaced
 
 
 @dataclass
 class Pacing:
-    slice_s: float = 0.000_2  # work between pauses; 0 turns pacing off
+    slice_s: float = 0.0  # work between pauses; 0: no pacing (the default: docs/performance.md#gil-pacing)
     defer_s: float = 0.002  # longest wait for an idle gap while calls are in flight; 0: never wait
 
 
@@ -60,14 +67,14 @@ class Gate:
                 self._waiting = False
                 self._idle.set()
 
-    def wait_idle(self, timeout_s: float) -> None:
-        """Until no call is in flight, at most timeout_s; without the GIL."""
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Until no call is in flight, at most timeout_s, without the GIL; False if the calls went on."""
         with self._lock:
             if not self.in_flight:
-                return
+                return True
             self._idle.clear()
             self._waiting = True
-        self._idle.wait(timeout_s)
+        return self._idle.wait(timeout_s)
 
 
 GATE = Gate()
@@ -75,10 +82,11 @@ _enrolled = threading.local()
 
 
 class _Slice:
-    __slots__ = ("began",)
+    __slots__ = ("began", "busy_until")
 
     def __init__(self) -> None:
         self.began = time.perf_counter()
+        self.busy_until = 0.0  # after a wait the calls outlasted: no pacing until then
 
 
 def enroll() -> None:
@@ -93,9 +101,15 @@ def pace(backlog: float = 0.0) -> None:
     if current is None:
         return
     pacing = GATE.pacing
-    if not pacing.slice_s or time.perf_counter() - current.began < pacing.slice_s:
+    now = time.perf_counter()
+    if not pacing.slice_s or now - current.began < pacing.slice_s:
         return
-    if GATE.in_flight and pacing.defer_s and backlog < BACKLOG:
-        GATE.wait_idle(pacing.defer_s)  # blocks without the GIL; returns at once when the loop goes idle
+    current.began = now
+    if GATE.in_flight > 1 or now < current.busy_until:
+        return  # calls queue on the loop: pauses would only add GIL hand-offs and cost throughput
+    waits = GATE.in_flight and pacing.defer_s and backlog < BACKLOG
+    if waits and not GATE.wait_idle(pacing.defer_s):  # blocks without the GIL; returns when the loop goes idle
+        current.busy_until = time.perf_counter() + BUSY_S
+        return
     time.sleep(PAUSE_S)
     current.began = time.perf_counter()

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sibyl.gil import enroll, pace
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.losses import Losses, reason_of
 from sibyl.predlog.queue import RecordQueue
@@ -109,6 +110,7 @@ class FileSink:
             self._file.close()
 
     def _run(self) -> None:
+        enroll()
         while not self._stop.is_set():
             if not self._write_batch():
                 self._stop.wait(self._poll_s)
@@ -162,6 +164,7 @@ class FileSink:
         lines: list[bytes] = []
         size = 0
         for record in batch:
+            pace(self._queue.backlog)  # encoding holds the GIL: bounded slices, in the loop's idle gaps
             lines.append(self._stream.json_line(record))
             size += len(lines[-1])
             if size >= _CHUNK_BYTES:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sibyl.gil import enroll, pace
 from sibyl.observability.metrics import Metrics
 from sibyl.predlog.losses import Losses, Reason, reason_of
 from sibyl.predlog.payload import Item, Pending, item, split_payload, spool_payload
@@ -140,6 +141,7 @@ class KafkaSink:
     # ---- sender thread ----
 
     def _run(self) -> None:
+        enroll()
         for restart in range(1_000_000):  # bounded; ends on close()
             try:
                 self._loop()
@@ -230,6 +232,7 @@ class KafkaSink:
         for key, value in items:
             if producer is None:
                 break
+            pace(self._queue.backlog)  # kafka-python's send runs Python: bounded slices, in the loop's idle gaps
             token = next(self._tokens)
             self._inflight[token] = Pending(key, value, time.monotonic(), replay)
             try:

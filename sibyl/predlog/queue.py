@@ -64,5 +64,10 @@ class RecordQueue:
             out.append(items.popleft())
         return out
 
+    @property
+    def backlog(self) -> float:
+        """The share of the bound in use: a paced thread stops waiting for idle gaps at half (sibyl.gil)."""
+        return len(self._items) / self.maxsize
+
     def __len__(self) -> int:
         return len(self._items)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sibyl.api.server import SibylServer
 from sibyl.config import Settings
+from sibyl.gil import GATE, Pacing
 from sibyl.process.banner import serving_line
 from sibyl.process.spools import adopt_orphans
 
@@ -18,6 +19,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, announce
     """Run until SIGTERM/SIGINT, then drain. Prints one line with the bound port once serving (announce=False:
     not, for a worker process, whose supervisor prints the line once every worker serves)."""
     sys.setswitchinterval(settings.server.gil_switch_ms / 1000)
+    GATE.configure(Pacing(settings.server.gil_slice_ms / 1000, settings.server.gil_defer_ms / 1000))
     if settings.server.workers == 1:  # one process, spooling in spool_dir itself (a worker's folder is its own)
         adopt_orphans(Path(settings.predlog.spool_dir), None)
     server = SibylServer(settings)

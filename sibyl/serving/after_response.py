@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from sibyl.gil import enroll, pace
 from sibyl.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Lane:
         return True
 
     def _work(self) -> None:
+        enroll()
         while True:
             job = self._queue.get()
             try:
@@ -68,6 +70,7 @@ class Lane:
                 log.exception("%s: job failed", self.name)
             finally:
                 self._queue.task_done()
+            pace(self._queue.qsize() / self.size)
 
     def stop(self, timeout_s: float) -> list[Job]:
         """Run what is queued within timeout_s, then end the threads; returns the jobs left unrun."""
@@ -134,6 +137,7 @@ class BatchLane:
         return True
 
     def _work(self) -> None:
+        enroll()
         jobs = self._jobs
         done = 0
         while not self._abandon:
@@ -158,6 +162,7 @@ class BatchLane:
                 job()
             except Exception:  # a job counts its own failures; this only keeps the thread alive
                 log.exception("%s: job failed", self.name)
+            pace(len(jobs) / self.size)
 
     def _batch_done(self) -> None:
         if self._after_batch is not None:

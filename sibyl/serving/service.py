@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 
 from sibyl.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, Unavailable
 from sibyl.features.base import FeatureFetcher, FetchResult
+from sibyl.gil import GATE
 from sibyl.models.predictor import ModelRef, PredictorConfig
 from sibyl.models.registry import ModelRegistry, Snapshot
 from sibyl.models.runtime import OnnxModel
@@ -170,12 +171,14 @@ class PredictionService:
             self.metrics.rejected.labels("overload").inc()
             raise ResourceExhausted(f"server busy: {self.in_flight} calls in flight; retry with backoff")
         self.in_flight += 1
+        GATE.enter()  # after-response threads wait for the calls in flight to end (sibyl.gil.pacing)
         gauge = self.metrics.in_flight
         self._defer((gauge, 1))  # the gauge as deferred increments: a scrape flushes them first
         try:
             yield
         finally:
             self.in_flight -= 1
+            GATE.leave()
             self._defer((gauge, -1))
 
     async def off_loop(self, size: int, fn: Callable[..., T], *args: Any) -> T:

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(300)
 def test_tail_finds_the_servers_gc_and_threads(tmp_path: Path) -> None:
     out = tmp_path / "tail.json"
-    args = ["--variants", "defaults", "--cells", "native:1,v2:8", "--duration", "1", "--repeats", "1"]
+    args = ["--variants", "defaults,pace", "--cells", "native:1,v2:8", "--duration", "1", "--repeats", "1"]
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.scenarios.tail", *args, "--json", str(out)],
         cwd=REPO,
@@ -29,6 +29,8 @@ def test_tail_finds_the_servers_gc_and_threads(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "defaults" in done.stdout and "p99.9" in done.stdout
     doc = json.loads(out.read_text())
+    assert set(doc["variants"]) == {"defaults", "pace"}  # pace: the after-response threads paced (sibyl.gil)
+    assert all(cell["runs"][0]["calls"] > 0 for cell in doc["variants"]["pace"].values())
     cells = doc["variants"]["defaults"]
     assert set(cells) == {"native c=1", "v2 c=8"}
     for cell in cells.values():

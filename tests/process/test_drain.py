@@ -25,9 +25,12 @@ REQUEST = PredictRequest(predictor="p", rows=[FeatureRow(features={"amount": 1.0
 
 
 @pytest.mark.timeout(90)
-def test_sigterm_drains_in_flight_and_flushes_the_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gil_slice_ms", ["0", "0.2"], ids=["default", "gil-pacing"])  # sibyl.gil: paced writers
+def test_sigterm_drains_in_flight_and_flushes_the_log(tmp_path: Path, gil_slice_ms: str) -> None:
     log_path = tmp_path / "predictions.jsonl"
-    proc, port, _ = serve_subprocess(tmp_path, SIBYL_METRICS__ENABLED="false", SIBYL_SERVER__GRACE_S="5")
+    proc, port, _ = serve_subprocess(
+        tmp_path, SIBYL_METRICS__ENABLED="false", SIBYL_SERVER__GRACE_S="5", SIBYL_SERVER__GIL_SLICE_MS=gil_slice_ms
+    )
 
     answered: list[str] = []
     failed: list[tuple[str, float, str]] = []  # code, when, the sibyl-worker trailer
