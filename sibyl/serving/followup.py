@@ -183,3 +183,11 @@ class CallRows:
 
     def first_id(self, entity: str) -> str:
         return self.call.batch.first_id(entity)
+
+    def row_ids(self, entity: str) -> str | CodedIds | list[str] | None:
+        batch = self.call.batch
+        ids = batch.row_entities.get(entity)
+        if ids is None or entity in batch.coded_entities:
+            return batch.entity_ids(entity)
+        shared = batch.shared_entities.get(entity)  # fills the rows without their own, as entity_ids does
+        return [i or shared for i in ids] if shared else ids

@@ -23,23 +23,29 @@ class ServedRows(SliceRows, Protocol):
         """The first row's id ("": none)."""
         ...
 
+    def row_ids(self, entity: str) -> str | CodedIds | list[str] | None:
+        """entity_ids, but per-row ids not coded yet as the plain list of them: MergedRows codes every queued
+        call's at once."""
+        ...
+
 
 class Snapshot:
     """What a predictor's slices read of one call's rows, taken when the call is queued for labelling (holding the
     whole call until the flush kept its objects alive into the collector's older generations and made collections
     far slower: docs/performance.md#verdicts). A 1-row call keeps Python scalars: a float (NaN: none), an id
-    ("": none), and, for defaulted, a row index 0 when it used the default."""
+    ("": none), and, for defaulted, a row index 0 when it used the default. Per-row ids stay a plain list until the
+    flush codes them (ServedRows.row_ids)."""
 
     __slots__ = ("columns", "defaulted", "ids", "num_rows")
 
     def __init__(self, rows: ServedRows, dimensions: list[Dimension]) -> None:
         n = self.num_rows = rows.num_rows
         self.columns: dict[str, np.ndarray | float | None] = {}
-        self.ids: dict[str, str | CodedIds | None] = {}
+        self.ids: dict[str, str | CodedIds | list[str] | None] = {}
         self.defaulted: dict[str, np.ndarray | int] = {}
         for dim in dimensions:
             if isinstance(dim, EntityTop):
-                self.ids[dim.entity] = rows.first_id(dim.entity) if n == 1 else rows.entity_ids(dim.entity)
+                self.ids[dim.entity] = rows.first_id(dim.entity) if n == 1 else rows.row_ids(dim.entity)
             elif isinstance(dim, Defaulted):
                 used = rows.defaulted.get(dim.feature)
                 if used is not None and len(used):
@@ -81,21 +87,31 @@ class MergedRows:
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
     def entity_ids(self, entity: str) -> str | CodedIds | None:
-        index: dict[str, int] = {}  # distinct ids of all the calls; "" = a row without one
+        index: dict[str, int] = {}  # distinct ids of all the calls, in the order the rows show them; "" = none
         pieces: list[np.ndarray] = []
-        codes: list[int] = []  # one id for all the rows of a call (a 1-row call, a shared id, none): code, rows
-        sizes: list[int] = []
+        run: list[str] = []  # one id per row of consecutive calls whose ids are not coded (most calls)
         for part in self.parts:
             ids = part.ids.get(entity)
-            if not isinstance(ids, CodedIds):
-                codes.append(index.setdefault(ids or "", len(index)))
-                sizes.append(part.num_rows)
-                continue
-            if codes:
-                pieces.append(np.repeat(np.array(codes, np.intp), sizes))
-                codes, sizes = [], []
-            remap = np.array([index.setdefault(v, len(index)) for v in ids.values], np.intp)
-            pieces.append(remap[ids.codes])
-        if codes:
-            pieces.append(np.repeat(np.array(codes, np.intp), sizes))
+            if isinstance(ids, CodedIds):
+                if run:
+                    pieces.append(_coded(run, index))
+                    run = []
+                remap = np.array([index.setdefault(v, len(index)) for v in ids.values], np.intp)
+                pieces.append(remap[ids.codes])
+            elif isinstance(ids, list):
+                run += ids
+            elif part.num_rows == 1:
+                run.append(ids or "")
+            else:
+                run += [ids or ""] * part.num_rows
+        if run:
+            pieces.append(_coded(run, index))
         return CodedIds(list(index), np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+
+
+def _coded(ids: list[str], index: dict[str, int]) -> np.ndarray:
+    """Each id's code in `index`, adding the new ones in the order the rows show them: one Python step per distinct
+    id, the rows coded by C loops (dict.fromkeys, map), not one step per row of every call."""
+    for value in dict.fromkeys(ids):
+        index.setdefault(value, len(index))
+    return np.fromiter(map(index.__getitem__, ids), np.intp, len(ids))

@@ -4,11 +4,12 @@ output, by slice (docs/observability.md#verdicts).
 The after-response threads hand over each call's scores (`answered` for the model that answered, `compared` for a
 candidate scored on the same rows as the primary) with the call's rows (`CallSlices`): a list append, no numpy.
 `flush` does everything else in bulk: it labels the rows of every pending call in one assignment per slice
-(serving.slice_rows.MergedRows), computes decisions and deltas over all of them, then one bincount per series family,
-one histogram pass per (candidate, slice), and the rank-agreement windows that are due. It runs on a thread of its
-own every FLUSH_EVERY_S, before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is spread
-over however many calls came in meanwhile (numpy's fixed cost per call was most of the verdicts' cost:
-docs/performance.md#verdicts). Nothing here runs on the event loop.
+(serving.slice_rows.MergedRows), computes decisions and deltas over all of them, then counts each model's
+histogram and decisions for every slice at once (`_tally`: one bincount of (label, bucket, decision) cells), and
+feeds the rank-agreement windows, refreshing those that are due. It runs on a thread of its own every FLUSH_EVERY_S
+(paced: sibyl.gil), before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is spread over
+however many calls came in meanwhile, so what is left is work per row (docs/performance.md#verdicts). Nothing here
+runs on the event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from sibyl.compat.prometheus_buckets import bucket_index, observe_grouped
+from sibyl.compat.prometheus_buckets import bucket_index, fast_path_taken, observe_many
+from sibyl.gil import enroll, pace
 from sibyl.models.drift import DriftMonitor
 from sibyl.models.predictor import PredictorConfig
 from sibyl.models.runtime import OnnxModel
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
 FLUSH_EVERY_S = 1.0  # the flusher thread: the metrics lag the calls by at most this (a scrape flushes first)
 SETTINGS = ("decision_threshold", "alert_agreement", "positive_rate_shift")
+JOINT_CELLS = 4_096  # (bucket, decision) cells per label up to which decisions share the histogram's bincount
 
 
 def decisions(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -51,14 +54,15 @@ def decision_name(dim: int, decision: int) -> str:
     return f"class_{decision}"
 
 
-def groups(keys: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(key, indices of the rows with it) for each key present, ascending: one sort for all of them."""
+def groups(keys: np.ndarray, last: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(key, indices of the rows with it) for each key present, ascending: one sort for all of them. `last`: only
+    the last that many rows of each key (a rank window keeps no more)."""
     order = np.argsort(keys.astype(np.uint16), kind="stable")  # 16-bit keys: numpy's radix sort
     counts = np.bincount(keys)
     start = 0
     for key in np.flatnonzero(counts).tolist():
         end = start + int(counts[key])
-        yield key, order[start:end]
+        yield key, order[start if last is None else max(start, end - last) : end]
         start = end
 
 
@@ -154,13 +158,16 @@ class PredictorVerdicts:
                 return call.labels is not None and call.labels.shape[0] == depth
 
             for model, answers in answered.items():
+                pace()  # between stages the flusher thread gives the GIL back (sibyl.gil.pacing)
                 if kept_answers := [i for i in answers if current(i[0])]:
                     self._flush_answered(model, kept_answers)
             for candidate, pairs in compared.items():
+                pace()
                 if kept_pairs := [i for i in pairs if current(i[0])]:
                     self._flush_compared(candidate, kept_pairs)
             names = self.slicer.vocabulary.names
             for monitor, sampled in drifted.items():  # one count by slice per model and flush, for all its calls
+                pace()
                 kept = [(call.labels, bins) for call, bins in sampled if current(call)]
                 if kept:
                     labels = np.concatenate([labels for labels, _ in kept], axis=1)
@@ -189,16 +196,21 @@ class PredictorVerdicts:
         model, version, dim = key
         labels = np.concatenate([call.labels for call, _ in items], axis=1)
         all_scores = np.concatenate([scores for _, scores in items])
-        chosen, scores = decisions(all_scores, self.threshold), all_scores[:, 0]
+        chosen, scores = decisions(all_scores, self.threshold), all_scores[:, 0].astype(np.float64)
         names, classes = self.slicer.vocabulary.names, max(2, dim)
-        counts = np.bincount((labels * classes + chosen).ravel())  # chosen repeats over the slice rows
-        for code in np.flatnonzero(counts).tolist():
-            label, decision = divmod(code, classes)
+        joint = classes * (len(SCORE_BUCKETS) + 1) <= JOINT_CELLS  # decisions counted in the histogram's bincount
+        counts, sums = self._tally(labels, scores, SCORE_BUCKETS, chosen if joint else None, classes if joint else 1)
+        if joint:
+            by_decision = counts.sum(axis=1)
+        else:  # many classes: their own bincount, not one cell per (bucket, class)
+            by_decision = np.bincount((labels * classes + chosen).ravel(), minlength=len(names) * classes)
+            by_decision = by_decision.reshape(len(names), classes)
+        for label, decision in zip(*np.nonzero(by_decision), strict=True):
             child = self._child(
-                self.metrics.decisions, self.name, model, version, names[label], decision_name(dim, decision)
+                self.metrics.decisions, self.name, model, version, names[label], decision_name(dim, int(decision))
             )
-            child.inc(int(counts[code]))
-        self._observe(labels, scores.astype(np.float64), SCORE_BUCKETS,
+            child.inc(int(by_decision[label, decision]))
+        self._observe(labels, scores, counts.sum(axis=2), sums,
                       lambda label: self._child(self.metrics.slice_scores, self.name, model, version, names[label]))  # fmt: skip
 
     def _differences(self, primary: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,15 +221,43 @@ class PredictorVerdicts:
         delta = np.abs(candidate - primary).max(axis=1)
         return delta, decisions(candidate, self.threshold) == decisions(primary, self.threshold)
 
-    def _observe(self, labels: np.ndarray, values: np.ndarray, bounds: tuple[float, ...], child: Any) -> None:
-        """Each row's value into its slice labels' children of one histogram: its bucket found once, then one
-        bincount per slice row of labels."""
-        buckets = bucket_index(values, bounds)
-        for row in labels:
-            present = np.flatnonzero(np.bincount(row)).tolist()
-            position = np.zeros(int(row.max()) + 1, np.intp)
-            position[present] = np.arange(len(present))
-            observe_grouped([child(label) for label in present], position[row], values, buckets)
+    def _tally(
+        self, labels: np.ndarray, values: np.ndarray, bounds: tuple[float, ...], outcome: np.ndarray | None, kinds: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows by (label, bucket of their value, outcome) [labels, buckets, kinds] and the sum of their values by
+        label: one bincount over every slice row at once (a label id belongs to one slice), then one weighted
+        bincount per slice row, in row order as Histogram.observe would add them. Per-row passes over the slice rows
+        were most of the flush (docs/performance.md#verdicts)."""
+        size, width = len(self.slicer.vocabulary.names), len(bounds) + 1  # + the +Inf bucket
+        cells = bucket_index(values, bounds)
+        if outcome is not None:
+            cells = cells * kinds + outcome
+        codes = (labels * (width * kinds) + cells).ravel()  # cells repeat over the slice rows
+        counts = np.bincount(codes, minlength=size * width * kinds).reshape(size, width, kinds)
+        sums = np.zeros(size)
+        for row in labels:  # each label's rows sit in one slice row: the others add exact zeros
+            sums += np.bincount(row, weights=values, minlength=size)
+        return counts, sums
+
+    @staticmethod
+    def _observe(labels: np.ndarray, values: np.ndarray, counts: np.ndarray, sums: np.ndarray, child: Any) -> None:
+        """The tallied rows into their labels' children of one histogram: counts [labels, buckets], sums [labels]."""
+        for label in np.flatnonzero(counts.sum(axis=1)).tolist():
+            histogram = child(label)
+            if not fast_path_taken(histogram):  # a prometheus_client without the internals: observe each row
+                observe_many(histogram, values[(labels == label).any(axis=0)])
+                continue
+            internals: Any = histogram
+            row = counts[label]
+            for bucket in np.flatnonzero(row).tolist():
+                internals._buckets[bucket].inc(int(row[bucket]))
+            internals._sum.inc(float(sums[label]))
+
+    def _window(self, model: str, version: str, label: int) -> RankWindow:
+        window = self._windows.get((model, version, label))
+        if window is None:
+            window = self._windows[(model, version, label)] = RankWindow(self.window, self.every_s)
+        return window
 
     def _flush_compared(
         self, key: tuple[str, str, str], items: list[tuple[CallSlices, np.ndarray, np.ndarray]]
@@ -233,22 +273,22 @@ class PredictorVerdicts:
         delta, agree = self._differences(*both)
         primary, candidate = both[0][:, 0], both[1][:, 0]
         names = self.slicer.vocabulary.names
-        counts = np.bincount((labels * 2 + agree).ravel())
-        for code in np.flatnonzero(counts).tolist():
-            label, agreed = divmod(code, 2)
+        delta = delta.astype(np.float64)
+        counts, sums = self._tally(labels, delta, DELTA_BUCKETS, agree.astype(np.intp), 2)
+        by_outcome = counts.sum(axis=1)
+        for label, agreed in zip(*np.nonzero(by_outcome), strict=True):
             outcome = "agree" if agreed else "disagree"
             child = self._child(self.metrics.shadow_decisions, self.name, model, version, role, names[label], outcome)
-            child.inc(int(counts[code]))
-        self._observe(labels, delta.astype(np.float64), DELTA_BUCKETS,
+            child.inc(int(by_outcome[label, agreed]))
+        self._observe(labels, delta, counts.sum(axis=2), sums,
                       lambda label: self._child(self.metrics.shadow_abs_delta, self.name, model, version, role,
                                                 names[label]))  # fmt: skip
         now = time.monotonic()
-        for row in labels:
-            for label, rows in groups(row):
-                window = self._windows.get((model, version, label))
-                if window is None:
-                    window = self._windows[(model, version, label)] = RankWindow(self.window, self.every_s)
-                window.add(primary[rows], candidate[rows])
+        if primary.size:
+            self._window(model, version, 0).add(primary, candidate)  # "all": every row, no gather
+        for row in labels[1:]:
+            for label, rows in groups(row, last=self.window):
+                self._window(model, version, label).add(primary[rows], candidate[rows])
         for (m, v, label), window in self._windows.items():
             if m == model and v == version and window.due(now):
                 value = window.spearman(now)
@@ -279,9 +319,11 @@ class Verdicts:
 
     def flush(self) -> None:
         for state in list(self._predictors.values()):
+            pace()  # a no-op but on the flusher thread (a scrape's flush does not wait)
             state.flush()
 
     def _flush_forever(self) -> None:
+        enroll()  # pace() gives the GIL back between the flush's stages on this thread only
         while not self._stop.wait(self.flush_every_s):
             try:
                 self.flush()

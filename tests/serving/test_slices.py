@@ -24,6 +24,7 @@ class Rows:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     ids: dict[str, str | CodedIds] = field(default_factory=dict)
     defaulted: Mapping[str, np.ndarray] = field(default_factory=dict)
+    uncoded: bool = False  # row_ids gives per-row ids as a plain list (a served call's, not coded yet)
 
     def column(self, feature: str) -> np.ndarray | None:
         return self.columns.get(feature)
@@ -38,6 +39,10 @@ class Rows:
     def first_id(self, entity: str) -> str:
         ids = self.ids.get(entity)
         return ids.values[int(ids.codes[0])] if isinstance(ids, CodedIds) else ids or ""
+
+    def row_ids(self, entity: str) -> str | CodedIds | list[str] | None:
+        ids = self.ids.get(entity)
+        return ids.rows() if isinstance(ids, CodedIds) and self.uncoded else ids
 
 
 def slicer(*slices: dict[str, object]) -> Slicer:
@@ -204,7 +209,7 @@ def test_merged_calls_get_the_labels_of_one_call_of_all_their_rows() -> None:
             ids["store_id"] = CodedIds.of(part_ids)
         # else: no id in the call at all (every row "none")
         defaulted = {"rating": used[(used >= start) & (used < end)] - start}
-        parts.append(Rows(size, {"d": d[start:end], "h": h[start:end]}, ids, defaulted))
+        parts.append(Rows(size, {"d": d[start:end], "h": h[start:end]}, ids, defaulted, uncoded=k % 3 == 0))
         start = end
     rows = MergedRows([Snapshot(part, merged.active) for part in parts])  # 1-row calls keep scalars
     assert rows.num_rows == n and rows.offsets == np.cumsum([0, *sizes]).tolist()
