@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 try:  # a dependency (redis[hiredis]); without it every reply goes through redis-py's read_response
@@ -46,6 +47,29 @@ def takes_bulk_read_blocking(conn: Any) -> bool:
     (can_read), which only its read_response returns: then the replies go one by one."""
     parser = getattr(conn, "_parser", None)
     return takes_bulk_read(conn) and getattr(parser, "_next_response", NOT_ENOUGH_DATA) is NOT_ENOUGH_DATA
+
+
+async def ensure_connected(conn: Any) -> None:
+    """An asyncio connection ready for a command: connected, not closed by the server, nothing unread (the checks
+    of redis-py's pool, ConnectionPool.ensure_connection, without its lock and events)."""
+    if conn.is_connected:
+        try:
+            if not await conn.can_read():
+                return
+        except RedisConnectionError:  # the server closed it (restart, idle timeout): connect again
+            pass
+        await conn.disconnect()
+    await conn.connect()
+
+
+async def send_packed(conn: Any, packed: bytes) -> None:
+    """send_packed_command without its per-write timer (asyncio.wait_for: a task and a loop turn per write, when
+    socket_timeout is set): the caller's budget bounds the round trip (features.fetcher)."""
+    writer = conn._writer
+    if writer is None or writer.transport.is_closing():
+        raise RedisConnectionError("Connection closed by the server before write")
+    writer.write(packed)
+    await writer.drain()
 
 
 async def read_replies(conn: Any, count: int) -> list[Any]:

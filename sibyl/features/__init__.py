@@ -5,7 +5,7 @@ backend (with its writer) to the loader, the CLI, tests and benchmarks.
 
 The request path: the store interface (base), the embedded store (memory) and Redis or Redis Cluster (redis),
 the Redis layout and value encoding (codec), a Feast online store in Redis (feast_redis, its layout in
-feast_codec), the TTL cache (cache), the circuit breaker (breaker), and the fetcher that puts them together
+feast_codec, one feature's values across entities decoded at once in feast_columns), the TTL cache (cache), the circuit breaker (breaker), and the fetcher that puts them together
 within a budget (fetcher); the backend's settings (settings). Bulk work: the blocking reader
 and writer of batch jobs (bulk) and the blocking reader of a Feast store (feast_bulk), the loader (loader) and its
 input files (sources), and the specs that say how a column is encoded (specs). `sibyl features check`: Feast's

@@ -17,6 +17,7 @@ Value:  a feast.types.Value proto. Decoded here by hand (docs/features.md#feast-
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
@@ -33,17 +34,6 @@ _U32 = struct.Struct("<I")
 
 
 # ---- keys and fields
-def _join_value(value_type: JoinKeyType, entity_id: str) -> bytes:
-    try:
-        if value_type == "int64":
-            return struct.pack("<q", int(entity_id))
-        if value_type == "int32":
-            return struct.pack("<i", int(entity_id))
-    except (ValueError, struct.error):  # not an integer, or out of range
-        raise ValueError(f"id {entity_id!r} is not a Feast {value_type}") from None
-    return entity_id.encode()  # string, and bytes given as text (utf-8)
-
-
 @lru_cache(maxsize=256)
 def _key_head(join_key: str, value_type: JoinKeyType, version: int) -> bytes:
     """Everything before the id's length: the same for every id of a join key."""
@@ -52,10 +42,32 @@ def _key_head(join_key: str, value_type: JoinKeyType, version: int) -> bytes:
     return head + name + _U32.pack(_VALUE_TYPE[value_type])
 
 
+@lru_cache(maxsize=256)
+def key_maker(join_key: str, value_type: JoinKeyType, project: str, version: int = 3) -> Callable[[str], bytes]:
+    """entity_key for the ids of one join key, its constant parts built once (a request reads many ids)."""
+    head, tail = _key_head(join_key, value_type, version), project.encode()
+    if value_type == "int64" or value_type == "int32":
+        fixed = struct.Struct("<q" if value_type == "int64" else "<i")
+        head, pack = head + _U32.pack(fixed.size), fixed.pack
+
+        def number_key(entity_id: str) -> bytes:
+            try:
+                return head + pack(int(entity_id)) + tail
+            except (ValueError, struct.error):  # not an integer, or out of range
+                raise ValueError(f"id {entity_id!r} is not a Feast {value_type}") from None
+
+        return number_key
+
+    def text_key(entity_id: str) -> bytes:  # string, and bytes given as text (utf-8)
+        value = entity_id.encode()
+        return head + _U32.pack(len(value)) + value + tail
+
+    return text_key
+
+
 def entity_key(join_key: str, value_type: JoinKeyType, entity_id: str, project: str, version: int = 3) -> bytes:
     """The Redis key of one entity; ValueError when the id does not fit the join key's type (e.g. "x" as int64)."""
-    value = _join_value(value_type, entity_id)
-    return b"%s%s%s%s" % (_key_head(join_key, value_type, version), _U32.pack(len(value)), value, project.encode())
+    return key_maker(join_key, value_type, project, version)(entity_id)
 
 
 def murmur3_32(data: bytes, seed: int = 0) -> int:
@@ -94,7 +106,7 @@ def ts_field(view: str) -> bytes:
 
 
 # ---- protobuf wire format: just enough for Value and Timestamp
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -119,17 +131,17 @@ def proto_fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
     out: list[tuple[int, int, int | bytes]] = []
     pos, n = 0, len(buf)
     while pos < n:
-        tag, pos = _varint(buf, pos)
+        tag, pos = read_varint(buf, pos)
         number, wire = tag >> 3, tag & 7
         value: int | bytes
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = read_varint(buf, pos)
         elif wire == 1:
             value, pos = int.from_bytes(buf[pos : pos + 8], "little"), pos + 8
         elif wire == 5:
             value, pos = int.from_bytes(buf[pos : pos + 4], "little"), pos + 4
         elif wire == 2:
-            size, pos = _varint(buf, pos)
+            size, pos = read_varint(buf, pos)
             value, pos = buf[pos : pos + size], pos + size
         else:
             raise DecodeError(f"unsupported protobuf wire type {wire}")
@@ -192,7 +204,7 @@ def _list(number: int, payload: bytes) -> np.ndarray:
             else:
                 pos = 0
                 while pos < len(value):
-                    v, pos = _varint(value, pos)
+                    v, pos = read_varint(value, pos)
                     items.append(_decode_int(kind, v))
         else:
             items.append(_scalar(number - 10, wire, value))  # unpacked: FooList field 1 decodes like foo_val
@@ -207,17 +219,17 @@ def _decode_int(kind: str, v: int) -> float:
     return float(_signed(v))
 
 
-_LIST_TAGS = {0x6A: 13, 0x72: 14, 0x7A: 15, 0x82: 16, 0x8A: 17}  # int32/int64/double/float/bool_list_val, wire 2
+LIST_TAGS = {0x6A: 13, 0x72: 14, 0x7A: 15, 0x82: 16, 0x8A: 17}  # int32/int64/double/float/bool_list_val, wire 2
 
 
 def _packed_list(raw: bytes) -> np.ndarray | None:
     """float32 array of a Value holding one packed list and nothing else; None when the shape is anything else."""
-    number, pos = _LIST_TAGS[raw[0]], 1
+    number, pos = LIST_TAGS[raw[0]], 1
     if number >= 16:  # a two-byte tag: 0x82 0x01, 0x8A 0x01
         if raw[1] != 0x01:
             return None
         pos = 2
-    size, pos = (raw[pos], pos + 1) if raw[pos] < 0x80 else _varint(raw, pos)
+    size, pos = (raw[pos], pos + 1) if raw[pos] < 0x80 else read_varint(raw, pos)
     if pos + size != len(raw):
         return None
     if size == 0:
@@ -227,7 +239,7 @@ def _packed_list(raw: bytes) -> np.ndarray | None:
     pos += 1
     if pos >= len(raw):
         return None
-    length, start = (raw[pos], pos + 1) if raw[pos] < 0x80 else _varint(raw, pos)
+    length, start = (raw[pos], pos + 1) if raw[pos] < 0x80 else read_varint(raw, pos)
     if start + length != len(raw):
         return None
     kind, payload = _LISTS[number], raw[start:]
@@ -254,10 +266,10 @@ def decode_value(raw: bytes) -> float | np.ndarray | None:
     if n == 2 and raw[0] in (0x18, 0x20, 0x38) and raw[1] < 0x80:  # a small int32/int64 (0..127) or a bool
         return float(raw[1] != 0) if raw[0] == 0x38 else float(raw[1])
     if n and raw[0] in (0x18, 0x20):  # int32_val / int64_val alone
-        whole, end = _varint(raw, 1)
+        whole, end = read_varint(raw, 1)
         if end == n:
             return float(_int32(whole)) if raw[0] == 0x18 else float(_signed(whole))
-    if n > 2 and raw[0] in _LIST_TAGS:  # a list alone, packed (what Feast writes): no general walk
+    if n > 2 and raw[0] in LIST_TAGS:  # a list alone, packed (what Feast writes): no general walk
         packed = _packed_list(raw)
         if packed is not None:
             return packed

@@ -9,9 +9,8 @@ A value older than its view's ttl (`_ts:<view>`) is missing: the default is used
 
 from __future__ import annotations
 
-import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, cast, get_args
 
@@ -20,15 +19,15 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from sibyl.compat.redis_replies import read_replies
+from sibyl.compat.redis_replies import ensure_connected, read_replies, send_packed
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import DecodeError
-from sibyl.features.feast_codec import JoinKeyType, entity_key, field, timestamp_s, to_feature, ts_field
+from sibyl.features.feast_codec import JoinKeyType, field, key_maker, timestamp_s, ts_field
+from sibyl.features.feast_columns import decode_column
 from sibyl.features.redis import OnDecodeError, _ignore
 from sibyl.models.manifest import FeatureSpec
 
 OnStale = Callable[[str, int], None]  # (view, values found stale)
-_F32_AT_1 = struct.Struct("<f").unpack_from
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -142,15 +141,18 @@ class FeastLayout:
         self.on_decode_error = on_decode_error
         self.on_stale: OnStale = lambda view, count: None
         self._plan = lru_cache(maxsize=1024)(self._make_plan)
+        self._keys: dict[str, Callable[[str], bytes]] = {}  # entity -> its key_maker
 
     def _make_plan(self, names: tuple[str, ...]) -> Plan:
         return Plan(self.settings, names)
 
     def key(self, entity: str, entity_id: str) -> bytes:
         """The Redis key of an entity; ValueError when the id does not fit the join key's type."""
-        join_key, value_type = self.settings.join(entity)
-        fs = self.settings
-        return entity_key(join_key, value_type, entity_id, fs.project, fs.entity_key_serialization_version)
+        make = self._keys.get(entity)
+        if make is None:
+            fs = self.settings
+            make = self._keys[entity] = key_maker(*fs.join(entity), fs.project, fs.entity_key_serialization_version)
+        return make(entity_id)
 
     def plan_reads(self, wanted: Wanted) -> list[Read]:
         """One HMGET per entity with a readable id and at least one mapped input; the rest are reported."""
@@ -175,43 +177,74 @@ class FeastLayout:
         """HMGET replies (in read order) to values per spec: stale, unreadable or absent values are missing."""
         out: dict[EntityKey, dict[str, FeatureValue]] = {}
         now = self.clock()
-        last: object = None  # one spec list for all ids of an entity, as in plan_reads
-        named: list[tuple[str, str, bool, FeatureSpec]] = []
-        for (ek, _, plan), raws in zip(reads, replies, strict=True):
+        start = 0
+        while start < len(reads):  # runs of reads sharing one spec list (assembly.plan gives one per entity type)
+            specs = wanted[reads[start][0]]
+            end = start + 1
+            while end < len(reads) and wanted[reads[end][0]] is specs:
+                end += 1
+            self._decode_run(reads[start:end], replies[start:end], specs, now, out)
+            start = end
+        return out
+
+    def _decode_run(
+        self,
+        reads: list[Read],
+        replies: list[Any],
+        specs: Sequence[FeatureSpec],
+        now: float,
+        out: dict[EntityKey, dict[str, FeatureValue]],
+    ) -> None:
+        """Reads of one plan: each feature decoded across all its entities at once (feast_columns)."""
+        plan = reads[0][2]
+        keys: list[EntityKey] = []
+        rows: list[list[Any]] = []
+        for (ek, _, _), raws in zip(reads, replies, strict=True):
             if isinstance(raws, Exception):
                 if isinstance(raws, ResponseError):  # e.g. WRONGTYPE: this entity is unreadable, not the request
                     self.on_decode_error(ek, "*", str(raws))
                     continue
                 raise raws
-            stale = self._stale(plan, raws, now) if plan.ttls else None
-            specs = wanted[ek]
-            if specs is not last:
-                last = specs
-                named = [(specs[i].name, view, specs[i].dtype == "float", specs[i]) for i, view in plan.reads]
-            values: dict[str, FeatureValue] = {}
-            for (name, view, scalar, spec), raw in zip(named, raws, strict=False):  # the _ts: fields come after
-                if raw is None:
-                    continue
-                if stale and view in stale:
-                    stale[view] += 1
-                    continue
-                if scalar and len(raw) == 5 and raw[0] == 0x35:  # a float_val, the common case, without a call
-                    values[name] = _F32_AT_1(raw, 1)[0]
-                    continue
-                try:
-                    value = to_feature(spec, raw)
-                except DecodeError as exc:
-                    self.on_decode_error(ek, name, f"Feast value: {exc}")
-                    continue
-                if value is not None:
-                    values[name] = value
-            if stale:
-                for view, count in stale.items():
-                    if count:
-                        self.on_stale(view, count)
+            keys.append(ek)
+            rows.append(raws)
+        if not rows:
+            return
+        stale = [self._stale(plan, raws, now) for raws in rows] if plan.ttls else None
+        names: list[str] = []
+        columns: list[list[FeatureValue | None]] = []
+        for j, (index, view) in enumerate(plan.reads):
+            spec = specs[index]
+            names.append(spec.name)
+            raws_j = [raws[j] for raws in rows]
+            if stale is not None:
+                for i, raw in enumerate(raws_j):
+                    if raw is not None and view in stale[i]:
+                        stale[i][view] += 1
+                        raws_j[i] = None
+            at: Sequence[int] = range(len(rows))
+            present = raws_j
+            if None in raws_j:  # absent fields (and stale values) are left out of the decoding
+                at = [i for i, raw in enumerate(raws_j) if raw is not None]
+                present = [raws_j[i] for i in at]
+            column: list[FeatureValue | None] = [None] * len(rows)
+            for i, value in zip(at, decode_column(spec, present), strict=True):
+                if isinstance(value, DecodeError):
+                    self.on_decode_error(keys[i], spec.name, f"Feast value: {value}")
+                else:
+                    column[i] = value
+            columns.append(column)
+        for ek, row in zip(keys, zip(*columns, strict=True), strict=True):
+            values = {name: value for name, value in zip(names, row, strict=True) if value is not None}
             if values:
                 out[ek] = values
-        return out
+        if stale is not None:
+            counts: dict[str, int] = {}
+            for found in stale:
+                for view, count in found.items():
+                    counts[view] = counts.get(view, 0) + count
+            for view, count in counts.items():
+                if count:
+                    self.on_stale(view, count)
 
     def _stale(self, plan: Plan, raws: list[Any], now: float) -> dict[str, int]:
         """{view: 0} for each view whose event timestamp is older than its ttl (no timestamp: not stale, as Feast)."""
@@ -241,6 +274,7 @@ class FeastRedisStore(FeastLayout):
         self.client = client
         self.name = "feast-redis-cluster" if isinstance(client, RedisCluster) else "feast-redis"
         self.round_trips = 0  # pipeline executions (per node for a cluster): tests count these
+        self._idle: list[Any] = []  # connected, nothing unread: see _pipeline
 
     async def fetch(self, wanted: Wanted) -> dict[EntityKey, dict[str, FeatureValue]]:
         reads = self.plan_reads(wanted)
@@ -259,18 +293,23 @@ class FeastRedisStore(FeastLayout):
         return self.decode(reads, replies, wanted)
 
     async def _pipeline(self, client: Redis, reads: list[Read]) -> list[Any]:
-        """Every HMGET packed into one write, every reply read in bulk, on one pooled connection."""
-        packed = pack_hmgets(reads)
-        pool = client.connection_pool
-        conn = await pool.get_connection()
+        """Every HMGET packed into one write, every reply read in bulk, on a connection of the store's own.
+
+        The store keeps its idle connections itself (made by the client's pool, which does not hand them out): a
+        pool checkout and release (a lock, connection-count events) and send_packed_command's per-write timer cost
+        more than the round trip of a 1-row call (docs/features.md#measured); ensure_connected keeps the pool's
+        checks (reconnect after the server closed the connection), and the fetcher's budget bounds the whole
+        round trip."""
+        conn = self._idle.pop() if self._idle else client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.send_packed_command(packed, check_health=False)
+            await ensure_connected(conn)
+            await send_packed(conn, pack_hmgets(reads))
             replies = await read_replies(conn, len(reads))
         except BaseException:  # cancelled or failed mid-read: unread replies would poison the next user
             await conn.disconnect()
             raise
         finally:
-            await pool.release(conn)
+            self._idle.append(conn)  # a disconnected one connects again on its next use
         return replies
 
     async def read_raw(self, entity: str, entity_id: str) -> dict[bytes, bytes]:
@@ -279,6 +318,9 @@ class FeastRedisStore(FeastLayout):
         return cast(dict[bytes, bytes], fields)  # bytes: connect() leaves decode_responses off
 
     async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
         await self.client.aclose()
 
 

@@ -16,17 +16,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from prometheus_client import CollectorRegistry
+from redis.cluster import RedisCluster as SyncRedisCluster
 
 from sibyl.cli.main import main
 from sibyl.features import build_fetcher
 from sibyl.features.bulk import open_reader
+from sibyl.features.feast_codec import entity_key, field
+from sibyl.features.feast_columns import BULK_MIN
 from sibyl.features.feast_redis import FeastRedisStore, FeastSettings
 from sibyl.features.redis import connect
 from sibyl.features.settings import FeatureSettings
 from sibyl.models.manifest import FeatureSpec
 from sibyl.observability.metrics import Metrics
 from tests.features.feast_env import FeastUnavailable, run_feast
+from tests.features.test_feast_columns import assert_column
 from tests.support.needs import in_ci
 from tests.support.servers import RedisCluster, RedisServer
 
@@ -176,6 +181,24 @@ def test_sibyl_fills_what_feast_serves(written: Written, ttl: bool) -> None:
     assert all(written.online[k]["score"] is not None for k in written.expired)
     if not written.cluster:
         assert store.round_trips == 1  # every entity and both views in one pipelined round trip
+
+
+def test_values_feast_wrote_decode_in_bulk_as_one_by_one(written: Written) -> None:
+    """Every Value real Feast wrote, read a feature at a time across many entities (feast_columns, what a request
+    of many rows takes), equals the one-by-one reading: each entity's value repeated past BULK_MIN, and all mixed."""
+    client = SyncRedisCluster.from_url(written.url) if written.cluster else redis.Redis.from_url(written.url)
+    try:
+        for name, (spec, _) in INPUTS.items():
+            view, feature = ref(name).split(":")
+            ids, join_type = (DRIVER_IDS, "int64") if spec.entity == "driver_id" else (CUSTOMER_IDS, "string")
+            keys = [entity_key(spec.entity or "", join_type, str(i), written.project, written.version) for i in ids]
+            raws = [raw for key in keys if (raw := client.hget(key, field(view, feature))) is not None]  # type: ignore[arg-type]
+            assert raws, name
+            for raw in raws:
+                assert_column(spec, [raw] * BULK_MIN)
+            assert_column(spec, raws * BULK_MIN)
+    finally:
+        client.close()
 
 
 def test_through_the_fetcher_and_the_batch_reader(written: Written) -> None:
