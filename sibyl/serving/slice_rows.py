@@ -89,23 +89,33 @@ class MergedRows:
     def entity_ids(self, entity: str) -> str | CodedIds | None:
         index: dict[str, int] = {}  # distinct ids of all the calls, in the order the rows show them; "" = none
         pieces: list[np.ndarray] = []
-        run: list[str] = []  # one id per row of consecutive calls whose ids are not coded (most calls)
+        run: list[str] = []  # one id per row of consecutive calls whose ids are not coded (a list per call)
+        codes: list[int] = []  # one id for all the rows of a call (a 1-row call, a shared id, none): code, rows
+        sizes: list[int] = []
         for part in self.parts:
             ids = part.ids.get(entity)
+            if isinstance(ids, list):
+                if codes:
+                    pieces.append(np.repeat(np.array(codes, np.intp), sizes))
+                    codes, sizes = [], []
+                run += ids
+                continue
+            if run:
+                pieces.append(_coded(run, index))
+                run = []
             if isinstance(ids, CodedIds):
-                if run:
-                    pieces.append(_coded(run, index))
-                    run = []
+                if codes:
+                    pieces.append(np.repeat(np.array(codes, np.intp), sizes))
+                    codes, sizes = [], []
                 remap = np.array([index.setdefault(v, len(index)) for v in ids.values], np.intp)
                 pieces.append(remap[ids.codes])
-            elif isinstance(ids, list):
-                run += ids
-            elif part.num_rows == 1:
-                run.append(ids or "")
             else:
-                run += [ids or ""] * part.num_rows
+                codes.append(index.setdefault(ids or "", len(index)))
+                sizes.append(part.num_rows)
         if run:
             pieces.append(_coded(run, index))
+        if codes:
+            pieces.append(np.repeat(np.array(codes, np.intp), sizes))
         return CodedIds(list(index), np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
 
 
