@@ -19,37 +19,46 @@ from sibyl.features.codec import DecodeError
 from sibyl.features.feast_codec import LIST_TAGS, read_varint, to_feature
 from sibyl.models.manifest import FeatureSpec
 
-Decoded = FeatureValue | DecodeError | None  # a value, why it is unreadable, or "Feast holds no value"
+Decoded = FeatureValue | None  # None: Feast holds no value (or, with an entry in the errors, an unreadable one)
 BULK_MIN = 8  # fewer values than this: one at a time is cheaper than numpy's fixed cost per call
 _VARINT_TAGS = {0x18: "int32", 0x20: "int64", 0x38: "bool"}
 _LIST_KINDS = {0x6A: "int", 0x72: "int", 0x7A: "double", 0x82: "float", 0x8A: "int"}  # int: int32, int64, bool
 
 
-def decode_column(spec: FeatureSpec, raws: Sequence[bytes]) -> list[Decoded]:
-    """Each raw Value as `to_feature(spec, raw)` gives it; a DecodeError in the place of a value it rejects."""
+def decode_column(spec: FeatureSpec, raws: Sequence[bytes]) -> tuple[list[FeatureValue | None], dict[int, DecodeError]]:
+    """Each raw Value as `to_feature(spec, raw)` gives it (None: Feast holds no value), and why each value it
+    rejects is unreadable, by position (that value is None)."""
+    errors: dict[int, DecodeError] = {}
     if len(raws) < BULK_MIN:
-        return [_one(spec, raw) for raw in raws]
-    lengths = [len(raw) for raw in raws]
+        return _one_by_one(spec, raws, range(len(raws)), errors), errors
+    lengths = list(map(len, raws))
     if lengths.count(lengths[0]) == len(raws):  # the usual case: every value of one length
         block = _block(spec, raws, lengths[0])
-        return block if block is not None else [_one(spec, raw) for raw in raws]
+        return (block if block is not None else _one_by_one(spec, raws, range(len(raws)), errors)), errors
     by_length: dict[int, list[int]] = {}
     for i, length in enumerate(lengths):
         by_length.setdefault(length, []).append(i)
-    out: list[Decoded] = [None] * len(raws)
+    out: list[FeatureValue | None] = [None] * len(raws)
     for length, where in by_length.items():
         part = [raws[i] for i in where]
         block = _block(spec, part, length) if len(part) >= BULK_MIN else None
-        for i, value in zip(where, block if block is not None else [_one(spec, raw) for raw in part], strict=True):
+        for i, value in zip(where, block if block is not None else _one_by_one(spec, part, where, errors), strict=True):
             out[i] = value
+    return out, errors
+
+
+def _one_by_one(
+    spec: FeatureSpec, raws: Sequence[bytes], where: Sequence[int], errors: dict[int, DecodeError]
+) -> list[FeatureValue | None]:
+    """to_feature per value; a rejected value is None, its DecodeError in errors under its position (`where`)."""
+    out: list[FeatureValue | None] = []
+    for i, raw in zip(where, raws, strict=True):
+        try:
+            out.append(to_feature(spec, raw))
+        except DecodeError as exc:
+            errors[i] = exc
+            out.append(None)
     return out
-
-
-def _one(spec: FeatureSpec, raw: bytes) -> Decoded:
-    try:
-        return to_feature(spec, raw)
-    except DecodeError as exc:
-        return exc
 
 
 def _block(spec: FeatureSpec, raws: Sequence[bytes], length: int) -> list[Decoded] | None:

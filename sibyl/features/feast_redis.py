@@ -226,12 +226,14 @@ class FeastLayout:
             if None in raws_j:  # absent fields (and stale values) are left out of the decoding
                 at = [i for i, raw in enumerate(raws_j) if raw is not None]
                 present = [raws_j[i] for i in at]
-            column: list[FeatureValue | None] = [None] * len(rows)
-            for i, value in zip(at, decode_column(spec, present), strict=True):
-                if isinstance(value, DecodeError):
-                    self.on_decode_error(keys[i], spec.name, f"Feast value: {value}")
-                else:
+            decoded, errors = decode_column(spec, present)
+            column = decoded
+            if present is not raws_j:
+                column = [None] * len(rows)
+                for i, value in zip(at, decoded, strict=True):
                     column[i] = value
+            for k, exc in errors.items():
+                self.on_decode_error(keys[at[k]], spec.name, f"Feast value: {exc}")
             columns.append(column)
         for ek, row in zip(keys, zip(*columns, strict=True), strict=True):
             values = {name: value for name, value in zip(names, row, strict=True) if value is not None}
