@@ -10,8 +10,6 @@ first 1,800 (docs/observability.md, drift)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +23,7 @@ from sibyl.models.baseline import compute_baselines
 from sibyl.models.catalog import Catalog
 from sibyl.models.manifest import FeatureSpec, OutputSpec
 from sibyl.models.store import FileStore
-from sibyl.process.banner import parse_serving_line
-from tests.support.inproc import server_env
+from tests.support.inproc import serve_subprocess
 from tests.support.metric_samples import SampleKey, scraped
 from tests.support.metric_samples import key as sample
 from tests.support.onnxgen import logistic_onnx
@@ -61,16 +58,11 @@ def build_store(root: Path) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[int, int, Path, Path]]:
-    build_store(tmp_path / "store")
-    env = server_env(tmp_path, SIBYL_METRICS__PORT="0", SIBYL_METRICS__DRIFT_SAMPLE="1.0")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sibyl", "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    serving = parse_serving_line(proc.stdout.readline())
+    build_store(tmp_path / "store")  # beside the support store's predictor "p", which gets no calls here
+    proc, port, metrics_port = serve_subprocess(tmp_path, SIBYL_METRICS__PORT="0", SIBYL_METRICS__DRIFT_SAMPLE="1.0")
     try:
-        assert serving is not None and serving.metrics_port, "sibyl serve did not start"
-        yield serving.port, serving.metrics_port, tmp_path / "predictions.jsonl", tmp_path / "store"
+        assert metrics_port, "sibyl serve printed no metrics port"
+        yield port, metrics_port, tmp_path / "predictions.jsonl", tmp_path / "store"
     finally:
         proc.terminate()
         proc.wait(30)
