@@ -11,8 +11,8 @@ a verdict stage):
 
 * after `slice` of work it gives the GIL back: it sleeps `PAUSE_S`, long enough for a thread waiting on the GIL to
   be woken and take it (a release and re-take with no sleep is usually won by the releasing thread);
-* while calls are in flight (`GATE.enter`/`leave`, around every admitted call) it waits for the loop to go idle,
-  up to `defer`, so its work fills the gaps between calls instead of the calls;
+* while calls are in flight (`GATE.enter`/`leave` around each admitted call, when pacing is on) it waits for the
+  loop to go idle, up to `defer`, so its work fills the gaps between calls instead of the calls;
 * a backlog of at least half its queue skips the wait (not the pause): the work must keep up, so nothing queued
   is dropped because of the pacing;
 * a loop busy without gaps shows as more than one call in flight, or as a wait for idle the calls outlast: there
