@@ -11,11 +11,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sibyl.features.codec import DecodeError
-from sibyl.features.feast_codec import to_feature
 from sibyl.features.feast_columns import BULK_MIN, decode_column
 from sibyl.features.feast_redis import FeastLayout, FeastSettings
 from sibyl.models.manifest import FeatureSpec
+from tests.features.feast_columns_check import assert_column, assert_same
 
 FLOAT = FeatureSpec(name="f")
 VECTOR = FeatureSpec(name="v", dtype="float_vector", dim=3)
@@ -52,38 +51,6 @@ LISTS = {
     "int32": lambda xs: listed(b"\x6a", b"".join(varint(int(x)) for x in xs)),
     "bool": lambda xs: listed(b"\x8a\x01", b"".join(varint(int(x) & 1) for x in xs)),
 }
-
-
-def one_by_one(spec: FeatureSpec, raw: bytes) -> Any:
-    try:
-        return to_feature(spec, raw)
-    except DecodeError as exc:
-        return exc
-
-
-def assert_same(got: Any, expected: Any) -> None:
-    if isinstance(expected, DecodeError):
-        assert isinstance(got, DecodeError) and str(got) == str(expected)
-    elif isinstance(expected, np.ndarray):
-        assert isinstance(got, np.ndarray) and got.dtype == expected.dtype
-        np.testing.assert_array_equal(got, expected)
-    elif expected is None:
-        assert got is None
-    else:
-        assert type(got) is float and (got == expected or (got != got and expected != expected))
-
-
-def assert_column(spec: FeatureSpec, raws: list[bytes]) -> None:
-    got, errors = decode_column(spec, raws)
-    assert len(got) == len(raws)
-    for k, (value, raw) in enumerate(zip(got, raws, strict=True)):
-        expected = one_by_one(spec, raw)
-        if isinstance(expected, DecodeError):  # unreadable: None in its place, why under its position
-            assert value is None and k in errors
-            assert_same(errors[k], expected)
-        else:
-            assert k not in errors
-            assert_same(value, expected)
 
 
 def test_every_kind_feast_writes() -> None:

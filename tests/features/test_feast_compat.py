@@ -30,8 +30,8 @@ from sibyl.features.redis import connect
 from sibyl.features.settings import FeatureSettings
 from sibyl.models.manifest import FeatureSpec
 from sibyl.observability.metrics import Metrics
+from tests.features.feast_columns_check import assert_column
 from tests.features.feast_env import FeastUnavailable, run_feast
-from tests.features.test_feast_columns import assert_column
 from tests.support.needs import in_ci
 from tests.support.servers import RedisCluster, RedisServer
 
