@@ -53,10 +53,10 @@ async def ensure_connected(conn: Any) -> None:
     """An asyncio connection ready for a command: connected, not closed by the server, nothing unread (the checks
     of redis-py's pool, ConnectionPool.ensure_connection, without its lock and events)."""
     if conn.is_connected:
-        try:
-            if not await conn.can_read():
+        try:  # can_read_destructive: in every redis-py from the floor (6.0) up; can_read came later
+            if not await conn.can_read_destructive():
                 return
-        except RedisConnectionError:  # the server closed it (restart, idle timeout): connect again
+        except (RedisConnectionError, TimeoutError, OSError):  # closed by the server (restart, idle timeout)
             pass
         await conn.disconnect()
     await conn.connect()
