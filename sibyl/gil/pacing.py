@@ -18,9 +18,9 @@ a verdict stage):
 * a loop busy without gaps shows as more than one call in flight, or as a wait for idle the calls outlast: there
   pauses only add GIL hand-offs, so the thread works unpaced (for `BUSY_S` after such a wait).
 
-Off by default (`server.gil_slice_ms` 0): on this project's 2-core box it cut 1-row p99 at one call at a time by
-15-25% (with a shadow too), but cost 15-25% of the throughput at 8 concurrent calls, where the loop is busy
-between its calls in ways the gate does not see (gRPC's own work): docs/performance.md#gil-pacing has the numbers.
+Off by default (`server.gil_slice_ms` 0): on this project's 2-core box it cut 1-row p99 at one call at a time
+(more with a shadow), but cost throughput at 8 concurrent calls, where the loop is busy between its calls in ways
+the gate does not see (gRPC's own work); docs/performance.md#gil-pacing has the numbers.
 
 `pace()` on a thread that did not enroll (the event loop, a scrape, a test) does nothing: the loop never waits for
 itself. Process-wide, like the GIL it shares: servers in one process (tests, embedded) count their calls together.
