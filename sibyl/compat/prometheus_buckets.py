@@ -64,9 +64,14 @@ def observe_grouped(children: list[Histogram], groups: np.ndarray, values: np.nd
     nb = len(first._upper_bounds)
     counts = np.bincount(groups * nb + buckets, minlength=len(children) * nb).reshape(len(children), nb)
     sums = np.bincount(groups, weights=values, minlength=len(children))
-    for g, b in zip(*np.nonzero(counts), strict=True):
-        internals: Any = children[g]
-        internals._buckets[b].inc(int(counts[g, b]))
     for g in np.flatnonzero(counts.sum(axis=1)).tolist():
-        internals = children[g]
-        internals._sum.inc(float(sums[g]))
+        add_tallied(children[g], counts[g], float(sums[g]))
+
+
+def add_tallied(histogram: Histogram, counts: np.ndarray, total: float) -> None:
+    """What observe() adds for rows already counted by bucket (`counts[b]` rows in bucket b) that sum to `total`.
+    Only where fast_path_taken(histogram)."""
+    internals: Any = histogram
+    for b in np.flatnonzero(counts).tolist():
+        internals._buckets[b].inc(int(counts[b]))
+    internals._sum.inc(total)

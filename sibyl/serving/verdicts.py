@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sibyl.compat.prometheus_buckets import bucket_index, fast_path_taken, observe_many
+from sibyl.compat.prometheus_buckets import add_tallied, bucket_index, fast_path_taken, observe_many
 from sibyl.gil import enroll, pace
 from sibyl.models.drift import DriftMonitor
 from sibyl.models.predictor import PredictorConfig
@@ -247,11 +247,7 @@ class PredictorVerdicts:
             if not fast_path_taken(histogram):  # a prometheus_client without the internals: observe each row
                 observe_many(histogram, values[(labels == label).any(axis=0)])
                 continue
-            internals: Any = histogram
-            row = counts[label]
-            for bucket in np.flatnonzero(row).tolist():
-                internals._buckets[bucket].inc(int(row[bucket]))
-            internals._sum.inc(float(sums[label]))
+            add_tallied(histogram, counts[label], float(sums[label]))
 
     def _window(self, model: str, version: str, label: int) -> RankWindow:
         window = self._windows.get((model, version, label))
