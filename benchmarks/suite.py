@@ -1,5 +1,6 @@
 """One benchmark run: the in-process floor, the comparison (echo, sibyl, its variants, the peers, perf_analyzer),
-the HTTP field (sibyl's V2 REST and the HTTP peers under wrk), the scenarios, then how cost grows; then the report.
+the HTTP field (sibyl's V2 REST and the HTTP peers under wrk), the scenarios, interference (big calls beside small
+ones), then how cost grows; then the report.
 
 The orchestrator: it may import every subpackage (load, scenarios, peers, report); none of them imports it.
 """
@@ -28,10 +29,12 @@ from benchmarks.report.results import entry_json
 from benchmarks.scenarios.definitions import SCENARIOS
 from benchmarks.scenarios.entries import LIMITS, run_limits, run_scenarios
 from benchmarks.scenarios.growth import DIMENSIONS, run_growth
+from benchmarks.scenarios.interference import SUITE_NAME as INTERFERENCE
+from benchmarks.scenarios.interference import run_in_suite as run_interference
 from sibyl.cli.progress import Progress
 
 PEERS = (*PEER_ENTRIES, *HTTP_NAMES)  # what --with-peers sets up; the HTTP field's sibyl row needs wrk, like them
-ALL_NAMES = (*LIMITS, *COMPARE, *HTTP_NAMES, *(s.name for s in SCENARIOS), *DIMENSIONS)
+ALL_NAMES = (*LIMITS, *COMPARE, *HTTP_NAMES, *(s.name for s in SCENARIOS), INTERFERENCE, *DIMENSIONS)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ def _run_all(plan: Plan, runner: Runner, store: Path) -> None:
     run_compare(plan, runner, wanted, store, exe)
     run_http_field(plan, runner, wanted, store)
     run_scenarios(plan, runner, wanted, store)
+    run_interference(plan, runner, wanted)
     axes = {"rows": plan.growth_rows, "models": plan.growth_models, "workers": plan.growth_workers}
     run_growth(plan, runner, wanted, store, axes)
 

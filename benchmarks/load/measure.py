@@ -67,6 +67,8 @@ class Settings(Protocol):
     def perf_analyzer(self) -> bool: ...  # also drive V2 servers that allow it with perf_analyzer
     @property
     def workers(self) -> int: ...  # sibyl worker processes of a local server
+    @property
+    def quick(self) -> bool: ...  # a smoke run: stand-alone scenarios run shortened too
 
 
 @dataclass

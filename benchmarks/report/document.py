@@ -162,21 +162,53 @@ def scenarios(entries: list[dict[str, Any]], slo_ms: float) -> list[str]:
     lines = [
         "## Scenarios (native Predict, default settings but for what each needs)",
         "",
-        f"| scenario | rows | c=1 p50 ms | c=8 req/s | server CPU µs/call | max rps at p99 <= {slo_ms:g} ms "
+        f"| scenario | rows | c=1 p50 ms | c=1 p99 ms | c=8 req/s | server CPU µs/call | max rps at p99 <= {slo_ms:g} ms "
         "| fixed run rps | fixed p50 ms | fixed p99 ms | fixed p99.9 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in rows:
         if "skipped" in e:
             continue
         c, f = top(e), e.get("fixed") or {}
         lines.append(
-            f"| {e['name']} | {e['rows']} | {cell(e, 'closed.1', 'p50_ms')} | {cell(e, f'closed.{c}', 'achieved_rps')} "
+            f"| {e['name']} | {e['rows']} | {cell(e, 'closed.1', 'p50_ms')} | {cell(e, 'closed.1', 'p99_ms')} "
+            f"| {cell(e, f'closed.{c}', 'achieved_rps')} "
             f"| {cell(e, f'closed.{c}', 'server_cpu_us_per_call')} | {cell(e, 'sweep', 'max_rps')} "
             f"| {_fmt(f.get('target_rps'))} | {_fmt(f.get('p50_ms'))} | {_fmt(f.get('p99_ms'))} "
             f"| {_fmt(f.get('p999_ms'))} | {_errors(e)} |"
         )
     return [*lines, *_skipped(rows), ""]
+
+
+def interference(notes: dict[str, Any]) -> list[str]:
+    """The interference entry (benchmarks.scenarios.interference): small calls' tail with and without big ones."""
+    doc = notes.get("interference")
+    if not doc:
+        return []
+    head = ["## Interference: 1-row calls beside 10,000-row calls", ""]
+    if "skipped" in doc:
+        return [*head, f"Skipped: {doc['skipped']}", ""]
+    s = doc["settings"]
+    lines = [
+        *head,
+        f"Client A: 1-row {s['protocol']} Predict, open loop at {s['rate']:g} rps (latency from each call's intended "
+        f"send time). Client B, another process: {s['big_rows']:,}-row map Predicts ({s['big_bytes'] / 1e6:.1f} MB) "
+        f"back to back. {s['repeats']} x {s['duration_s']:g} s per phase, B off and on alternating; median (min-max).",
+        "",
+        "| B | A p50 ms | A p99 ms | A p99.9 ms | server cores busy | B calls/s | B p50 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def spread(node: dict[str, float] | None) -> str:
+        return "-" if not node else f"{_fmt(node['median'])} ({_fmt(node['min'])}-{_fmt(node['max'])})"
+
+    for phase in ("off", "on"):
+        p = doc["variants"]["defaults"][phase]
+        lines.append(
+            f"| {phase} | {spread(p['p50'])} | {spread(p['p99'])} | {spread(p['p999'])} | {spread(p['cores'])} "
+            f"| {spread(p['big_calls_s'])} | {spread(p['big_p50'])} | {p['errors'] or '-'} |"
+        )
+    return [*lines, ""]
 
 
 def growth(entries: list[dict[str, Any]]) -> list[str]:
@@ -250,10 +282,15 @@ def markdown(doc: dict[str, Any]) -> str:
     for rows in s["compare_rows"]:
         lines += comparison(entries, rows, s["slo_ms"])
     lines += (
-        perf_table(entries) + http_table(entries) + floors(entries) + scenarios(entries, s["slo_ms"]) + growth(entries)
+        perf_table(entries)
+        + http_table(entries)
+        + floors(entries)
+        + scenarios(entries, s["slo_ms"])
+        + interference(doc.get("notes") or {})
+        + growth(entries)
     )
     lines += memory(doc.get("notes") or {})
-    lines += ["## Targets (issue 16)", "", "| target | result | detail |", "|---|---|---|"]
+    lines += ["## Targets (issues 16 and 33)", "", "| target | result | detail |", "|---|---|---|"]
     lines += [f"| {t['text']} | {t['status']} | {t['detail']} |" for t in doc["targets"]]
     lines += ["", "## Entries", ""]
     seen: set[str] = set()

@@ -1,4 +1,5 @@
-"""Issue 16's targets (and issue 33's HTTP tail target), checked against one run's results.json entries (default settings, file log on).
+"""Issue 16's targets (and issue 33's HTTP tail target; its others are in tail_targets.py), checked against one
+run's results.json entries (default settings, file log on).
 
 CPU per call is the server tree's, from the closed loop at the highest concurrency (8 by default), median of
 the repeats; latency targets use the closed loop at concurrency 1. A target whose entries are missing or
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from benchmarks.report import tail_targets
 from benchmarks.report.results import figure
 
 Entries = list[dict[str, Any]]
@@ -193,4 +195,4 @@ def evaluate(entries: Entries, notes: dict[str, Any] | None = None) -> list[dict
     rate = (redis or {}).get("fixed", {}).get("target_rps")
     if rate is not None and out[-2]["status"] != "n/a" and rate != 100:
         out[-2]["detail"] += f" (measured at {rate:g} rps)"
-    return out
+    return out + tail_targets.evaluate(entries, notes or {}, tail_targets.load_baseline())

@@ -7,6 +7,10 @@ feature values; `kafka`: the log to a real tansu broker; `confluent`: the same t
 default) of V2 ModelInfer (stock tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows,
 `--repeats` runs of `--duration` s; prints the median (min-max) server-tree CPU µs per call (/proc,
 benchmarks.load.cpu), the client's, and the median p50/p99.
+`--threads` also reads each sibyl server's `sibyl_thread_cpu_seconds_total` and `sibyl_requests_total` from its
+/metrics before and after every run and prints the CPU µs per call of each thread (the same kernel clocks, both
+ends of the same window): what the verdict flusher or a log writer costs, without an A/B across a drifting box. The
+flusher works once a second and refreshes rank agreement every 5 s, so runs of 20 s or more keep that rounding small.
 `--interleave` runs the variants' repeats in turn (A B, B A, ...), all servers up at once, and prints each variant's
 median ratio to the last one over the paired repeats: this box's speed drifts within minutes
 (docs/performance.md#the-box-drifts), so a ratio between variants is fair only when their runs alternate. `--profile DIR` also runs `py-spy record --nonblocking` (Python frames; `--native` stalled the
@@ -21,6 +25,7 @@ import contextlib
 import statistics
 import subprocess
 import tempfile
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +82,48 @@ class Cell:
         )
 
 
+def scrape_threads(server: ServerProcess) -> tuple[dict[str, float], float]:
+    """The server's CPU seconds by thread and its Predict calls so far, from one read of its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    seconds: dict[str, float] = {}
+    calls = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sibyl_thread_cpu_seconds_total":
+                seconds[sample.labels["thread"]] = sample.value
+            elif sample.name == "sibyl_requests_total":
+                calls += sample.value
+    return seconds, calls
+
+
+@dataclass
+class Threads:
+    """One variant x cell: each thread's CPU µs per call, per repeat."""
+
+    us: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, before: tuple[dict[str, float], float], after: tuple[dict[str, float], float]) -> None:
+        calls = after[1] - before[1]
+        if calls <= 0:
+            return
+        for thread, used in after[0].items():
+            self.us.setdefault(thread, []).append((used - before[0].get(thread, 0.0)) / calls * 1e6)
+
+    def line(self, label: str) -> str:
+        med = {thread: statistics.median(values) for thread, values in self.us.items()}
+        total = sum(med.values())
+        if not total:
+            return f"{label} threads: no calls"
+        parts = [
+            f"{thread} {us:.1f} ({min(self.us[thread]):.1f}-{max(self.us[thread]):.1f}) {us / total:.1%}"
+            for thread, us in sorted(med.items(), key=lambda item: -item[1])
+        ]
+        return f"{label} threads, CPU µs/call (min-max) share of {total:.0f}: " + ", ".join(parts)
+
+
 def start(variant: str, store: Path) -> contextlib.AbstractContextManager[ServerProcess]:
     """A variant's server; `NAME@KEY=VALUE+KEY=VALUE` adds settings to variant NAME (an ad-hoc experiment)."""
     if variant == "echo":
@@ -125,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--interleave", action="store_true", help="alternate the variants' repeats, all servers up")
+    p.add_argument("--threads", action="store_true", help="CPU µs per call by server thread (its /metrics)")
     p.add_argument("--profile", help="directory for py-spy flame graphs (one per cell)")
     p.add_argument("--predictor", default="bench", help="bench (primary only) or bench-shadow (the example's "
                                                         "shadow and slices)")  # fmt: skip
@@ -145,17 +193,24 @@ def main(argv: list[str] | None = None) -> int:
                 for protocol, n in cells:
                     method, body = payload(protocol, n, args.predictor)
                     results = {v: Cell() for v in group}
+                    threads = {v: Threads() for v in group}
                     for i in range(args.repeats):
                         for v in group if i % 2 == 0 else group[::-1]:  # A B, B A, ...: no side always first
                             profile = (
                                 Path(args.profile) / f"{v}-{protocol}-{n}.txt" if args.profile and i == 0 else None
                             )
+                            scraped = args.threads and up[v].metrics_port
+                            before = scrape_threads(up[v]) if scraped else None
                             result = measure(up[v], method, body, args, profile)
+                            if before is not None:
+                                threads[v].add(before, scrape_threads(up[v]))
                             if result.errors:
                                 print(f"  {v} {protocol} {n}: errors {dict(result.errors)}")
                             results[v].add(result)
                     for v in group:
                         print(results[v].line(f"{v:10} {protocol:6} rows={n:<4}"), flush=True)
+                        if threads[v].us:
+                            print(threads[v].line(f"{v:10} {protocol:6} rows={n:<4}"), flush=True)
                     base = results[group[-1]]
                     for v in group[:-1]:  # the fairest figure on a drifting box: each repeat's ratio to its neighbour
                         ratios = [a / b for a, b in zip(results[v].cpu, base.cpu, strict=False)]

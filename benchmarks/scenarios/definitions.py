@@ -22,7 +22,7 @@ REDIS_FILL_RPS = 100.0  # issue 16: redis-fill p99 <= 6 ms at 100 rps
 class Scenario:
     name: str
     description: str
-    server: str  # "plain" (features in the request), "redis" or "redis-kafka"
+    server: str  # "plain" (features in the request), "kafka" (the same, the log to Kafka), "redis" or "redis-kafka"
     payload: Callable[[], bytes]
     rows: int
     models: int  # results expected in the response
@@ -70,6 +70,17 @@ SCENARIOS += (
         description="shadow-log with the log through confluent-kafka (librdkafka; SIBYL_PREDLOG__KAFKA_CLIENT="
         "confluent) instead of kafka-python; fixed run at redis-fill's rate",
         env={"SIBYL_PREDLOG__KAFKA_CLIENT": "confluent"},
+    ),
+)
+SCENARIOS += (
+    Scenario(
+        "shadow-kafka-1",
+        "1 row, features in the request, an MLP shadow (sample 1.0) and every prediction logged to a real "
+        "Kafka-protocol broker (tansu); native Predict (issue 33: its c=1 p99 against sibyl-native-nolog's)",
+        "kafka",
+        lambda: w.request_features("bench-shadow", w.PRIMARY, 1),
+        rows=1,
+        models=1,
     ),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -18,7 +18,7 @@ from benchmarks.scenarios.inprocess import run_inprocess
 from benchmarks.scenarios.servers import sibyl_server
 
 LIMITS = ("limit-inprocess",)
-GROUPS = ("plain", "redis", "redis-kafka")  # Scenario.server values, in run order
+GROUPS = ("plain", "kafka", "redis", "redis-kafka")  # Scenario.server values, in run order
 Check = Callable[[bytes], str | None]
 
 

@@ -26,16 +26,19 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.load.client import Job, run_job
 from benchmarks.load.loadgen import RunResult
+from benchmarks.load.measure import Runner, Settings, say
 from benchmarks.load.workload import PRIMARY, make_store, request_features
 from benchmarks.scenarios.cost import NATIVE, payload
 from benchmarks.scenarios.servers import sibyl_server
 
+SUITE_NAME = "interference"  # its name in `python -m benchmarks` (--only / --skip)
 BIG_TIMEOUT_S = 30.0  # a 10,000-row call takes tens of ms; the deadline only catches a stuck server
 
 
@@ -165,6 +168,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for v, env in envs.items()
         },
     }
+
+
+def run_in_suite(plan: Settings, runner: Runner, names: Collection[str]) -> None:
+    """The suite's interference entry: this scenario on its defaults (1-row native at 100 rps, 10,000-row calls back to back),
+    shortened by --quick; the numbers go to the run's notes, where the report and issue 33's target read them."""
+    if SUITE_NAME not in names:
+        return
+    if plan.target:
+        runner.notes[SUITE_NAME] = {"skipped": "needs a local server to start (--target was given)"}
+        return
+    quick = plan.quick
+    args = argparse.Namespace(
+        protocol="native", rate=100.0, big_rows=10_000, duration=2.0 if quick else 10.0,
+        warmup=0.5 if quick else 1.0, repeats=1 if quick else 3, env=[], variant=[], verbose=False,
+    )  # fmt: skip
+    say(f"{SUITE_NAME}: 1-row calls at {args.rate:g} rps with and without {args.big_rows:,}-row calls beside them")
+    try:
+        doc = run(args)
+    except (RuntimeError, OSError) as exc:  # the server did not start
+        runner.notes[SUITE_NAME] = {"skipped": f"{type(exc).__name__}: {exc}"}
+        return
+    runner.notes[SUITE_NAME] = doc
+    for line in report(doc).splitlines():
+        say(f"{SUITE_NAME}: {line}")
 
 
 def _cell(node: dict[str, float] | None, fmt: str = "{:.2f}") -> str:

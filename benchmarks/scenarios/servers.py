@@ -47,6 +47,7 @@ class ServerProcess(ManagedProcess):
         assignments = [f"{key}={value}" for key, value in {"PYTHONPATH": path, **(env or {})}.items()]
         self.command = ["env", *assignments, *command]
         self.target = ""
+        self.metrics_port = 0  # /metrics on 127.0.0.1, as the serving line says; 0: none (echo, peers)
         self._log_from = 0
         super().__init__(port=0)  # the server picks its port and prints it
 
@@ -66,6 +67,7 @@ class ServerProcess(ManagedProcess):
             if serving is None:
                 return False
             self.target = f"{serving.host}:{serving.port}"
+            self.metrics_port = serving.metrics_port
         return is_serving(self.target)
 
     @property

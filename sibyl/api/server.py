@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from sibyl.api import auth, drain, outcome_servicer, rest, tls, v2_servicer
 from sibyl.api.outcomes import OutcomeIntake
@@ -22,6 +22,7 @@ from sibyl.app import App
 from sibyl.config import Settings
 from sibyl.errors import ConfigError
 from sibyl.observability.metrics import Metrics
+from sibyl.observability.thread_cpu import ThreadCpuCollector
 from sibyl.predlog.outcome_sink import build_outcome_sink
 from sibyl.v1 import predict_pb2
 
@@ -206,4 +207,9 @@ def _metrics_registry(settings: Settings) -> CollectorRegistry:
         from sibyl.observability.multiprocess import LiveCollector
 
         LiveCollector(registry)  # leaves out series of unloaded versions
+    else:
+        # Per-process series: one process, so they are the server's (prometheus_client leaves them out of
+        # multiprocess mode for the same reason). process_*: CPU, memory, file descriptors, start time.
+        ProcessCollector(registry=registry)
+        ThreadCpuCollector(registry)
     return registry

@@ -49,7 +49,8 @@ def test_every_entry_ran_and_answered_right(doc: tuple[Path, dict[str, Any]]) ->
         skipped = {k: v for k, v in skipped.items() if "setup_perf_analyzer.sh" not in v}
     assert not skipped
     names = {e["name"] for e in entries}
-    assert COMPARE_ROWS | {"limit-inprocess", "mlp-256", "redis-fill", "shadow-log", "shadow-log-confluent"} <= names
+    scenarios = {"mlp-256", "redis-fill", "shadow-log", "shadow-log-confluent", "shadow-kafka-1"}
+    assert COMPARE_ROWS | scenarios | {"limit-inprocess"} <= names
     compare = [e for e in entries if e["section"] == "compare" and e["client"] == "python"]
     assert {(e["name"], e["rows"]) for e in compare} == {(n, r) for n in COMPARE_ROWS for r in (1, 100)}
     for e in [*compare, *(e for e in entries if e["section"] in ("scenarios", "growth"))]:
@@ -98,14 +99,19 @@ def test_markdown_lists_every_table_entry_and_target(doc: tuple[Path, dict[str, 
     out, d = doc
     md = (out / "results.md").read_text()
     for heading in ("### 1 row per call", "### 100 rows per call", "## Scenarios", "### rows per call",
-                    "### models per call", "### worker processes", "## Memory", "## Targets (issue 16)"):  # fmt: skip
+                    "### models per call", "### worker processes", "## Memory", "## Targets (issues 16 and 33)",
+                    "## Interference"):  # fmt: skip
         assert heading in md
-    for name in COMPARE_ROWS | {"mlp-256", "redis-fill", "shadow-log"}:
+    for name in COMPARE_ROWS | {"mlp-256", "redis-fill", "shadow-log", "shadow-kafka-1"}:
         assert f"| {name} |" in md
     statuses = {t["name"]: t["status"] for t in d["targets"]}
     assert statuses["memory"] != "n/a" and statuses["log-file-native-1"] != "n/a"
     assert statuses["redis-fill-p99"] != "n/a" and statuses["native-p50-vs-echo"] != "n/a"
     assert statuses["cpu-v2-vs-mlserver"] == "n/a"  # no peers in this run
+    for name in ("p99-2x-p50-v2", "p99-2x-p50-native", "shadow-kafka-p99", "interference-p99", "p50-v2-vs-before"):
+        assert statuses[name] != "n/a", name  # issue 33's targets that need no peer
+    phases = d["notes"]["interference"]["variants"]["defaults"]
+    assert phases["off"]["p99"] and phases["on"]["p99"] and phases["on"]["big_calls_s"]["median"] > 0
     assert set(statuses.values()) <= {"met", "MISSED", "n/a"}
     machine = d["machine"]
     assert machine["cores"] >= 1 and machine["python"] and machine["git_sha"] and machine["packages"]["grpcio"]

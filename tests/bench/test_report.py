@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from benchmarks.load.perf_analyzer import input_data, parse_csv
-from benchmarks.report import document, targets
+from benchmarks.report import document, tail_targets, targets
 from benchmarks.report.results import figure, spread
 from benchmarks.scenarios.growth import points
 from sibyl.v1.predict_pb2 import PredictRequest
@@ -94,3 +94,36 @@ def test_growth_points_are_shared_between_tables() -> None:
     assert [p.workers for p in got] == sorted(p.workers for p in got)  # one server per worker count
     three = points(["growth-models"], (1,), (1, 3), (1,))[-1]
     assert list(PredictRequest.FromString(three.payload()).extra_models) == ["gbdt@2", "gbdt@3"]
+
+
+def tail_entry(name: str, p50: float, p99: float, p999: float, cpu: float = 500.0) -> dict[str, Any]:
+    runs = {"p50_ms": p50, "p99_ms": p99, "p999_ms": p999, "server_cpu_us_per_call": cpu}
+    closed = {c: {k: {"median": v, "min": v, "max": v} for k, v in runs.items()} for c in ("1", "8")}
+    return {"name": name, "label": name, "rows": 1, "client": "python", "section": "compare", "closed": closed}
+
+
+def test_tail_targets_against_mlserver_the_median_the_log_off_interference_and_before() -> None:
+    entries = [
+        tail_entry("mlserver-v2", 0.8, 1.0, 2.0),
+        tail_entry("sibyl-v2", 0.5, 0.79, 2.0, cpu=420.0),  # p99 0.79 <= 0.8: met; p99.9 2.0 > 1.6: missed
+        tail_entry("sibyl-native", 0.5, 1.1, 1.5, cpu=500.0),  # 1.1 > 2 x 0.5: missed
+        tail_entry("echo-v2", 0.25, 0.5, 0.6, cpu=200.0),
+        tail_entry("echo-native", 0.25, 0.5, 0.6, cpu=200.0),
+        tail_entry("sibyl-native-nolog", 0.5, 1.0, 1.5),
+        tail_entry("shadow-kafka-1", 0.6, 1.12, 2.0),  # 1.12 > 1.1 x 1.0: missed
+    ]
+    interference = {"variants": {"defaults": {"on": {"p99": {"median": 9.5, "min": 8.0, "max": 12.0}}}}}
+    before = [tail_entry("sibyl-v2", 0.5, 2.0, 3.0, cpu=400.0), tail_entry("echo-v2", 0.25, 0.5, 0.6, cpu=200.0)]
+    got = by_name(tail_targets.evaluate(entries, {"interference": interference}, before))
+    assert got["grpc-p99-c1"]["status"] == "met" and got["grpc-p99-c1"]["limit"] == 0.8
+    assert got["grpc-p99.9-c8"]["status"] == "MISSED"
+    assert got["p99-2x-p50-v2"]["status"] == "met" and got["p99-2x-p50-native"]["status"] == "MISSED"
+    assert got["shadow-kafka-p99"]["status"] == "MISSED" and got["shadow-kafka-p99"]["limit"] == 1.1
+    assert got["interference-p99"]["status"] == "met" and got["interference-p99"]["value"] == 9.5
+    # CPU 420/200 = 2.1 x echo now, 400/200 = 2.0 before: 2.1 <= 1.05 x 2.0 (met); p50 2.0 x echo both times: met
+    assert got["cpu-v2-vs-before"]["status"] == "met" and got["cpu-v2-vs-before"]["value"] == 2.1
+    assert got["p50-v2-vs-before"]["status"] == "met"
+    assert got["cpu-native-vs-before"]["status"] == "n/a"  # the baseline has no native rows
+    none = by_name(tail_targets.evaluate([], {}, None))
+    assert {t["status"] for t in none.values()} == {"n/a"}
+    assert tail_targets.load_baseline() is not None  # the file the full run compares with is in the repo

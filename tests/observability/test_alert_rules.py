@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics import MetricWrapperBase
 
 from sibyl.monitor.export import metric_families as monitor_metric_families
 from sibyl.observability.metrics import Metrics
+from sibyl.observability.thread_cpu import ThreadCpuCollector
 from tests.support.needs import missing
 from tests.support.servers import MissingBinaryError, promtool_path
 
@@ -28,7 +30,7 @@ DS_REF = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 ROWS = {
     "Overview", "Traffic & errors", "Latency", "Features", "Models", "Prediction log", "Drift",
     "Shadows and arms vs primary", "Primary output by slice", "Quality by model and slice", "Streams and big requests",
-    "Feature freshness",
+    "Feature freshness", "Process",
 }  # fmt: skip
 SCRAPE_LABELS = {"instance", "job", "le"}  # added by Prometheus or the histogram itself
 NOT_SIBYL = {"up"}  # Prometheus' own series the rules/dashboard may use
@@ -94,6 +96,13 @@ def sibyl_metrics() -> dict[str, set[str]]:
     for family in metrics.registry.collect():
         for suffix in suffixes[family.type]:
             out[family.name + suffix] = labels[family.name]
+    # The per-process collectors `sibyl serve` adds to its registry (api/server.py): CPU by thread, process_*.
+    per_process = CollectorRegistry()
+    ThreadCpuCollector(per_process)
+    ProcessCollector(registry=per_process)
+    for family in per_process.collect():
+        for sample in family.samples:
+            out[sample.name] = set(sample.labels)
     return out | monitor_metric_families()  # sibyl monitor's own /metrics
 
 
@@ -102,15 +111,16 @@ def strip_strings(expr: str) -> str:
 
 
 def names_in(expr: str) -> set[str]:
-    """Series names: identifiers that start with sibyl_ or hold a colon (recording rules), outside strings."""
+    """Series names: identifiers that start with sibyl_ or process_ or hold a colon (recording rules), outside
+    strings."""
     text = strip_strings(expr)
-    tokens = set(re.findall(r"(?<![\w:])([a-zA-Z_][\w]*(?::[\w]+)+|sibyl_\w+|up)(?![\w(])", text))
+    tokens = set(re.findall(r"(?<![\w:])([a-zA-Z_][\w]*(?::[\w]+)+|(?:sibyl|process)_\w+|up)(?![\w(])", text))
     return {t for t in tokens if not re.fullmatch(r"\d+[smhdwy]", t)}
 
 
 def selector_labels(expr: str) -> Iterator[tuple[str, set[str]]]:
     """(metric, label names in its {…} matcher) for each `metric{…}` in the expression."""
-    for metric, body in re.findall(r"(sibyl_\w+)\{([^}]*)\}", strip_strings(expr)):
+    for metric, body in re.findall(r"((?:sibyl|process)_\w+)\{([^}]*)\}", strip_strings(expr)):
         yield metric, set(re.findall(r"(\w+)\s*(?:=~|!=|!~|=)", body))
 
 
