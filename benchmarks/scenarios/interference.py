@@ -180,8 +180,8 @@ def run_in_suite(plan: Settings, runner: Runner, names: Collection[str]) -> None
         return
     quick = plan.quick
     args = argparse.Namespace(
-        protocol="native", rate=100.0, big_rows=10_000, duration=2.0 if quick else 10.0,
-        warmup=0.5 if quick else 1.0, repeats=1 if quick else 3, env=[], variant=[], verbose=False,
+        protocol="native", rate=100.0, big_rows=10_000, duration=1.0 if quick else 10.0,
+        warmup=0.3 if quick else 1.0, repeats=1 if quick else 3, env=[], variant=[], verbose=False,
     )  # fmt: skip
     say(f"{SUITE_NAME}: 1-row calls at {args.rate:g} rps with and without {args.big_rows:,}-row calls beside them")
     try:
