@@ -60,6 +60,7 @@ ALERT_SIGNALS = {
     "SibylPredlogSpoolGrowing": "sum by (instance) (deriv(sibyl_predlog_spool_bytes[10m]))",
     "SibylPredlogRecordsDropped": 'sum by (instance) (increase(sibyl_predlog_records_total{outcome="dropped"}[5m]))',
     "SibylPredlogSenderRestarting": "sum by (instance) (increase(sibyl_predlog_sender_restarts_total[15m]))",
+    "SibylThreadSaturated": 'max by (instance, thread) (rate(sibyl_thread_cpu_seconds_total{thread!="other"}[5m]))',
     "SibylDriftPSIHigh": "max by (model, version, feature) (sibyl_drift_psi)",
     "SibylShadowDisagreement": 'predictor_model_role_slice:sibyl_shadow_agreement:ratio_rate30m{slice="all"}',
     "SibylPositiveRateShift": 'predictor_model_slice:sibyl_positive_rate:ratio_1h{slice="all"}',
