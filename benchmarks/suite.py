@@ -23,7 +23,7 @@ from benchmarks.peers.compare import run_compare
 from benchmarks.peers.entries import PEERS as PEER_ENTRIES
 from benchmarks.peers.http_entries import HTTP_NAMES
 from benchmarks.peers.http_field import run_http_field
-from benchmarks.report import document, plots, targets
+from benchmarks.report import document, plots, tail_targets, targets
 from benchmarks.report.machine import machine_info
 from benchmarks.report.results import entry_json
 from benchmarks.scenarios.definitions import SCENARIOS
@@ -144,7 +144,8 @@ def run_suite(plan: Plan) -> dict[str, Any]:
         "settings": plan.settings(),
         "entries": entries,
         "notes": runner.notes,
-        "targets": targets.evaluate(entries, runner.notes),
+        "targets": targets.evaluate(entries, runner.notes)
+        + tail_targets.evaluate(entries, runner.notes, tail_targets.load_baseline()),
     }
     files = document.write(doc, plan.out) + plots.write(doc, plan.out)
     say(f"done in {doc['elapsed_s']:g} s: " + ", ".join(str(f) for f in files))

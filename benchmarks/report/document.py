@@ -23,7 +23,11 @@ def _fmt(value: float | None) -> str:
 
 
 def cell(e: dict[str, Any], where: str, key: str) -> str:
-    med, lo, hi = (figure(e, where, key, s) for s in ("median", "min", "max"))
+    return _spread(*(figure(e, where, key, s) for s in ("median", "min", "max")))
+
+
+def _spread(med: float | None, lo: float | None, hi: float | None) -> str:
+    """ "median (min-max)", the median alone when the runs agree, "-" without one."""
     if med is None:
         return "-"
     if lo is None or hi is None or lo == hi:
@@ -200,7 +204,7 @@ def interference(notes: dict[str, Any]) -> list[str]:
     ]
 
     def spread(node: dict[str, float] | None) -> str:
-        return "-" if not node else f"{_fmt(node['median'])} ({_fmt(node['min'])}-{_fmt(node['max'])})"
+        return _spread(node["median"], node["min"], node["max"]) if node else "-"
 
     for phase in ("off", "on"):
         p = doc["variants"]["defaults"][phase]

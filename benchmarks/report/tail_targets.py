@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report.results import figure
+from benchmarks.report.targets import find, target, times
 
 Entries = list[dict[str, Any]]
 # The last full run before issue 33's work (2026-12-02, commit in its results.md), kept for these ratios.
@@ -22,33 +23,9 @@ BASELINE = Path(__file__).resolve().parents[1] / "baselines" / "before-issue-33.
 INTERFERENCE_P99_MS = 10.0
 
 
-def _find(entries: Entries, name: str, rows: int = 1) -> dict[str, Any] | None:
-    for e in entries:
-        if e["name"] == name and e["rows"] == rows and e.get("client", "python") == "python" and "skipped" not in e:
-            return e
-    return None
-
-
 def _get(entries: Entries, name: str, where: str, key: str) -> float | None:
-    e = _find(entries, name)
+    e = find(entries, name, 1)
     return figure(e, where, key) if e else None
-
-
-def _target(name: str, text: str, value: float | None, limit: float | None, unit: str, needs: str) -> dict[str, Any]:
-    if value is None or limit is None:
-        return {"name": name, "text": text, "status": "n/a", "detail": f"needs {needs}"}
-    return {
-        "name": name,
-        "text": text,
-        "status": "met" if value <= limit else "MISSED",
-        "value": round(value, 4),
-        "limit": round(limit, 4),
-        "detail": f"{value:,.4g} {unit}; the target is <= {limit:,.4g} {unit}",
-    }
-
-
-def _times(x: float | None, k: float) -> float | None:
-    return None if x is None else k * x
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -60,11 +37,12 @@ def _vs_mlserver(entries: Entries) -> list[dict[str, Any]]:
     for c in ("1", "8"):
         for key, label in (("p99_ms", "p99"), ("p999_ms", "p99.9")):
             out.append(
-                _target(
+                target(
                     f"grpc-{label}-c{c}",
                     f"1-row V2 over gRPC, c={c}: sibyl's {label} <= 0.8 x MLServer's",
                     _get(entries, "sibyl-v2", f"closed.{c}", key),
-                    _times(_get(entries, "mlserver-v2", f"closed.{c}", key), 0.8),
+                    times(_get(entries, "mlserver-v2", f"closed.{c}", key), 0.8),
+                    "<=",
                     "ms",
                     f"sibyl-v2 and mlserver-v2 at 1 row, c={c}",
                 )
@@ -74,11 +52,12 @@ def _vs_mlserver(entries: Entries) -> list[dict[str, Any]]:
 
 def _p99_over_p50(entries: Entries) -> list[dict[str, Any]]:
     return [
-        _target(
+        target(
             f"p99-2x-p50-{api}",
             f"sibyl {api} 1 row, c=1: p99 <= 2 x p50",
             _get(entries, f"sibyl-{api}", "closed.1", "p99_ms"),
-            _times(_get(entries, f"sibyl-{api}", "closed.1", "p50_ms"), 2),
+            times(_get(entries, f"sibyl-{api}", "closed.1", "p50_ms"), 2),
+            "<=",
             "ms",
             f"sibyl-{api} at 1 row, c=1",
         )
@@ -87,12 +66,13 @@ def _p99_over_p50(entries: Entries) -> list[dict[str, Any]]:
 
 
 def _shadow_kafka(entries: Entries) -> dict[str, Any]:
-    return _target(
+    return target(
         "shadow-kafka-p99",
         "1 row, c=1: p99 with an MLP shadow and the Kafka log (shadow-kafka-1) <= 1.1 x with both off "
         "(sibyl-native-nolog)",
         _get(entries, "shadow-kafka-1", "closed.1", "p99_ms"),
-        _times(_get(entries, "sibyl-native-nolog", "closed.1", "p99_ms"), 1.1),
+        times(_get(entries, "sibyl-native-nolog", "closed.1", "p99_ms"), 1.1),
+        "<=",
         "ms",
         "shadow-kafka-1 and sibyl-native-nolog at c=1",
     )
@@ -101,11 +81,12 @@ def _shadow_kafka(entries: Entries) -> dict[str, Any]:
 def _interference(notes: dict[str, Any]) -> dict[str, Any]:
     doc = notes.get("interference") or {}
     on = (((doc.get("variants") or {}).get("defaults") or {}).get("on") or {}).get("p99")
-    return _target(
+    return target(
         "interference-p99",
         f"1-row calls at 100 rps beside 10,000-row calls back to back: p99 <= {INTERFERENCE_P99_MS:g} ms",
         on["median"] if on else None,
         INTERFERENCE_P99_MS,
+        "<=",
         "ms",
         "the interference entry",
     )
@@ -124,12 +105,13 @@ def _vs_baseline(entries: Entries, baseline: Entries | None) -> list[dict[str, A
             if baseline is not None:
                 before = _ratio(_get(baseline, f"sibyl-{api}", where, key), _get(baseline, f"echo-{api}", where, key))
             out.append(
-                _target(
+                target(
                     f"{short}-{api}-vs-before",
                     f"sibyl {api} 1 row: {label} over the echo floor's <= 1.05 x the same ratio before the tail work "
                     "(2026-12-02 run)",
                     now,
-                    _times(before, 1.05),
+                    times(before, 1.05),
+                    "<=",
                     unit,
                     f"sibyl-{api} and echo-{api} at 1 row in this run and in {BASELINE.name}",
                 )

@@ -1,5 +1,5 @@
-"""Issue 16's targets (and issue 33's HTTP tail target; its others are in tail_targets.py), checked against one
-run's results.json entries (default settings, file log on).
+"""Issue 16's targets (and issue 33's HTTP tail target; its others are in tail_targets.py, which builds on the
+helpers here), checked against one run's results.json entries (default settings, file log on).
 
 CPU per call is the server tree's, from the closed loop at the highest concurrency (8 by default), median of
 the repeats; latency targets use the closed loop at concurrency 1. A target whose entries are missing or
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from benchmarks.report import tail_targets
 from benchmarks.report.results import figure
 
 Entries = list[dict[str, Any]]
@@ -34,7 +33,7 @@ def cpu(entries: Entries, name: str, rows: int) -> float | None:
     return figure(e, f"closed.{top_concurrency(e)}", "server_cpu_us_per_call") if e else None
 
 
-def _target(
+def target(
     name: str, text: str, value: float | None, limit: float | None, op: str, unit: str, needs: str
 ) -> dict[str, Any]:
     if value is None or limit is None:
@@ -50,7 +49,7 @@ def _target(
     }
 
 
-def _times(x: float | None, k: float) -> float | None:
+def times(x: float | None, k: float) -> float | None:
     return None if x is None else k * x
 
 
@@ -65,12 +64,12 @@ def _log_targets(entries: Entries, rows_list: Iterable[int]) -> list[dict[str, A
             off = f"sibyl-{api}-nolog"
             sink = "Kafka" if "kafka" in with_log else "file"
             out.append(
-                _target(
+                target(
                     f"log-{sink.lower()}-{api}-{rows}",
                     f"{sink} log with feature values adds <= 20% server CPU per call over the log off ({api}, {rows} "
                     "row(s))",
                     cpu(entries, with_log, rows),
-                    _times(cpu(entries, off, rows), 1.2),
+                    times(cpu(entries, off, rows), 1.2),
                     "<=",
                     "µs",
                     f"{with_log} and {off} at {rows} row(s)",
@@ -84,7 +83,7 @@ def _memory(notes: dict[str, Any]) -> dict[str, Any]:
     procs = memory.get("processes") or []
     rss = max((p["rss_bytes"] for p in procs), default=None)
     limit = 1.5 * memory["model_bytes"] + 150 * MB if "model_bytes" in memory else None
-    return _target(
+    return target(
         "memory",
         "RSS per worker <= 1.5 x loaded model bytes + 150 MB (sibyl group's server, after its runs)",
         rss / MB if rss else None,
@@ -106,11 +105,11 @@ def _http_targets(entries: Entries) -> list[dict[str, Any]]:
         p99s = {e["name"]: figure(e, f"http.{c}", "p99_ms") for e in peers}
         best = min(((v, n) for n, v in p99s.items() if v is not None), default=None)
         out.append(
-            _target(
+            target(
                 f"http-p99-c{c}",
                 f"1-row p99 over HTTP (wrk, c={c}) <= 0.8 x the best HTTP peer's" + (f" ({best[1]})" if best else ""),
                 figure(sibyl, f"http.{c}", "p99_ms") if sibyl else None,
-                _times(best[0] if best else None, 0.8),
+                times(best[0] if best else None, 0.8),
                 "<=",
                 "ms",
                 "sibyl-rest and at least one HTTP peer at 1 row",
@@ -125,63 +124,63 @@ def evaluate(entries: Entries, notes: dict[str, Any] | None = None) -> list[dict
     native = find(entries, "sibyl-native", 1)
     redis, shadow = find(entries, "redis-fill", 100), find(entries, "shadow-log", 100)
     out = [
-        _target(
+        target(
             "cpu-v2-vs-mlserver",
             "server CPU per single-row call, V2 <= 0.6 x MLServer's",
             cpu(entries, "sibyl-v2", 1),
-            _times(ml1, 0.6),
+            times(ml1, 0.6),
             "<=",
             "µs",
             "sibyl-v2 and mlserver-v2 at 1 row",
         ),
-        _target(
+        target(
             "cpu-native-vs-mlserver",
             "server CPU per single-row call, native <= 0.6 x MLServer's",
             cpu(entries, "sibyl-native", 1),
-            _times(ml1, 0.6),
+            times(ml1, 0.6),
             "<=",
             "µs",
             "sibyl-native and mlserver-v2 at 1 row",
         ),
-        _target(
+        target(
             "native-p50-vs-echo",
             "native c=1 p50 <= 1.5 x the grpc.aio echo floor's",
             figure(native, "closed.1", "p50_ms") if native else None,
-            _times(figure(echo, "closed.1", "p50_ms") if echo else None, 1.5),
+            times(figure(echo, "closed.1", "p50_ms") if echo else None, 1.5),
             "<=",
             "ms",
             "sibyl-native and echo-native at 1 row",
         ),
-        _target(
+        target(
             "rows-per-cpu-s-100",
             "predictions per CPU-second at 100 rows per call (V2) >= 3 x MLServer's",
             _rows_per_cpu_s(100, cpu(entries, "sibyl-v2", 100)),
-            _times(_rows_per_cpu_s(100, ml100), 3),
+            times(_rows_per_cpu_s(100, ml100), 3),
             ">=",
             "rows/s",
             "sibyl-v2 and mlserver-v2 at 100 rows",
         ),
         *_log_targets(entries, (1, 100)),
         *_http_targets(entries),
-        _target(
+        target(
             "shadow-log-cpu",
             "shadow-log CPU per call <= 1.2 x redis-fill's",
             cpu(entries, "shadow-log", 100),
-            _times(cpu(entries, "redis-fill", 100), 1.2),
+            times(cpu(entries, "redis-fill", 100), 1.2),
             "<=",
             "µs",
             "shadow-log and redis-fill",
         ),
-        _target(
+        target(
             "shadow-log-rate",
             "shadow-log max rate at the SLO >= 0.8 x redis-fill's",
             figure(shadow, "sweep", "max_rps") if shadow else None,
-            _times(figure(redis, "sweep", "max_rps") if redis else None, 0.8),
+            times(figure(redis, "sweep", "max_rps") if redis else None, 0.8),
             ">=",
             "rps",
             "shadow-log and redis-fill sweeps",
         ),
-        _target(
+        target(
             "redis-fill-p99",
             "redis-fill (100 rows, 100 entities from Redis) p99 <= 6 ms at 100 rps",
             (redis.get("fixed") or {}).get("p99_ms") if redis else None,
@@ -195,4 +194,4 @@ def evaluate(entries: Entries, notes: dict[str, Any] | None = None) -> list[dict
     rate = (redis or {}).get("fixed", {}).get("target_rps")
     if rate is not None and out[-2]["status"] != "n/a" and rate != 100:
         out[-2]["detail"] += f" (measured at {rate:g} rps)"
-    return out + tail_targets.evaluate(entries, notes or {}, tail_targets.load_baseline())
+    return out

@@ -25,7 +25,6 @@ import contextlib
 import statistics
 import subprocess
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from benchmarks.load.client import Job, run_job
 from benchmarks.load.loadgen import RunResult
 from benchmarks.load.workload import PRIMARY, make_store, request_features, v2_request
 from benchmarks.scenarios.servers import ServerProcess, echo_server, sibyl_server
+from tests.support.metric_samples import scraped
 
 VARIANTS = {
     "defaults": ("plain", {}),
@@ -84,18 +84,11 @@ class Cell:
 
 def scrape_threads(server: ServerProcess) -> tuple[dict[str, float], float]:
     """The server's CPU seconds by thread and its Predict calls so far, from one read of its /metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    seconds: dict[str, float] = {}
-    calls = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "sibyl_thread_cpu_seconds_total":
-                seconds[sample.labels["thread"]] = sample.value
-            elif sample.name == "sibyl_requests_total":
-                calls += sample.value
+    now = scraped(server.metrics_port)
+    seconds = {
+        dict(labels)["thread"]: v for (name, labels), v in now.items() if name == "sibyl_thread_cpu_seconds_total"
+    }
+    calls = sum(v for (name, _), v in now.items() if name == "sibyl_requests_total")
     return seconds, calls
 
 
