@@ -62,6 +62,7 @@ class App:
             s.shadows.queue_size,
             s.shadows.concurrency,
             is_busy=lambda: service.busy(s.shadows.max_in_flight_fraction),
+            inline_rows=s.server.followup_inline_rows,
         )
         service = PredictionService(
             registry,

@@ -107,6 +107,13 @@ class ServerSettings(BaseModel):
     offload_rows: int = Field(
         512, ge=1, description="Batches with at least this many rows run inference in a thread, not the loop."
     )
+    followup_inline_rows: int = Field(
+        128,
+        ge=0,
+        description="Calls of at most this many rows run their after-response work (metrics, drift, verdicts, the "
+        "log record) on the event loop right after the response instead of on the records thread, so no later "
+        "call waits for that thread's batch; 0 = always the thread (docs/performance.md#follow-ups-on-the-loop).",
+    )
 
 
 class MetricsSettings(BaseModel):

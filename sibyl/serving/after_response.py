@@ -13,6 +13,13 @@ Two bounded lanes, each a queue served by its own threads:
 Small shadow batches used to run inline on the loop and `build_record`'s `tolist()` held it for a 10,000-row
 record: other calls waited behind both. onnxruntime releases the GIL while it runs, and records take their
 feature values as packed bytes (serving.records), so no step holds the GIL for long.
+
+Small calls' follow-ups (at most `inline_rows` rows, server.followup_inline_rows) skip the lane: they run on the
+event loop, queued with call_soon behind the response, in the gap before the next call is read. The records lane
+ran them ~20 ms later in a batch, and a call that arrived meanwhile waited for the GIL until the batch was done:
+at one call at a time that batch was most of p99 (docs/performance.md#follow-ups-on-the-loop). On the loop the
+same work costs the same CPU and nobody waits for a hand-off; the queued metric updates are flushed every
+`INLINE_FLUSH_EVERY` such jobs. Big calls keep the lane: their records would hold the loop for milliseconds.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from sibyl.observability.metrics import Metrics
 log = logging.getLogger(__name__)
 Job = Callable[[], None]
 RECORDS_LINGER_S = 0.020
+INLINE_FLUSH_EVERY = 32  # follow-ups run on the loop between two flushes of their queued metric updates
 
 
 class Lane:
@@ -197,8 +205,12 @@ class AfterResponse:
         concurrency: int,
         is_busy: Callable[[], bool] = lambda: False,
         record_queue_size: int = 10_000,
+        inline_rows: int = 0,
     ) -> None:
         self.metrics = metrics
+        self.inline_rows = inline_rows  # follow-ups of calls this small run on the event loop; 0: never
+        self._inline_queued = 0  # queued on the loop, not run yet (stop() waits for them)
+        self._inline_unflushed = 0  # run on the loop since the last flush of the queued metric updates
         self._shadows = Lane("sibyl-shadow", queue_size, concurrency)
         # After each batch of answered calls, their queued metric updates (observability.deferred) are applied.
         # Lingering 20 ms, not 2: at high call rates a wake-up and GIL hand-off for every few calls cost more
@@ -221,13 +233,35 @@ class AfterResponse:
             return False
         return True
 
-    def submit_followup(self, job: Job, records: int) -> bool:
-        """Queue what follows an answered call (it logs `records` records); never waits. False when full: the
-        records are counted as dropped."""
+    def submit_followup(self, job: Job, records: int, rows: int | None = None) -> bool:
+        """Queue what follows an answered call of `rows` rows (it logs `records` records); never waits. On the
+        event loop when the call is small (`inline_rows`) and this runs on one, else on the records lane. False when
+        the lane is full: the records are counted as dropped."""
+        if rows is not None and rows <= self.inline_rows:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on an event loop (a thread of the embedded Predictor's caller): the lane
+                pass
+            else:
+                self._inline_queued += 1
+                loop.call_soon(self._run_inline, job)
+                return True
         if self._records.offer(_Followup(job, records)):
             return True
         self._dropped.inc(records)
         return False
+
+    def _run_inline(self, job: Job) -> None:
+        """A small call's follow-up, on the event loop after its response (call_soon)."""
+        self._inline_queued -= 1
+        try:
+            job()
+        except Exception:  # a job counts its own failures; this only keeps the loop's callback quiet
+            log.exception("after-response job failed on the event loop")
+        self._inline_unflushed += 1
+        if self._inline_unflushed >= INLINE_FLUSH_EVERY:
+            self._inline_unflushed = 0
+            self.metrics.deferred.flush()
 
     def _run(self, predictor: str, job: Job) -> None:
         try:
@@ -239,6 +273,10 @@ class AfterResponse:
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Finish queued work (records first: they sample shadows), bounded by timeout_s, then end the threads."""
+        deadline = time.monotonic() + timeout_s / 4
+        while self._inline_queued and time.monotonic() < deadline:  # follow-ups queued on this loop run first
+            await asyncio.sleep(0)
+        self.metrics.deferred.flush()
         left = await asyncio.to_thread(self._records.stop, timeout_s / 2)
         if left:
             self._dropped.inc(sum(job.records for job in left if isinstance(job, _Followup)))

@@ -285,7 +285,9 @@ class PredictionService:
             stages += [("route", t1, t2), ("features", t2, t3), ("infer", t3, t4), ("encode", t4, t5)]
         # Scores, drift, the log record and the shadows: on the after-response threads, not on the event loop.
         call = Call(request, prediction_id, batch, plan, defaulted, scored, shadows)
-        self.after.submit_followup(functools.partial(self._followup.run, call), records=len(scored))
+        self.after.submit_followup(
+            functools.partial(self._followup.run, call), records=len(scored), rows=batch.num_rows
+        )
         return response
 
     # ---- steps

@@ -1,15 +1,16 @@
 """Verdicts on live traffic: every shadow and arm against the primary on the same rows, and the primary's own
 output, by slice (docs/observability.md#verdicts).
 
-The after-response threads hand over each call's scores (`answered` for the model that answered, `compared` for a
-candidate scored on the same rows as the primary) with the call's rows (`CallSlices`): a list append, no numpy.
+The after-response work hands over each call's scores (`answered` for the model that answered, `compared` for a
+candidate scored on the same rows as the primary) with the call's rows (`CallSlices`): a list append, no numpy;
+for a small call that runs on the event loop (serving.after_response), so it never flushes itself.
 `flush` does everything else in bulk: it labels the rows of every pending call in one assignment per slice
 (serving.slice_rows.MergedRows), computes decisions and deltas over all of them, then counts each model's
 histogram and decisions for every slice at once (`_tally`: one bincount of (label, bucket, decision) cells), and
 feeds the rank-agreement windows, refreshing those that are due. It runs on a thread of its own every FLUSH_EVERY_S
-(paced: sibyl.gil), before every scrape, and on the adding thread when FLUSH_ROWS rows wait: its cost is spread over
-however many calls came in meanwhile, so what is left is work per row (docs/performance.md#verdicts). Nothing here
-runs on the event loop.
+(paced: sibyl.gil), before every scrape, and at once when FLUSH_ROWS rows wait (the adder wakes the thread; only a
+thread that fell FLUSH_ROWS_HARD behind makes the adder flush, to bound memory): its cost is spread over however
+many calls came in meanwhile, so what is left is work per row (docs/performance.md#verdicts).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,8 @@ from sibyl.serving.slice_rows import MergedRows, ServedRows, Snapshot
 from sibyl.serving.slices import Slicer
 
 log = logging.getLogger(__name__)
-FLUSH_ROWS = 65_536  # rows pending before the thread that adds them flushes itself: a bound on memory (~3 MB)
+FLUSH_ROWS = 65_536  # rows pending that wake the flusher thread before its time (~3 MB)
+FLUSH_ROWS_HARD = 4 * FLUSH_ROWS  # rows pending at which the adding thread flushes itself: a bound on memory
 FLUSH_EVERY_S = 1.0  # the flusher thread: the metrics lag the calls by at most this (a scrape flushes first)
 SETTINGS = ("decision_threshold", "alert_agreement", "positive_rate_shift")
 JOINT_CELLS = 4_096  # (bucket, decision) cells per label up to which decisions share the histogram's bincount
@@ -81,8 +83,9 @@ class CallSlices:
 class PredictorVerdicts:
     """One predictor's slices and what waits for the metrics. `configure` runs when its config changes."""
 
-    def __init__(self, name: str, metrics: Metrics) -> None:
+    def __init__(self, name: str, metrics: Metrics, wake: Callable[[], object] = lambda: None) -> None:
         self.name, self.metrics = name, metrics
+        self._wake = wake  # asks the flusher thread to flush now (FLUSH_ROWS pending)
         self.slicer = Slicer()
         self.config: PredictorConfig | None = None
         self.threshold = 0.5
@@ -141,9 +144,11 @@ class PredictorVerdicts:
                 call.queued = True
                 self._unlabelled.append(call)
             self._pending += rows
-            full = self._pending >= FLUSH_ROWS
-        if full:
+            waiting = self._pending
+        if waiting >= FLUSH_ROWS_HARD:  # the flusher fell behind: the adder pays, so memory stays bounded
             self.flush()
+        elif waiting >= FLUSH_ROWS:  # the adder may be the event loop: the flusher thread flushes, now
+            self._wake()
 
     def flush(self) -> None:
         with self._flush_lock:
@@ -299,13 +304,14 @@ class Verdicts:
         self.metrics, self.flush_every_s = metrics, flush_every_s
         self._predictors: dict[str, PredictorVerdicts] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # FLUSH_ROWS pending somewhere: flush before flush_every_s is up
         self._flusher: threading.Thread | None = None
 
     def of(self, config: PredictorConfig) -> PredictorVerdicts:
         """This predictor's state, configured by this config (records thread)."""
         state = self._predictors.get(config.name)
         if state is None:
-            state = self._predictors[config.name] = PredictorVerdicts(config.name, self.metrics)
+            state = self._predictors[config.name] = PredictorVerdicts(config.name, self.metrics, self._wake.set)
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_forever, name="sibyl-verdicts", daemon=True)
                 self._flusher.start()
@@ -320,7 +326,11 @@ class Verdicts:
 
     def _flush_forever(self) -> None:
         enroll()  # pace() gives the GIL back between the flush's stages on this thread only
-        while not self._stop.wait(self.flush_every_s):
+        while True:
+            self._wake.wait(self.flush_every_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
             except Exception:  # a bug here must not end the flushing
@@ -329,6 +339,7 @@ class Verdicts:
     def close(self) -> None:
         """Flush what is pending and end the thread."""
         self._stop.set()
+        self._wake.set()
         if self._flusher is not None:
             self._flusher.join(5.0)
         self.flush()

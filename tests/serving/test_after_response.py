@@ -1,6 +1,8 @@
-"""What follows a response (shadow scoring, building and handing over the log record) runs on the after-response
-threads: a shadow or a record build that takes long never holds up other calls. Proven by order of events, not
-by the clock: primary calls complete while the slow work is provably still running."""
+"""What follows a response (shadow scoring, building and handing over the log record) runs after the response: a
+shadow or a big call's record build that takes long never holds up other calls (the after-response threads); a
+small call's follow-up runs on the event loop once its response is out (server.followup_inline_rows). Proven by
+order of events and by thread, not by the clock: primary calls complete while the slow work is provably still
+running."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 from sibyl.observability.metrics import Metrics
 from sibyl.serving import followup as followup_module
 from sibyl.serving.after_response import AfterResponse
-from sibyl.v1.predict_pb2 import FeatureRow, PredictRequest
+from sibyl.v1.predict_pb2 import ROLE_PRIMARY, FeatureRow, PredictRequest
 from tests.support.inproc import running_server
 
 CALLS = 20
@@ -78,10 +80,13 @@ async def test_a_slow_shadow_does_not_delay_primary_calls(store: Path) -> None:
     assert gate.events == ["shadow started", f"{CALLS} primary calls answered", "shadow finished"]
 
 
-async def test_a_slow_record_build_does_not_delay_primary_calls(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_slow_record_build_on_the_records_thread_does_not_delay_primary_calls(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records lane's promise, for calls above followup_inline_rows (here every call: 0)."""
     gate = Gate()
     monkeypatch.setattr(followup_module, "build_record", gate.wrap(followup_module.build_record, "record build"))
-    async with running_server(store) as server:
+    async with running_server(store, server={"followup_inline_rows": 0}) as server:
         await server.service.predict(request(0))
         assert await asyncio.to_thread(gate.started.wait, 10)
         ids = [(await server.service.predict(request(i))).prediction_id for i in range(1, CALLS + 1)]
@@ -91,6 +96,59 @@ async def test_a_slow_record_build_does_not_delay_primary_calls(store: Path, mon
     lines = [json.loads(line) for line in (store / "predictions.jsonl").read_text().splitlines()]
     logged = {r.get("prediction_id") or r["predictionId"] for r in lines if r.get("role") == "ROLE_PRIMARY"}
     assert set(ids) <= logged, "records built after the gate opened must all reach the log"
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+async def test_a_small_calls_follow_up_runs_on_the_event_loop_after_its_response(
+    store: Path, monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    """At most followup_inline_rows rows: the record is built on the loop's thread, after predict() returned (queued
+    with call_soon, not run inside the call), and reaches the log; one row more goes to the records thread."""
+    built: list[tuple[int, str]] = []  # (rows, thread name) of each primary record built (p also has a shadow)
+    original = followup_module.build_record
+
+    def build(**fields: Any) -> Any:
+        if fields["role"] == ROLE_PRIMARY:
+            built.append((fields["batch"].num_rows, threading.current_thread().name))
+        return original(**fields)
+
+    monkeypatch.setattr(followup_module, "build_record", build)
+    many = PredictRequest(predictor="p", rows=[FeatureRow(features={"amount": float(i)}) for i in range(rows)])
+    async with running_server(store, server={"followup_inline_rows": 2}) as server:
+        answer = await server.service.predict(many)
+        assert built == [], "the follow-up ran inside the call, before its response"
+        await wait_until(lambda: len(built) == 1)
+        await server.app.after.stop(10.0)
+    loop_thread = threading.current_thread().name  # the test's loop is the server's
+    assert built == [(rows, loop_thread if rows <= 2 else "sibyl-records-0")]
+    lines = [json.loads(line) for line in (store / "predictions.jsonl").read_text().splitlines()]
+    primary = [r.get("prediction_id") or r["predictionId"] for r in lines if r.get("role") == "ROLE_PRIMARY"]
+    assert primary == [answer.prediction_id]
+
+
+async def test_follow_ups_on_the_loop_flush_their_metric_updates(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queued metric updates of inline follow-ups are applied on the loop every INLINE_FLUSH_EVERY calls, not
+    only when a scrape collects them."""
+    from sibyl.serving.after_response import INLINE_FLUSH_EVERY
+
+    async with running_server(store) as server:
+        deferred = server.metrics.deferred
+        flushes: list[str] = []  # the thread of each flush
+        real_flush = deferred.flush
+
+        def flush() -> int:
+            flushes.append(threading.current_thread().name)
+            return real_flush()
+
+        monkeypatch.setattr(deferred, "flush", flush)
+        for i in range(INLINE_FLUSH_EVERY - 1):
+            await server.service.predict(request(i))
+        await asyncio.sleep(0)  # the last queued follow-up runs
+        on_loop = threading.current_thread().name
+        assert on_loop not in flushes
+        await server.service.predict(request(99))
+        await asyncio.sleep(0)
+        assert flushes.count(on_loop) == 1
 
 
 async def test_shadows_are_shed_when_their_queue_is_full_or_the_server_is_busy() -> None:
