@@ -1,7 +1,9 @@
 """The default sink: JSON lines appended to a file by a background thread, in batches.
 
-The request path only appends to a bounded in-memory queue; encoding and writing happen on the writer
-thread. Each batch goes to the OS in writev(2) calls of its lines as orjson made them (so `tail -f` sees it),
+`submit` encodes the record (orjson) on the caller's thread, the one that built it (the event loop for a small
+call's follow-up, else the records lane), and appends the line to a bounded in-memory queue; the writer thread
+only writes. When the writer encoded, it held the GIL for a batch of ~50 ms of lines at a time, and a call that
+arrived meanwhile waited for it (docs/performance.md#follow-ups-on-the-loop). Each batch goes to the OS in writev(2) calls of its lines as orjson made them (so `tail -f` sees it),
 without joining them first: the join copied the whole batch again (docs/performance.md#file-log-writing).
 close() drains the queue and fsyncs.
 
@@ -60,7 +62,7 @@ class FileSink:
         counters = stream.counters(metrics)
         self._written = counters.records.labels("written")
         self._losses = Losses(counters, log)
-        self._queue = RecordQueue(queue_size, self._losses.counter("queue"))
+        self._queue: RecordQueue[bytes] = RecordQueue(queue_size, self._losses.counter("queue"))
         self._depth = counters.queue_depth
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,11 +86,16 @@ class FileSink:
             self._previous_hup(signum, frame)
 
     def submit(self, record: Record) -> None:
-        self._queue.submit(record)
+        if self._queue.refuses():  # full or closed: counted as dropped, not encoded
+            self._queue.drop()
+        else:
+            self._queue.submit(self._stream.json_line(record))
 
     def submit_all(self, records: Sequence[Record]) -> bool:
         """All queued, or none (queue full or closed): for a caller that can retry (outcomes)."""
-        return self._queue.offer_all(records)
+        if self._queue.refuses(len(records)):
+            return False
+        return self._queue.offer_all([self._stream.json_line(record) for record in records])
 
     def close(self, timeout_s: float = 10.0) -> None:
         if not self._queue.close():
@@ -154,20 +161,19 @@ class FileSink:
             log.error("%s %s: cannot cut a torn write back to byte %d: %s", self._noun, self.path, end, exc)
         return kept
 
-    def _write_records(self, batch: list[Record]) -> None:
-        """Encode and write in chunks of ~64 KB: orjson holds the GIL while it encodes, and each writev lets
-        the event loop have it back at once, where a whole batch made it wait for the switch interval again and
-        again: p99 falls, CPU stays the same (docs/performance.md#file-log-writing)."""
+    def _write_records(self, batch: list[bytes]) -> None:
+        """Write the lines in chunks of ~64 KB: each writev gives the GIL back, and a failed one loses only the
+        chunk it carried (docs/performance.md#file-log-writing)."""
         assert self._file is not None
         fd = self._file.fileno()
         self._kept_end = os.fstat(fd).st_size
         lines: list[bytes] = []
         size = 0
-        for record in batch:
-            pace(self._queue.backlog)  # encoding holds the GIL: bounded slices, in the loop's idle gaps
-            lines.append(self._stream.json_line(record))
-            size += len(lines[-1])
+        for line in batch:
+            lines.append(line)
+            size += len(line)
             if size >= _CHUNK_BYTES:
+                pace(self._queue.backlog)  # with pacing on: the chunks in the loop's idle gaps
                 self._write_chunk(fd, lines, size)
                 lines, size = [], 0
         if lines:

@@ -85,7 +85,7 @@ class KafkaSink:
         m = counters.records
         self._sent, self._spooled = m.labels("sent"), m.labels("spooled")
         self._replayed, self._losses = m.labels("replayed"), Losses(counters, log)
-        self._queue = RecordQueue(queue_size, self._losses.counter("queue"))
+        self._queue: RecordQueue[Record] = RecordQueue(queue_size, self._losses.counter("queue"))
         self._trimmed, self._dead_lettered = m.labels("trimmed"), m.labels("dead_letter")
         self._restarts = counters.restarts
         self._depth, self._spool_bytes = counters.queue_depth, counters.spool_bytes
