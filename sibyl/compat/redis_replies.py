@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -49,12 +50,18 @@ def takes_bulk_read_blocking(conn: Any) -> bool:
     return takes_bulk_read(conn) and getattr(parser, "_next_response", NOT_ENOUGH_DATA) is NOT_ENOUGH_DATA
 
 
+# The check for unread data or a connection the server closed: can_read_destructive in every redis-py from the floor
+# (6.0) up, deprecated in 8.0 for can_read (the same body); the deprecated one's wrapper costs a warnings check per
+# call, a visible share of a 1-row fetch (docs/features.md#measured).
+_CAN_READ = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
+
+
 async def ensure_connected(conn: Any) -> None:
     """An asyncio connection ready for a command: connected, not closed by the server, nothing unread (the checks
     of redis-py's pool, ConnectionPool.ensure_connection, without its lock and events)."""
     if conn.is_connected:
-        try:  # can_read_destructive: in every redis-py from the floor (6.0) up; can_read came later
-            if not await conn.can_read_destructive():
+        try:
+            if not await getattr(conn, _CAN_READ)():
                 return
         except (RedisConnectionError, TimeoutError, OSError):  # closed by the server (restart, idle timeout)
             pass
