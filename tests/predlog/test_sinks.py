@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -148,6 +150,30 @@ def test_file_sink_full_queue_drops_and_counts(tmp_path: Path) -> None:
     sink.start()
     sink.close()
     assert count(metrics, "written") == 5
+
+
+def test_file_sink_encodes_on_the_submitting_thread_and_only_what_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread only writes (no batch of encodes holding the GIL): each line is made by submit, on the
+    caller's thread, and a record the full queue refuses is counted, not encoded."""
+    encoded_on: list[str] = []
+    sink = FileSink(tmp_path / "p.jsonl", Metrics(), queue_size=3)  # not started: nothing drains
+    json_line = sink._stream.json_line
+
+    def spy(record: PredictionLog) -> bytes:
+        encoded_on.append(threading.current_thread().name)
+        return json_line(record)
+
+    monkeypatch.setattr(sink, "_stream", dataclasses.replace(sink._stream, json_line=spy))
+    for i in range(5):
+        sink.submit(rec(i))
+    assert encoded_on == [threading.current_thread().name] * 3
+    sink.start()
+    sink.close()
+    assert encoded_on == [threading.current_thread().name] * 3  # writing encoded nothing more
+    lines = (tmp_path / "p.jsonl").read_bytes().splitlines()
+    assert [from_json_line(line).prediction_id for line in lines] == ["id-0", "id-1", "id-2"]
 
 
 def test_build_sink_picks_by_setting(tmp_path: Path) -> None:
