@@ -6,7 +6,9 @@ python -m benchmarks.peers.feast_pipeline [--requests 500] [--no-composite]
 A peer comparison (it starts MLServer from benchmarks/peers), so it lives here, above the scenarios' servers.
 
 - sibyl: `sibyl serve` (features.backend feast-redis, no cache) answers a gRPC Predict whose rows carry only the
-  driver id; it reads Feast's Redis layout and scores. CPU: sibyl's process tree + the client.
+  driver id; it reads Feast's Redis layout and scores. CPU: sibyl's process tree + the client. The same server
+  also over KServe V2 REST (POST /v2/models/p/infer, the ids as a BYTES tensor) with http.client, the client
+  library the composite uses for `feast serve`.
 - the composite (what a Feast user runs today): the client POSTs /get-online-features to `feast serve` (Feast's
   Python feature server), builds the float32 matrix, and calls MLServer's V2 ModelInfer (benchmarks/peers, the
   same model.onnx through onnxruntime). CPU: both servers' process trees + the client.
@@ -186,6 +188,29 @@ class FeastServer:
         self.proc.wait(timeout=30)
 
 
+class SibylRest:
+    """sibyl's KServe V2 REST infer with the rows' driver ids (a BYTES tensor), on one keep-alive connection."""
+
+    def __init__(self, port: int, ids: list[int]) -> None:
+        inputs = [{"name": "driver_id", "datatype": "BYTES", "shape": [len(ids)], "data": [str(i) for i in ids]}]
+        self.body = json.dumps({"inputs": inputs})
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.defaulted = 0  # calls where the store missed the budget (features.budget_ms): reported, not hidden
+
+    def scores(self) -> np.ndarray:
+        self.conn.request("POST", "/v2/models/p/infer", self.body, {"Content-Type": "application/json"})
+        answer = self.conn.getresponse()
+        payload = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"sibyl REST answered {answer.status}: {payload[:200]!r}")
+        data = json.loads(payload)
+        self.defaulted += "defaulted" in data.get("parameters", {})
+        return np.asarray(data["outputs"][0]["data"], np.float32)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def _matrix(columns: dict[str, list[Any]], specs: list[FeatureSpec], rows: int) -> np.ndarray:
     """The model's float32 input from Feast's columns, in the manifest's column order; a null takes its default."""
     matrix = np.empty((rows, sum(s.dim for s in specs)), dtype=np.float32)
@@ -256,6 +281,14 @@ def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[i
             assert not defaulted[0], "sibyl defaulted features on the check call: the store is not what Feast wrote"
             label = f"predict: sibyl serve (feast-redis), {rows} rows"
             results.append({**_timed(label, via_sibyl, requests, [sibyl.pid or 0]), "defaulted_calls": defaulted[0]})
+            rest = SibylRest(sibyl.http_port, ids)
+            np.testing.assert_allclose(rest.scores(), via_composite(), rtol=1e-6)
+            assert not rest.defaulted, "sibyl defaulted features over REST: the store is not what Feast wrote"
+            label = f"predict: sibyl serve V2 REST (feast-redis), {rows} rows"
+            results.append(
+                {**_timed(label, rest.scores, requests, [sibyl.pid or 0]), "defaulted_calls": rest.defaulted}
+            )
+            rest.close()
             pids = [feast.proc.pid, mlserver.pid or 0]
             results.append(_timed(f"predict: feast serve + MLServer, {rows} rows", via_composite, requests, pids))
         sibyl_channel.close()

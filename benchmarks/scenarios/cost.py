@@ -2,7 +2,8 @@
 
 One `sibyl serve` per variant (defaults; `nolog`: SIBYL_PREDLOG__SINK=none; `nofeatures`: the log without
 feature values; `kafka`: the log to a real tansu broker; `confluent`: the same through confluent-kafka;
-`noverdicts`: SIBYL_METRICS__VERDICTS=false; `echo`: the grpc.aio echo floor instead of sibyl), asking predictor
+`noverdicts`: SIBYL_METRICS__VERDICTS=false; `lane`: every call's follow-up on the records thread,
+SIBYL_SERVER__FOLLOWUP_INLINE_ROWS=0; `echo`: the grpc.aio echo floor instead of sibyl), asking predictor
 `--predictor` (bench: the primary alone; bench-shadow: the example's shadow and slices), a closed loop (c=8 by
 default) of V2 ModelInfer (stock tritonclient bytes) and native Predict (map-form rows) at 1 and 100 rows,
 `--repeats` runs of `--duration` s; prints the median (min-max) server-tree CPU µs per call (/proc,
@@ -40,6 +41,7 @@ VARIANTS = {
     "nofeatures": ("plain", {"SIBYL_PREDLOG__LOG_FEATURES": "false"}),
     "kafka": ("kafka", {}),
     "confluent": ("kafka", {"SIBYL_PREDLOG__KAFKA_CLIENT": "confluent"}),
+    "lane": ("plain", {"SIBYL_SERVER__FOLLOWUP_INLINE_ROWS": "0"}),  # every follow-up on the records thread
     "noverdicts": ("plain", {"SIBYL_METRICS__VERDICTS": "false"}),
 }
 NATIVE = "/sibyl.v1.PredictionService/Predict"

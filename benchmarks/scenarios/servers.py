@@ -48,6 +48,7 @@ class ServerProcess(ManagedProcess):
         self.command = ["env", *assignments, *command]
         self.target = ""
         self.metrics_port = 0  # /metrics on 127.0.0.1, as the serving line says; 0: none (echo, peers)
+        self.http_port = 0  # the KServe V2 REST port the serving line names; 0: none (REST off, echo, peers)
         self._log_from = 0
         super().__init__(port=0)  # the server picks its port and prints it
 
@@ -68,6 +69,7 @@ class ServerProcess(ManagedProcess):
                 return False
             self.target = f"{serving.host}:{serving.port}"
             self.metrics_port = serving.metrics_port
+            self.http_port = serving.http_port
         return is_serving(self.target)
 
     @property

@@ -2,7 +2,8 @@
 
 One `sibyl serve` per variant (defaults: file log on; `nolog`, `shadow` (predictor bench-shadow: an MLP shadow at
 sample 1.0 and the example's slices), `noverdicts`, `gcfew` (gc thresholds 50000/50/100), `switch5` (Python's own
-5 ms switch interval; sibyl's default is server.gil_switch_ms = 1), all up at once, their cells interleaved over
+5 ms switch interval; sibyl's default is server.gil_switch_ms = 1), `lane` / `lanenolog` (every call's follow-up on
+the records thread: server.followup_inline_rows 0), all up at once, their cells interleaved over
 `--repeats` (the box drifts: docs/performance.md#the-box-drifts). A cell is a closed loop of 1-row native Predict or
 V2 ModelInfer at c=1 or c=8 for `--duration` s; each call's send and receive instants are kept (CLOCK_MONOTONIC,
 which the server shares). What is read from the server, every cell:
@@ -54,6 +55,9 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {  # name -> (predictor, serve
     "noverdicts": ("bench", {"SIBYL_METRICS__VERDICTS": "false"}),
     "gcfew": ("bench", {"SIBYL_TAIL_GC_THRESHOLD": "50000,50,100"}),
     "switch5": ("bench", {"SIBYL_SERVER__GIL_SWITCH_MS": "5"}),
+    # follow-ups of every call on the records thread, as before server.followup_inline_rows
+    "lane": ("bench", {"SIBYL_SERVER__FOLLOWUP_INLINE_ROWS": "0"}),
+    "lanenolog": ("bench", {"SIBYL_SERVER__FOLLOWUP_INLINE_ROWS": "0", "SIBYL_PREDLOG__SINK": "none"}),
     "pace": ("bench", {"SIBYL_SERVER__GIL_SLICE_MS": "0.2"}),  # after-response threads in 0.2 ms GIL slices
     "pacenodefer": ("bench", {"SIBYL_SERVER__GIL_SLICE_MS": "0.2", "SIBYL_SERVER__GIL_DEFER_MS": "0"}),
     "shadowpace": ("bench-shadow", {"SIBYL_SERVER__GIL_SLICE_MS": "0.2"}),
