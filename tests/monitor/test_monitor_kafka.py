@@ -25,6 +25,7 @@ from sibyl.quality.stats import BinaryStats
 from sibyl.v1.outcome_pb2 import Outcome
 from sibyl.v1.predict_pb2 import Role
 from sibyl.v1.predlog_pb2 import PredictionLog
+from tests.support.inproc import REPO_ROOT
 from tests.support.servers import KafkaBroker, create_topic
 
 PARTITIONS = 2
@@ -99,9 +100,10 @@ def totals(state_dir: Path) -> tuple[dict[str, int], dict[str, BinaryStats]]:
     return counters, stats
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
+def wait_for(check: Callable[[], bool], what: str, monitors: Monitors, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
+        monitors.assert_running()  # a monitor that died at start-up fails the test now, with its log, not at the deadline
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
 
@@ -128,44 +130,72 @@ def monitor_env(tmp_path: Path, bootstrap: str, preds: str, outs: str, group: st
                SIBYL_MONITOR__SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
                SIBYL_MONITOR__STATE_DIR=str(tmp_path / "state"), SIBYL_MONITOR__METRICS_PORT="0",
                SIBYL_MODEL_STORE__URL=f"file://{tmp_path / 'store'}", SIBYL_LOG_JSON="false")  # fmt: skip
+    # The monitors run this checkout's code, whatever copy of sibyl the interpreter has installed (they start in
+    # tmp_path, where an editable install made from another checkout is all `python -m sibyl` would find).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return env
 
 
-@pytest.fixture
-def monitors(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
+class Monitors:
+    """The test's `sibyl monitor` processes, each logging to monitor-<n>.log in the test's tmp dir."""
 
-    def start(env: dict[str, str]) -> subprocess.Popen[str]:
-        log = (tmp_path / f"monitor-{len(started)}.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "sibyl", "monitor"], env=env, cwd=tmp_path, stdout=log,
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[subprocess.Popen[str]] = []
+        self.killed: set[int] = set()  # pids the test SIGKILLed on purpose
+
+    def start(self, env: dict[str, str]) -> subprocess.Popen[str]:
+        log = self.log(len(self.started)).open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "sibyl", "monitor"], env=env, cwd=self.tmp_path, stdout=log,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        started.append(proc)
+        self.started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(30)
+    def kill(self, proc: subprocess.Popen[str]) -> None:
+        """SIGKILL on purpose: assert_running does not count this exit as a failure."""
+        self.killed.add(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def log(self, index: int) -> Path:
+        return self.tmp_path / f"monitor-{index}.log"
+
+    def assert_running(self) -> None:
+        for index, proc in enumerate(self.started):
+            if proc.pid not in self.killed and proc.poll() is not None:
+                tail = self.log(index).read_text(errors="replace")[-2000:]
+                raise AssertionError(f"monitor-{index} exited ({proc.returncode}):\n{tail}")
+
+    def stop(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+
+
+@pytest.fixture
+def monitors(tmp_path: Path) -> Iterator[Monitors]:
+    running = Monitors(tmp_path)
+    yield running
+    running.stop()
 
 
 def test_two_instances_and_a_killed_one_count_every_outcome_once(
-    tmp_path: Path, topics: tuple[str, str, str], monitors: Callable[[dict[str, str]], subprocess.Popen[str]]
+    tmp_path: Path, topics: tuple[str, str, str], monitors: Monitors
 ) -> None:
     bootstrap, preds, outs = topics
     stream = Stream(seed=3)
     produce(bootstrap, preds, stream.predictions())
     env = monitor_env(tmp_path, bootstrap, preds, outs, f"g-{uuid.uuid4().hex[:6]}")
-    first, _second = monitors(env), monitors(env)
+    first, _second = monitors.start(env), monitors.start(env)
     produce(bootstrap, outs, stream.outcomes(range(0, CALLS // 2)))
     state = tmp_path / "state"
-    wait_for(lambda: totals(state)[0].get("joined", 0) == CALLS // 2 * ROWS, "the first half joined")
+    wait_for(lambda: totals(state)[0].get("joined", 0) == CALLS // 2 * ROWS, "the first half joined", monitors)
     assert len(list(state.glob("partition-*.db"))) == PARTITIONS
-    first.send_signal(signal.SIGKILL)  # mid-stream: whatever it had not committed is read again by the next owner
-    first.wait(10)
+    monitors.kill(first)  # mid-stream: whatever it had not committed is read again by the next owner
     produce(bootstrap, outs, stream.outcomes(range(CALLS // 2, CALLS)))
-    monitors(env)  # started again: the group hands partitions back
-    wait_for(lambda: totals(state)[0].get("joined", 0) >= CALLS * ROWS, "every outcome joined")
+    monitors.start(env)  # started again: the group hands partitions back
+    wait_for(lambda: totals(state)[0].get("joined", 0) >= CALLS * ROWS, "every outcome joined", monitors)
     time.sleep(3)  # a double count would show up by now
     counters, stats = totals(state)
     assert counters["joined"] == CALLS * ROWS
@@ -176,9 +206,7 @@ def test_two_instances_and_a_killed_one_count_every_outcome_once(
 
 
 @pytest.mark.slow  # ~1 min (a durable broker on S3, killed and started); the kill test above runs in CI
-def test_a_broker_restart_loses_nothing(
-    tmp_path: Path, durable_broker: KafkaBroker, monitors: Callable[[dict[str, str]], subprocess.Popen[str]]
-) -> None:
+def test_a_broker_restart_loses_nothing(tmp_path: Path, durable_broker: KafkaBroker, monitors: Monitors) -> None:
     bootstrap = durable_broker.bootstrap
     preds, outs = f"preds-{uuid.uuid4().hex[:8]}", f"outs-{uuid.uuid4().hex[:8]}"
     for name in (preds, outs):
@@ -186,13 +214,15 @@ def test_a_broker_restart_loses_nothing(
     stream = Stream(seed=4)
     produce(bootstrap, preds, stream.predictions())
     produce(bootstrap, outs, stream.outcomes(range(0, CALLS // 2)))
-    monitors(monitor_env(tmp_path, bootstrap, preds, outs, f"g-{uuid.uuid4().hex[:6]}"))
+    monitors.start(monitor_env(tmp_path, bootstrap, preds, outs, f"g-{uuid.uuid4().hex[:6]}"))
     state = tmp_path / "state"
-    wait_for(lambda: totals(state)[0].get("joined", 0) == CALLS // 2 * ROWS, "the first half joined")
+    wait_for(lambda: totals(state)[0].get("joined", 0) == CALLS // 2 * ROWS, "the first half joined", monitors)
     durable_broker.kill()
     durable_broker.start()
     produce(bootstrap, outs, stream.outcomes(range(CALLS // 2, CALLS)))
-    wait_for(lambda: totals(state)[0].get("joined", 0) >= CALLS * ROWS, "every outcome joined after the restart")
+    wait_for(
+        lambda: totals(state)[0].get("joined", 0) >= CALLS * ROWS, "every outcome joined after the restart", monitors
+    )
     counters, stats = totals(state)
     assert counters["joined"] == CALLS * ROWS and counters.get("duplicate", 0) == 0
     assert stats["prim"].auc() == pytest.approx(stream.auc("prim"), abs=1e-9)
