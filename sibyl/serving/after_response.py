@@ -19,7 +19,9 @@ event loop, queued with call_soon behind the response, in the gap before the nex
 ran them ~20 ms later in a batch, and a call that arrived meanwhile waited for the GIL until the batch was done:
 at one call at a time that batch was most of p99 (docs/performance.md#follow-ups-on-the-loop). On the loop the
 same work costs the same CPU and nobody waits for a hand-off; the queued metric updates are flushed every
-`INLINE_FLUSH_EVERY` such jobs. Big calls keep the lane: their records would hold the loop for milliseconds.
+`INLINE_FLUSH_EVERY` such jobs, and at most `INLINE_FLUSH_AFTER_S` after one (the lane's lag: with several workers
+a scrape reads the other workers' updates only once they are flushed). Big calls keep the lane: their records
+would hold the loop for milliseconds.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from sibyl.observability.metrics import Metrics
 log = logging.getLogger(__name__)
 Job = Callable[[], None]
 RECORDS_LINGER_S = 0.020
-INLINE_FLUSH_EVERY = 32  # follow-ups run on the loop between two flushes of their queued metric updates
+INLINE_FLUSH_EVERY = 32  # follow-ups run on the loop between two flushes of their queued metric updates...
+INLINE_FLUSH_AFTER_S = RECORDS_LINGER_S  # ...or this long after the first unflushed one, as the lane's batches
 
 
 class Lane:
@@ -211,6 +214,7 @@ class AfterResponse:
         self.inline_rows = inline_rows  # follow-ups of calls this small run on the event loop; 0: never
         self._inline_queued = 0  # queued on the loop, not run yet (stop() waits for them)
         self._inline_unflushed = 0  # run on the loop since the last flush of the queued metric updates
+        self._inline_flush_timer: asyncio.TimerHandle | None = None  # the flush due INLINE_FLUSH_AFTER_S after one
         self._shadows = Lane("sibyl-shadow", queue_size, concurrency)
         # After each batch of answered calls, their queued metric updates (observability.deferred) are applied.
         # Lingering 20 ms, not 2: at high call rates a wake-up and GIL hand-off for every few calls cost more
@@ -260,8 +264,17 @@ class AfterResponse:
             log.exception("after-response job failed on the event loop")
         self._inline_unflushed += 1
         if self._inline_unflushed >= INLINE_FLUSH_EVERY:
-            self._inline_unflushed = 0
-            self.metrics.deferred.flush()
+            self._flush_inline()
+        elif self._inline_flush_timer is None:
+            self._inline_flush_timer = asyncio.get_running_loop().call_later(INLINE_FLUSH_AFTER_S, self._flush_inline)
+
+    def _flush_inline(self) -> None:
+        """Apply the queued metric updates of the follow-ups run on the loop (every INLINE_FLUSH_EVERY, or on time)."""
+        if self._inline_flush_timer is not None:
+            self._inline_flush_timer.cancel()
+            self._inline_flush_timer = None
+        self._inline_unflushed = 0
+        self.metrics.deferred.flush()
 
     def _run(self, predictor: str, job: Job) -> None:
         try:
@@ -276,7 +289,7 @@ class AfterResponse:
         deadline = time.monotonic() + timeout_s / 4
         while self._inline_queued and time.monotonic() < deadline:  # follow-ups queued on this loop run first
             await asyncio.sleep(0)
-        self.metrics.deferred.flush()
+        self._flush_inline()
         left = await asyncio.to_thread(self._records.stop, timeout_s / 2)
         if left:
             self._dropped.inc(sum(job.records for job in left if isinstance(job, _Followup)))

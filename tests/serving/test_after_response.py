@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sibyl.observability.metrics import Metrics
+from sibyl.serving import after_response as after_response_module
 from sibyl.serving import followup as followup_module
 from sibyl.serving.after_response import AfterResponse
 from sibyl.v1.predict_pb2 import ROLE_PRIMARY, FeatureRow, PredictRequest
@@ -126,28 +127,47 @@ async def test_a_small_calls_follow_up_runs_on_the_event_loop_after_its_response
     assert primary == [answer.prediction_id]
 
 
-async def test_follow_ups_on_the_loop_flush_their_metric_updates(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The queued metric updates of inline follow-ups are applied on the loop every INLINE_FLUSH_EVERY calls, not
-    only when a scrape collects them."""
-    from sibyl.serving.after_response import INLINE_FLUSH_EVERY
+def _count_flushes(deferred: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The thread name of every flush of `deferred` from now on."""
+    flushes: list[str] = []
+    real_flush = deferred.flush
 
+    def flush() -> int:
+        flushes.append(threading.current_thread().name)
+        return real_flush()
+
+    monkeypatch.setattr(deferred, "flush", flush)
+    return flushes
+
+
+async def test_follow_ups_on_the_loop_flush_their_metric_updates_every_32(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queued metric updates of inline follow-ups are applied on the loop every INLINE_FLUSH_EVERY calls (the
+    time-based flush pushed out of the way here), not only when a scrape collects them."""
+    monkeypatch.setattr(after_response_module, "INLINE_FLUSH_AFTER_S", 3600.0)
     async with running_server(store) as server:
-        deferred = server.metrics.deferred
-        flushes: list[str] = []  # the thread of each flush
-        real_flush = deferred.flush
-
-        def flush() -> int:
-            flushes.append(threading.current_thread().name)
-            return real_flush()
-
-        monkeypatch.setattr(deferred, "flush", flush)
-        for i in range(INLINE_FLUSH_EVERY - 1):
+        flushes = _count_flushes(server.metrics.deferred, monkeypatch)
+        for i in range(after_response_module.INLINE_FLUSH_EVERY - 1):
             await server.service.predict(request(i))
         await asyncio.sleep(0)  # the last queued follow-up runs
         on_loop = threading.current_thread().name
         assert on_loop not in flushes
         await server.service.predict(request(99))
         await asyncio.sleep(0)
+        assert flushes.count(on_loop) == 1
+
+
+async def test_one_follow_up_on_the_loop_is_flushed_without_more_calls(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone call's metric updates do not wait for 31 more calls: a timer on the loop flushes them (with several
+    workers a scrape reads the other workers' updates only once they are flushed, tests/process/test_workers.py)."""
+    async with running_server(store) as server:
+        flushes = _count_flushes(server.metrics.deferred, monkeypatch)
+        await server.service.predict(request(0))
+        on_loop = threading.current_thread().name
+        await wait_until(lambda: on_loop in flushes)
         assert flushes.count(on_loop) == 1
 
 
