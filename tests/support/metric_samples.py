@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: ignore HTTP(S)_PROXY
 
 
 def samples(registry: CollectorRegistry) -> dict[SampleKey, float]:
@@ -23,7 +24,8 @@ def samples(registry: CollectorRegistry) -> dict[SampleKey, float]:
 
 def scraped(port: int) -> dict[SampleKey, float]:
     """{(sample name, sorted labels): value} of what http://127.0.0.1:port/metrics serves now."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    with _OPENER.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
