@@ -3,8 +3,9 @@
 `submit` encodes the record (orjson) on the caller's thread, the one that built it (the event loop for a small
 call's follow-up, else the records lane), and appends the line to a bounded in-memory queue; the writer thread
 only writes. When the writer encoded, it held the GIL for a batch of ~50 ms of lines at a time, and a call that
-arrived meanwhile waited for it (docs/performance.md#follow-ups-on-the-loop). Each batch goes to the OS in writev(2) calls of its lines as orjson made them (so `tail -f` sees it),
-without joining them first: the join copied the whole batch again (docs/performance.md#file-log-writing).
+arrived meanwhile waited for it (docs/performance.md#follow-ups-on-the-loop). Each batch goes to the OS in writev(2)
+calls of its lines as orjson made them (so `tail -f` sees it), without joining them first: the join copied the
+whole batch again (docs/performance.md#file-log-writing).
 close() drains the queue and fsyncs.
 
 Rotation: with max_bytes, a file that reached it is renamed PATH.1 (PATH.1 -> PATH.2 ..., `backups` kept) and

@@ -283,7 +283,8 @@ class PredictionService:
         self._defer((self._t_encode, t5 - t4))
         if stages is not None:  # tracing on: the stage spans are written from these readings
             stages += [("route", t1, t2), ("features", t2, t3), ("infer", t3, t4), ("encode", t4, t5)]
-        # Scores, drift, the log record and the shadows: on the after-response threads, not on the event loop.
+        # Scores, drift, the log record and the shadows: after the response, on the loop for a small call, else on
+        # the records thread (serving.after_response).
         call = Call(request, prediction_id, batch, plan, defaulted, scored, shadows)
         self.after.submit_followup(
             functools.partial(self._followup.run, call), records=len(scored), rows=batch.num_rows
