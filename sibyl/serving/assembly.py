@@ -30,6 +30,7 @@ SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one bloc
 _EMPTY: dict[str, FeatureValue] = {}
 _NAN = float("nan")
 _LAYOUTS_MAX = 256
+REDUCEAT_MAX_ROWS = 256  # Plan.refresh_missing: where one reduceat stops being the cheaper way
 
 
 def spec_key(spec: FeatureSpec) -> SpecKey:
@@ -127,11 +128,15 @@ class Plan:
     complete: bool = False  # nothing missing: no fetch, no defaults
 
     def refresh_missing(self) -> None:
-        """A feature is missing in a row when any of its columns is NaN: the first column of every feature, then
-        the rest of the wide ones (a strided reduceat over every column costs several times more)."""
+        """A feature is missing in a row when any of its columns is NaN. Up to REDUCEAT_MAX_ROWS rows, one reduceat
+        over every column (one numpy call); above, the first column of every feature, then the rest of the wide
+        ones (the strided reduceat then costs more: docs/performance.md#assembly)."""
         nan = np.isnan(self.values)
         if not self.layout.specs:
             self.missing = nan
+            return
+        if nan.shape[0] <= REDUCEAT_MAX_ROWS:
+            self.missing = np.logical_or.reduceat(nan, self.layout.starts, axis=1)
             return
         missing = nan[:, self.layout.starts]
         for j, start, dim in self.layout.wide:
@@ -147,6 +152,8 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
         # The common call: every column, in this order, none missing (a V2 whole-row tensor, a full dense
         # request). The request's matrix is the plan's (read-only: nothing will be filled in).
         return _complete_plan(lay, models, batch.values)
+    if not absent and lay.specs:  # the request carries ids only (a Feast-style call): every feature is missing
+        return _empty_plan(batch, lay, models)
     index = batch.index
     columns = [index.get(c, absent) for c in lay.columns]
     if absent in columns:  # a column the request lacks reads the NaN column padded on
@@ -157,20 +164,37 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
             return _complete_plan(lay, models, np.take(source, columns, axis=1))
     p = Plan(lay, models, np.take(source, columns, axis=1))  # one gather, C order; the request stays untouched
     p.refresh_missing()
-    p.from_request = p.missing.size - int(p.missing.sum())
+    p.from_request = p.missing.size - int(np.count_nonzero(p.missing))
     any_missing = cast(list[bool], p.missing.any(axis=0).tolist())
     p.complete = not any(any_missing)
-    for group in lay.entity_groups:
+    _want(p, batch, any_missing)
+    return p
+
+
+def _empty_plan(batch: RowBatch, lay: Layout, models: list[OnnxModel]) -> Plan:
+    """A plan for a request that names none of the features: every value missing, no NaN scan needed."""
+    n = batch.num_rows
+    values = np.full((n, len(lay.columns)), _NAN, np.float32)
+    p = Plan(lay, models, values, np.ones((n, len(lay.specs)), bool))
+    _want(p, batch, [True] * len(lay.specs))
+    return p
+
+
+def _want(p: Plan, batch: RowBatch, any_missing: list[bool]) -> None:
+    """p.wanted: each entity's missing features, once per distinct id among the rows that lack them."""
+    for group in p.layout.entity_groups:
         needed = [spec for j, spec in zip(group.slots, group.specs, strict=True) if any_missing[j]]
         ids = batch.entity_ids(group.entity) if needed else None
         if isinstance(ids, str):
             p.wanted[(group.entity, ids)] = needed
+        elif ids is not None and len(ids.codes) == 1:  # one row, and it lacks them (needed): no numpy
+            if ids.values[0]:
+                p.wanted[(group.entity, ids.values[0])] = needed
         elif ids is not None:
             lacking = p.missing[:, group.slots].any(axis=1)
             for code in _used(ids, ids.codes if lacking.all() else ids.codes[lacking]).tolist():
                 if ids.values[code]:
                     p.wanted[(group.entity, ids.values[code])] = needed
-    return p
 
 
 def _complete_plan(lay: Layout, models: list[OnnxModel], values: np.ndarray) -> Plan:
@@ -188,7 +212,7 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
     """Write fetched values into the plan; returns how many (row, feature) values came from the store."""
     if not fetched:
         return 0
-    before = int(p.missing.sum())
+    before = int(np.count_nonzero(p.missing))
     for group in p.layout.entity_groups:
         ids = batch.entity_ids(group.entity)
         if ids is None:
@@ -197,17 +221,17 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
         holes = np.isnan(current)
         if not holes.any():
             continue
-        if isinstance(ids, str):
-            shared = fetched.get((group.entity, ids))
+        if isinstance(ids, str) or len(ids.codes) == 1:  # one id for every row: no table, no gather
+            shared = fetched.get((group.entity, ids if isinstance(ids, str) else ids.values[0]))
             if not shared:
                 continue
-            np.copyto(current, np.asarray(_flatten_found([shared], group.specs), np.float32), where=holes)
+            np.copyto(current, _flatten_found([shared], group.specs), where=holes)
         else:  # one table row per distinct entity, then one gather to the rows
             rows = np.flatnonzero(holes.any(axis=1))
             codes = ids.codes[rows]
             used = _used(ids, codes)
             found = [fetched.get((group.entity, ids.values[c]), _EMPTY) for c in used.tolist()]
-            table = np.asarray(_flatten_found(found, group.specs), np.float32).reshape(len(used), -1)
+            table = _flatten_found(found, group.specs)
             position = np.zeros(len(ids.values), np.intp)
             position[used] = np.arange(len(used))
             part = current[rows]
@@ -216,22 +240,25 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
         p.values[:, group.columns] = current
     p.refresh_missing()
     p.complete = not p.missing.any()
-    return before - int(p.missing.sum())
+    return before - int(np.count_nonzero(p.missing))
 
 
-def _flatten_found(found_rows: list[dict[str, FeatureValue]], specs: tuple[FeatureSpec, ...]) -> list[float]:
-    """One flat list of every row's values for specs (NaN where the store had none): one Python pass."""
-    out: list[float] = []
+def _flatten_found(found_rows: list[dict[str, FeatureValue]], specs: tuple[FeatureSpec, ...]) -> np.ndarray:
+    """Every row's values for specs as float32 [rows, columns] (NaN where the store had none): one Python pass
+    over plain floats (a vector's numpy scalars would make np.asarray several times slower)."""
+    width = sum(spec.dim for spec in specs)
+    out = [_NAN] * (len(found_rows) * width)
+    at = 0
     for found in found_rows:
         for spec in specs:
             value = found.get(spec.name)
-            if spec.dim == 1:
-                out.append(_NAN if value is None else value)  # type: ignore[arg-type]  # dim 1: a float
-            elif value is None:
-                out.extend([_NAN] * spec.dim)
-            else:
-                out.extend(value)  # type: ignore[arg-type]  # dim > 1: a float vector
-    return out
+            if value is not None:
+                if spec.dim == 1:
+                    out[at] = value  # type: ignore[assignment]  # dim 1: a float
+                else:
+                    out[at : at + spec.dim] = value.tolist()  # type: ignore[union-attr]  # dim > 1: a float32 vector
+            at += spec.dim
+    return np.asarray(out, np.float32).reshape(len(found_rows), width)
 
 
 def defaulted(p: Plan) -> dict[str, np.ndarray]:

@@ -27,6 +27,10 @@ from sibyl.v1.predict_pb2 import EntityColumn, PredictRequest
 __all__ = ["CodedIds", "Limits", "RowBatch", "decode", "from_arrays"]
 
 
+_ONE_CODE = np.zeros(1, np.intp)
+_ONE_CODE.flags.writeable = False  # shared by every 1-row CodedIds
+
+
 @dataclass(frozen=True)
 class CodedIds:
     """Per-row entity ids as their distinct values and one code per row, so a lookup is per entity, not per row."""
@@ -36,6 +40,8 @@ class CodedIds:
 
     @classmethod
     def of(cls, ids: Sequence[str]) -> CodedIds:
+        if len(ids) == 1:  # a 1-row call: no coding pass
+            return cls([ids[0]], _ONE_CODE)
         index: dict[str, int] = {}
         codes = np.fromiter((index.setdefault(i, len(index)) for i in ids), np.intp, len(ids))
         return cls(list(index), codes)

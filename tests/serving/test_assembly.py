@@ -109,3 +109,57 @@ def test_every_column_in_another_order_is_complete_and_gathered_into_layout_orde
     assert not p.complete
     assert p.wanted == {("consumer_id", "c1"): [A.manifest.inputs[1]]}
     assert p.from_request == 2 * len(p.layout.specs) - 1
+
+
+def ids_only(store_ids: list[str], names: tuple[str, ...] = ()) -> PredictRequest:
+    """Rows that carry only ids (what a Feast-style caller sends); `names` adds given-but-NaN columns."""
+    values = np.full((len(store_ids), len(names)), np.nan, "<f4")
+    return PredictRequest(
+        predictor="p",
+        context={"consumer_id": "c1"},
+        dense=DenseRows(feature_names=list(names), values=values.tobytes(), num_rows=len(store_ids)),
+        row_entities=[EntityColumn(entity="store_id", ids=store_ids)],
+    )
+
+
+def test_a_request_of_ids_only_plans_and_fills_as_the_general_path_does() -> None:
+    """The ids-only shortcut (no NaN scan) and the 1-row id shortcut give what the general path gives: the same
+    wanted ids, missing cells, counts, filled matrices and defaults, for 1 and 3 rows."""
+    fetched = {
+        ("consumer_id", "c1"): {"age": 41.0, "emb": np.array([1.0, 2.0], np.float32)},
+        ("store_id", "s1"): {"rating": 4.9},
+        ("store_id", "s3"): {"rating": 3.5},
+    }
+    for ids in (["s1"], ["s2"], [""], ["s1", "s2", "s3"]):
+        general = decode(ids_only(ids, ("amount",)), Limits())  # a NaN column given: the general path
+        short = decode(ids_only(ids), Limits())
+        plans = [assembly.plan(b, [A, B]) for b in (general, short)]
+        assert plans[0].wanted == plans[1].wanted and plans[0].from_request == plans[1].from_request == 0
+        np.testing.assert_array_equal(plans[0].missing, plans[1].missing)
+        counts = [assembly.fill(p, b, fetched) for p, b in zip(plans, (general, short), strict=True)]
+        assert counts[0] == counts[1]
+        for m in (A, B):
+            np.testing.assert_array_equal(assembly.matrix(plans[0], m), assembly.matrix(plans[1], m))
+        defaults = [{k: v.tolist() for k, v in assembly.defaulted(p).items()} for p in plans]
+        assert defaults[0] == defaults[1]
+    p = assembly.plan(decode(ids_only(["s1"]), Limits()), [A, B])
+    assert p.wanted == {("consumer_id", "c1"): [A.manifest.inputs[1], B.manifest.inputs[1]],
+                        ("store_id", "s1"): [A.manifest.inputs[2]]}  # fmt: skip
+    p = assembly.plan(decode(ids_only([""]), Limits()), [A, B])
+    assert ("store_id", "") not in p.wanted  # a row without an id asks the store nothing for that entity
+
+
+def test_missing_cells_agree_on_both_sides_of_the_reduceat_threshold() -> None:
+    """Plan.refresh_missing takes one reduceat up to REDUCEAT_MAX_ROWS rows and a per-wide-feature pass above:
+    both equal 'any column of the feature is NaN', computed here column by column."""
+    rng = np.random.default_rng(7)
+    names = ["amount", "age", "rating", "emb[0]", "emb[1]"]
+    for rows in (1, assembly.REDUCEAT_MAX_ROWS, assembly.REDUCEAT_MAX_ROWS + 1):
+        values = rng.random((rows, len(names)), dtype=np.float32)
+        values[rng.random(values.shape) < 0.3] = np.nan
+        p = assembly.plan(decode(dense(names, values), Limits()), [A, B])
+        nan = np.isnan(p.values)
+        expected = np.stack(
+            [nan[:, [p.layout.columns.index(c) for c in spec.columns]].any(axis=1) for spec in p.layout.specs], axis=1
+        )
+        np.testing.assert_array_equal(p.missing, expected)
