@@ -22,8 +22,8 @@ from redis.exceptions import ResponseError
 from sibyl.compat.redis_replies import ensure_connected, read_replies, send_packed
 from sibyl.features.base import EntityKey, FeatureValue, Wanted
 from sibyl.features.codec import DecodeError
-from sibyl.features.feast_codec import JoinKeyType, field, key_maker, timestamp_s, ts_field
-from sibyl.features.feast_columns import decode_column
+from sibyl.features.feast_codec import JoinKeyType, field, key_maker, timestamp_s, to_feature, ts_field
+from sibyl.features.feast_columns import BULK_MIN, decode_column
 from sibyl.features.redis import OnDecodeError, _ignore
 from sibyl.models.manifest import FeatureSpec
 
@@ -195,7 +195,7 @@ class FeastLayout:
         now: float,
         out: dict[EntityKey, dict[str, FeatureValue]],
     ) -> None:
-        """Reads of one plan: each feature decoded across all its entities at once (feast_columns)."""
+        """Reads of one plan: unreadable entities reported, stale values dropped, the rest decoded."""
         plan = reads[0][2]
         keys: list[EntityKey] = []
         rows: list[list[Any]] = []
@@ -210,6 +210,60 @@ class FeastLayout:
         if not rows:
             return
         stale = [self._stale(plan, raws, now) for raws in rows] if plan.ttls else None
+        if len(rows) < BULK_MIN:  # a few entities (a 1-row call): value by value, as the column path would
+            self._decode_few(plan, specs, keys, rows, stale, out)
+        else:
+            self._decode_columns(plan, specs, keys, rows, stale, out)
+        if stale is not None:
+            counts: dict[str, int] = {}
+            for found in stale:
+                for view, count in found.items():
+                    counts[view] = counts.get(view, 0) + count
+            for view, count in counts.items():
+                if count:
+                    self.on_stale(view, count)
+
+    def _decode_few(
+        self,
+        plan: Plan,
+        specs: Sequence[FeatureSpec],
+        keys: list[EntityKey],
+        rows: list[list[Any]],
+        stale: list[dict[str, int]] | None,
+        out: dict[EntityKey, dict[str, FeatureValue]],
+    ) -> None:
+        """Each value through feast_codec.to_feature: below BULK_MIN values a feature, decode_column does the same
+        per value, and its column bookkeeping costs more than the values (docs/features.md#feast-values)."""
+        for i, (ek, raws) in enumerate(zip(keys, rows, strict=True)):
+            values: dict[str, FeatureValue] = {}
+            for j, (index, view) in enumerate(plan.reads):
+                raw = raws[j]
+                if raw is None:
+                    continue
+                if stale is not None and view in stale[i]:
+                    stale[i][view] += 1
+                    continue
+                spec = specs[index]
+                try:
+                    value = to_feature(spec, raw)
+                except DecodeError as exc:
+                    self.on_decode_error(ek, spec.name, f"Feast value: {exc}")
+                    continue
+                if value is not None:
+                    values[spec.name] = value
+            if values:
+                out[ek] = values
+
+    def _decode_columns(
+        self,
+        plan: Plan,
+        specs: Sequence[FeatureSpec],
+        keys: list[EntityKey],
+        rows: list[list[Any]],
+        stale: list[dict[str, int]] | None,
+        out: dict[EntityKey, dict[str, FeatureValue]],
+    ) -> None:
+        """Each feature decoded across all its entities at once (feast_columns)."""
         names: list[str] = []
         columns: list[list[FeatureValue | None]] = []
         for j, (index, view) in enumerate(plan.reads):
@@ -239,14 +293,6 @@ class FeastLayout:
             values = {name: value for name, value in zip(names, row, strict=True) if value is not None}
             if values:
                 out[ek] = values
-        if stale is not None:
-            counts: dict[str, int] = {}
-            for found in stale:
-                for view, count in found.items():
-                    counts[view] = counts.get(view, 0) + count
-            for view, count in counts.items():
-                if count:
-                    self.on_stale(view, count)
 
     def _stale(self, plan: Plan, raws: list[Any], now: float) -> dict[str, int]:
         """{view: 0} for each view whose event timestamp is older than its ttl (no timestamp: not stale, as Feast)."""

@@ -8,6 +8,7 @@ import struct
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,8 +120,10 @@ def test_random_columns_decode_as_one_by_one(raws: list[bytes], spec: FeatureSpe
     assert_column(spec, raws)
 
 
-def test_layout_decode_with_absent_stale_and_unreadable_values() -> None:
-    """Many entities through FeastLayout.decode equal a per-entity, per-value reading of the same replies."""
+@pytest.mark.parametrize("entities", [1, BULK_MIN - 1, 3 * BULK_MIN])
+def test_layout_decode_with_absent_stale_and_unreadable_values(entities: int) -> None:
+    """Entities through FeastLayout.decode equal a per-entity, per-value reading of the same replies: a few
+    (value by value) and many (each feature's column at once)."""
     now = 1_700_000_000.0
     fs = FeastSettings(project="p", features=["a=v:a", "b=v:b", "c=w:c"], ttl=["v=60"])
     errors: list[tuple[Any, str]] = []
@@ -129,7 +132,7 @@ def test_layout_decode_with_absent_stale_and_unreadable_values() -> None:
     layout.on_stale = lambda view, count: stale.update({view: stale.get(view, 0) + count})
     specs = [FeatureSpec(name="a", entity="d"), VECTOR.model_copy(update={"name": "b", "entity": "d"}),
              FeatureSpec(name="c", entity="d")]  # fmt: skip
-    wanted = {("d", str(i)): specs for i in range(3 * BULK_MIN)}
+    wanted = {("d", str(i)): specs for i in range(entities)}
     reads = layout.plan_reads(wanted)
     fresh, old = b"\x08" + varint(int(now) - 10), b"\x08" + varint(int(now) - 600)
     replies: list[Any] = []
