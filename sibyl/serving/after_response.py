@@ -18,10 +18,12 @@ Small calls' follow-ups (at most `inline_rows` rows, server.followup_inline_rows
 event loop, queued with call_soon behind the response, in the gap before the next call is read. The records lane
 ran them ~20 ms later in a batch, and a call that arrived meanwhile waited for the GIL until the batch was done:
 at one call at a time that batch was most of p99 (docs/performance.md#follow-ups-on-the-loop). On the loop the
-same work costs the same CPU and nobody waits for a hand-off; the queued metric updates are flushed every
-`INLINE_FLUSH_EVERY` such jobs, and at most `INLINE_FLUSH_AFTER_S` after one (the lane's lag: with several workers
-a scrape reads the other workers' updates only once they are flushed). Big calls keep the lane: their records
-would hold the loop for milliseconds.
+same work costs the same CPU and nobody waits for a hand-off. Their queued metric updates are flushed when no
+other inline follow-up is queued (the end of a burst: a quiet server flushes after every call), and every
+`INLINE_FLUSH_EVERY` jobs within a long burst: one flush of 32 calls' updates held the loop ~0.2 ms, long enough
+to delay the next call, and that was the 1-row p99 at one call at a time (docs/performance.md#flush-per-burst).
+Flushed promptly, a scrape of another worker sees them at once. Big calls keep the lane: their records would hold
+the loop for milliseconds.
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ from sibyl.observability.metrics import Metrics
 log = logging.getLogger(__name__)
 Job = Callable[[], None]
 RECORDS_LINGER_S = 0.020
-INLINE_FLUSH_EVERY = 32  # follow-ups run on the loop between two flushes of their queued metric updates...
-INLINE_FLUSH_AFTER_S = RECORDS_LINGER_S  # ...or this long after the first unflushed one, as the lane's batches
+INLINE_FLUSH_EVERY = 32  # the most follow-ups run on the loop between two flushes of their metric updates
 
 
 class Lane:
@@ -214,7 +215,6 @@ class AfterResponse:
         self.inline_rows = inline_rows  # follow-ups of calls this small run on the event loop; 0: never
         self._inline_queued = 0  # queued on the loop, not run yet (stop() waits for them)
         self._inline_unflushed = 0  # run on the loop since the last flush of the queued metric updates
-        self._inline_flush_timer: asyncio.TimerHandle | None = None  # the flush due INLINE_FLUSH_AFTER_S after one
         self._shadows = Lane("sibyl-shadow", queue_size, concurrency)
         # After each batch of answered calls, their queued metric updates (observability.deferred) are applied.
         # Lingering 20 ms, not 2: at high call rates a wake-up and GIL hand-off for every few calls cost more
@@ -263,16 +263,12 @@ class AfterResponse:
         except Exception:  # a job counts its own failures; this only keeps the loop's callback quiet
             log.exception("after-response job failed on the event loop")
         self._inline_unflushed += 1
-        if self._inline_unflushed >= INLINE_FLUSH_EVERY:
+        if not self._inline_queued or self._inline_unflushed >= INLINE_FLUSH_EVERY:
             self._flush_inline()
-        elif self._inline_flush_timer is None:
-            self._inline_flush_timer = asyncio.get_running_loop().call_later(INLINE_FLUSH_AFTER_S, self._flush_inline)
 
     def _flush_inline(self) -> None:
-        """Apply the queued metric updates of the follow-ups run on the loop (every INLINE_FLUSH_EVERY, or on time)."""
-        if self._inline_flush_timer is not None:
-            self._inline_flush_timer.cancel()
-            self._inline_flush_timer = None
+        """Apply the queued metric updates of the follow-ups run on the loop (at the end of a burst of them, and
+        every INLINE_FLUSH_EVERY within one)."""
         self._inline_unflushed = 0
         self.metrics.deferred.flush()
 

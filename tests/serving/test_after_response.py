@@ -127,6 +127,11 @@ async def test_a_small_calls_follow_up_runs_on_the_event_loop_after_its_response
     assert primary == [answer.prediction_id]
 
 
+def _observed(histogram: Any) -> float:
+    """How many values a histogram child holds, read without a collect (which would flush the queued updates)."""
+    return float(sum(bucket.get() for bucket in histogram._buckets))
+
+
 def _count_flushes(deferred: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The thread name of every flush of `deferred` from now on."""
     flushes: list[str] = []
@@ -140,35 +145,40 @@ def _count_flushes(deferred: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return flushes
 
 
-async def test_follow_ups_on_the_loop_flush_their_metric_updates_every_32(
+async def test_follow_ups_on_the_loop_flush_at_the_end_of_a_burst_and_every_32_within_one(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The queued metric updates of inline follow-ups are applied on the loop every INLINE_FLUSH_EVERY calls (the
-    time-based flush pushed out of the way here), not only when a scrape collects them."""
-    monkeypatch.setattr(after_response_module, "INLINE_FLUSH_AFTER_S", 3600.0)
+    """Follow-ups queued on the loop together (a busy server) share flushes: one every INLINE_FLUSH_EVERY jobs and
+    one when the last has run; a lone one (a quiet server) is flushed right after it runs, not left for a scrape."""
+    every = after_response_module.INLINE_FLUSH_EVERY
     async with running_server(store) as server:
         flushes = _count_flushes(server.metrics.deferred, monkeypatch)
-        for i in range(after_response_module.INLINE_FLUSH_EVERY - 1):
-            await server.service.predict(request(i))
-        await asyncio.sleep(0)  # the last queued follow-up runs
-        on_loop = threading.current_thread().name
-        assert on_loop not in flushes
-        await server.service.predict(request(99))
+        after, ran = server.app.after, []
+        for i in range(every + 5):  # queued without a yield: they run together at the next turn of the loop
+            assert after.submit_followup(lambda i=i: ran.append(i), records=0, rows=1)
+        assert not ran and not flushes
         await asyncio.sleep(0)
-        assert flushes.count(on_loop) == 1
+        on_loop = threading.current_thread().name
+        assert len(ran) == every + 5
+        assert flushes == [on_loop, on_loop]  # after the 32nd, and after the last
+        after.submit_followup(lambda: ran.append(-1), records=0, rows=1)
+        await asyncio.sleep(0)
+        assert flushes == [on_loop] * 3
 
 
-async def test_one_follow_up_on_the_loop_is_flushed_without_more_calls(
+async def test_a_lone_calls_metric_updates_are_applied_after_its_follow_up(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A lone call's metric updates do not wait for 31 more calls: a timer on the loop flushes them (with several
-    workers a scrape reads the other workers' updates only once they are flushed, tests/process/test_workers.py)."""
+    """One call and nothing after it: its stage latencies reach the metrics as its follow-up ends (with several workers a
+    scrape reads another worker's updates only once flushed, tests/process/test_workers.py)."""
     async with running_server(store) as server:
+        latency = server.metrics.stage_latency.labels("route")  # deferred by every predict()
+        before = _observed(latency)
         flushes = _count_flushes(server.metrics.deferred, monkeypatch)
         await server.service.predict(request(0))
-        on_loop = threading.current_thread().name
-        await wait_until(lambda: on_loop in flushes)
-        assert flushes.count(on_loop) == 1
+        await asyncio.sleep(0)
+        assert flushes == [threading.current_thread().name]
+        assert _observed(latency) == before + 1
 
 
 async def test_shadows_are_shed_when_their_queue_is_full_or_the_server_is_busy() -> None:
