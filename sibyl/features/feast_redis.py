@@ -320,7 +320,9 @@ class FeastRedisStore(FeastLayout):
     ) -> None:
         super().__init__(settings, on_decode_error, clock)
         self.client = client
-        self.name = "feast-redis-cluster" if isinstance(client, RedisCluster) else "feast-redis"
+        # Once: isinstance against RedisCluster goes through typing.Protocol's check, on every fetch otherwise.
+        self._cluster = isinstance(client, RedisCluster)
+        self.name = "feast-redis-cluster" if self._cluster else "feast-redis"
         self.round_trips = 0  # pipeline executions (per node for a cluster): tests count these
         self._idle: list[Any] = []  # connected, nothing unread: see _pipeline
 
@@ -328,15 +330,16 @@ class FeastRedisStore(FeastLayout):
         reads = self.plan_reads(wanted)
         if not reads:
             return {}
-        if isinstance(self.client, RedisCluster):  # redis-py splits the pipeline per node, sends them together
-            pipe = self.client.pipeline(transaction=False)
+        if self._cluster:  # redis-py splits the pipeline per node, sends them together
+            cluster = cast(RedisCluster, self.client)
+            pipe = cluster.pipeline(transaction=False)
             for _, key, plan in reads:
                 pipe.hmget(key, plan.fields)
             replies = await pipe.execute(raise_on_error=False)
-            nodes = (self.client.get_node_from_key(cast(str, key)) for _, key, _ in reads)  # bytes keys work too
+            nodes = (cluster.get_node_from_key(cast(str, key)) for _, key, _ in reads)  # bytes keys work too
             self.round_trips += len({node.name for node in nodes if node is not None})
         else:
-            replies = await self._pipeline(self.client, reads)
+            replies = await self._pipeline(cast(Redis, self.client), reads)
             self.round_trips += 1
         return self.decode(reads, replies, wanted)
 
