@@ -120,7 +120,7 @@ def _check_ids(what: str, ids: list[str], limits: Limits) -> list[str]:
 def _reject_empty_or_infinite(batch: RowBatch) -> RowBatch:
     if batch.num_rows == 0:
         raise InvalidArgument("request has no rows: set rows (one per prediction) or dense.num_rows")
-    if np.isinf(batch.values).any():
+    if batch.values.size and np.isinf(batch.values).any():  # ids only (a Feast-style call): nothing to scan
         row, col = np.argwhere(np.isinf(batch.values))[0]
         raise InvalidArgument(f"feature {batch.names[col]!r} in row {row} is infinite; send a finite value or NaN")
     return batch
