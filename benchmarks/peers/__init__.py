@@ -9,6 +9,7 @@ same client over KServe V2, sibyl's native Predict beside, perf_analyzer where t
 - triton_server.py  run by path inside the triton venv: PyTriton model calling onnxruntime
 - mlserver_runtime/ put on MLServer's PYTHONPATH: onnx_runtime.OnnxRuntimeModel (not a package)
 - feast_pipeline.py a Feast user's pipeline (feast serve + MLServer) vs sibyl reading Feast's Redis layout
+- feast_ab.py       sibyl's side of that pipeline from several checkouts in turns: a before/after of the 1-row path
 
 May import: benchmarks.load, benchmarks.scenarios (servers, checks, request shapes), each other, sibyl,
 tests.support. Never report, suite or cli. triton_server.py and mlserver_runtime/ run in the peers' venvs and

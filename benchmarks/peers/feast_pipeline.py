@@ -62,7 +62,7 @@ IDS = [2000 + i for i in range(100)]
 PREDICT = "/sibyl.v1.PredictionService/Predict"
 
 
-def _specs() -> list[FeatureSpec]:
+def specs_of_driver_stats() -> list[FeatureSpec]:
     out = []
     for name, dim in FEATURES.items():
         dtype = "float" if dim == 1 else ("int_list" if name == "hist" else "float_vector")
@@ -96,7 +96,7 @@ def _cpu_s(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _timed(label: str, call: Callable[[], object], requests: int, pids: list[int]) -> dict[str, Any]:
+def timed(label: str, call: Callable[[], object], requests: int, pids: list[int]) -> dict[str, Any]:
     """Warm-up, then `requests` calls one after another; CPU of `pids`' trees and of this process, per call."""
     for _ in range(50):
         call()
@@ -121,7 +121,7 @@ async def _fetcher_case(url: str, rows: int, requests: int) -> dict[str, Any]:
     feast = FeastSettings(project="bench", entities=["driver_id=int64"])
     settings = FeatureSettings(backend="feast-redis", url=url, cache_ttl_s=0, budget_ms=1000, feast=feast)
     fetcher = cast(Fetcher, build_fetcher(settings, Metrics(CollectorRegistry())))
-    specs = _specs()
+    specs = specs_of_driver_stats()
     wanted = {("driver_id", str(i)): specs for i in IDS[:rows]}
     for _ in range(50):
         await fetcher.fetch(wanted)
@@ -230,13 +230,16 @@ def _matrix(columns: dict[str, list[Any]], specs: list[FeatureSpec], rows: int) 
 
 # ---- the pipelines
 @contextlib.contextmanager
-def _sibyl_serve(store: Path, redis_url: str) -> Iterator[ServerProcess]:
+def sibyl_serve(store: Path, redis_url: str, extra_env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """`sibyl serve` reading Feast's layout in redis_url, models from store; extra_env on top (benchmarks.peers.
+    feast_ab serves another checkout with its PYTHONPATH)."""
     env = {
         "SIBYL_MODEL_STORE__URL": f"file://{store}", "SIBYL_METRICS__PORT": "0", "SIBYL_PREDLOG__SINK": "none",
         "SIBYL_FEATURES__BACKEND": "feast-redis", "SIBYL_FEATURES__URL": redis_url,
         "SIBYL_FEATURES__CACHE_TTL_S": "0",  # the cache would hide the store after the first call
         "SIBYL_FEATURES__FEAST__PROJECT": "bench", "SIBYL_FEATURES__FEAST__ENTITIES": '["driver_id=int64"]',
         "SIBYL_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }  # fmt: skip
     command = [sys.executable, "-m", "sibyl", "serve", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
     with ServerProcess(command, env, name="sibyl-feast") as server:
@@ -244,14 +247,14 @@ def _sibyl_serve(store: Path, redis_url: str) -> Iterator[ServerProcess]:
 
 
 def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[int], requests: int) -> list[Any]:
-    specs = _specs()
+    specs = specs_of_driver_stats()
     catalog = Catalog(FileStore(work / "store"))
     publish_logistic(catalog, "m", "1", inputs=specs, bias=-0.5)
     catalog.promote("p", "m@1")
     model = work / "store" / "models" / "m" / "1" / "model.onnx"
     results: list[Any] = []
     python = peers_setup.ensure("mlserver")
-    with _sibyl_serve(work / "store", redis_url) as sibyl, MLServerPeer(python, model, name="m") as mlserver:
+    with sibyl_serve(work / "store", redis_url) as sibyl, MLServerPeer(python, model, name="m") as mlserver:
         sibyl_channel, ml_channel = grpc.insecure_channel(sibyl.target), grpc.insecure_channel(mlserver.target)
         predict = sibyl_channel.unary_unary(
             PREDICT,
@@ -280,17 +283,15 @@ def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[i
             np.testing.assert_allclose(via_sibyl(), via_composite(), rtol=1e-6)
             assert not defaulted[0], "sibyl defaulted features on the check call: the store is not what Feast wrote"
             label = f"predict: sibyl serve (feast-redis), {rows} rows"
-            results.append({**_timed(label, via_sibyl, requests, [sibyl.pid or 0]), "defaulted_calls": defaulted[0]})
+            results.append({**timed(label, via_sibyl, requests, [sibyl.pid or 0]), "defaulted_calls": defaulted[0]})
             rest = SibylRest(sibyl.http_port, ids)
             np.testing.assert_allclose(rest.scores(), via_composite(), rtol=1e-6)
             assert not rest.defaulted, "sibyl defaulted features over REST: the store is not what Feast wrote"
             label = f"predict: sibyl serve V2 REST (feast-redis), {rows} rows"
-            results.append(
-                {**_timed(label, rest.scores, requests, [sibyl.pid or 0]), "defaulted_calls": rest.defaulted}
-            )
+            results.append({**timed(label, rest.scores, requests, [sibyl.pid or 0]), "defaulted_calls": rest.defaulted})
             rest.close()
             pids = [feast.proc.pid, mlserver.pid or 0]
-            results.append(_timed(f"predict: feast serve + MLServer, {rows} rows", via_composite, requests, pids))
+            results.append(timed(f"predict: feast serve + MLServer, {rows} rows", via_composite, requests, pids))
         sibyl_channel.close()
         ml_channel.close()
     return results
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             for rows in rows_list:
                 results.append(asyncio.run(_fetcher_case(redis.url, rows, args.requests)))
                 once = lambda rows=rows: feast.features(IDS[:rows])  # noqa: E731
-                results.append(_timed(f"features: feast serve, {rows} rows", once, args.requests, [feast.proc.pid]))
+                results.append(timed(f"features: feast serve, {rows} rows", once, args.requests, [feast.proc.pid]))
             if not args.no_composite:
                 results += _pipelines(work, redis.url, feast, rows_list, args.requests)
         finally:
