@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast, get_args
 
@@ -130,6 +131,18 @@ class Plan:
 Read = tuple[EntityKey, bytes, Plan]  # (entity, its Redis key, how its features are read)
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """The readable replies of one plan's reads: their entities, raw values, and the views found stale (per entity;
+    None without a ttl), as FeastLayout decodes them."""
+
+    plan: Plan
+    specs: Sequence[FeatureSpec]
+    keys: list[EntityKey]
+    rows: list[list[Any]]
+    stale: list[dict[str, int]] | None
+
+
 class FeastLayout:
     """What a read needs besides a connection: the keys and fields to ask for, and the replies decoded. Shared by
     the server's store (below) and the batch reader (feast_bulk)."""
@@ -210,10 +223,11 @@ class FeastLayout:
         if not rows:
             return
         stale = [self._stale(plan, raws, now) for raws in rows] if plan.ttls else None
+        run = _Run(plan, specs, keys, rows, stale)
         if len(rows) < BULK_MIN:  # a few entities (a 1-row call): value by value, as the column path would
-            self._decode_few(plan, specs, keys, rows, stale, out)
+            self._decode_few(run, out)
         else:
-            self._decode_columns(plan, specs, keys, rows, stale, out)
+            self._decode_columns(run, out)
         if stale is not None:
             counts: dict[str, int] = {}
             for found in stale:
@@ -223,18 +237,11 @@ class FeastLayout:
                 if count:
                     self.on_stale(view, count)
 
-    def _decode_few(
-        self,
-        plan: Plan,
-        specs: Sequence[FeatureSpec],
-        keys: list[EntityKey],
-        rows: list[list[Any]],
-        stale: list[dict[str, int]] | None,
-        out: dict[EntityKey, dict[str, FeatureValue]],
-    ) -> None:
+    def _decode_few(self, run: _Run, out: dict[EntityKey, dict[str, FeatureValue]]) -> None:
         """Each value through feast_codec.to_feature: below BULK_MIN values a feature, decode_column does the same
         per value, and its column bookkeeping costs more than the values (docs/features.md#feast-values)."""
-        for i, (ek, raws) in enumerate(zip(keys, rows, strict=True)):
+        plan, specs, stale = run.plan, run.specs, run.stale
+        for i, (ek, raws) in enumerate(zip(run.keys, run.rows, strict=True)):
             values: dict[str, FeatureValue] = {}
             for j, (index, view) in enumerate(plan.reads):
                 raw = raws[j]
@@ -254,16 +261,9 @@ class FeastLayout:
             if values:
                 out[ek] = values
 
-    def _decode_columns(
-        self,
-        plan: Plan,
-        specs: Sequence[FeatureSpec],
-        keys: list[EntityKey],
-        rows: list[list[Any]],
-        stale: list[dict[str, int]] | None,
-        out: dict[EntityKey, dict[str, FeatureValue]],
-    ) -> None:
+    def _decode_columns(self, run: _Run, out: dict[EntityKey, dict[str, FeatureValue]]) -> None:
         """Each feature decoded across all its entities at once (feast_columns)."""
+        plan, specs, keys, rows, stale = run.plan, run.specs, run.keys, run.rows, run.stale
         names: list[str] = []
         columns: list[list[FeatureValue | None]] = []
         for j, (index, view) in enumerate(plan.reads):
