@@ -130,7 +130,7 @@ class Plan:
     def refresh_missing(self) -> None:
         """A feature is missing in a row when any of its columns is NaN. Up to REDUCEAT_MAX_ROWS rows, one reduceat
         over every column (one numpy call); above, the first column of every feature, then the rest of the wide
-        ones (the strided reduceat then costs more: docs/performance.md#assembly)."""
+        ones (the strided reduceat then costs more: docs/performance.md#ids-only-calls)."""
         nan = np.isnan(self.values)
         if not self.layout.specs:
             self.missing = nan
