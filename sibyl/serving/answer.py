@@ -45,7 +45,7 @@ class Answer:
                     role=s.role,  # type: ignore[arg-type]  # a Role value; the stub wants its NewType
                     arm=s.arm,
                     dim=s.scores.shape[1],
-                    scores=s.scores.ravel().tolist(),
+                    scores=s.scores.reshape(-1).tolist(),  # ravel's copy of a column slice gives up the GIL
                 )
                 for s in self.scored
             ],

@@ -25,6 +25,7 @@ from sibyl.features.base import EntityKey, FeatureValue
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.runtime import OnnxModel
 from sibyl.serving.decode import CodedIds, RowBatch
+from sibyl.serving.few_rows import distinct, put_columns, put_rows, take_columns, take_rows
 
 SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one block of columns per distinct feature
 _EMPTY: dict[str, FeatureValue] = {}
@@ -161,8 +162,8 @@ def plan(batch: RowBatch, models: Iterable[OnnxModel]) -> Plan:
     else:
         source = batch.values
         if not np.isnan(source).any():  # every column, in another order (map rows): one gather, nothing missing
-            return _complete_plan(lay, models, np.take(source, columns, axis=1))
-    p = Plan(lay, models, np.take(source, columns, axis=1))  # one gather, C order; the request stays untouched
+            return _complete_plan(lay, models, take_columns(source, columns))
+    p = Plan(lay, models, take_columns(source, columns))  # one gather, C order; the request stays untouched
     p.refresh_missing()
     p.from_request = p.missing.size - int(np.count_nonzero(p.missing))
     any_missing = cast(list[bool], p.missing.any(axis=0).tolist())
@@ -191,7 +192,7 @@ def _want(p: Plan, batch: RowBatch, any_missing: list[bool]) -> None:
             if ids.values[0]:
                 p.wanted[(group.entity, ids.values[0])] = needed
         elif ids is not None:
-            lacking = p.missing[:, group.slots].any(axis=1)
+            lacking = take_columns(p.missing, group.slots).any(axis=1)
             for code in _used(ids, ids.codes if lacking.all() else ids.codes[lacking]).tolist():
                 if ids.values[code]:
                     p.wanted[(group.entity, ids.values[code])] = needed
@@ -205,7 +206,7 @@ def _complete_plan(lay: Layout, models: list[OnnxModel], values: np.ndarray) -> 
 
 def _used(ids: CodedIds, codes: np.ndarray) -> np.ndarray:
     """The distinct codes among `codes`, ascending: one count per distinct id, no per-row Python."""
-    return np.flatnonzero(np.bincount(codes, minlength=len(ids.values)))
+    return distinct(codes, len(ids.values))
 
 
 def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureValue]]) -> int:
@@ -217,7 +218,7 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
         ids = batch.entity_ids(group.entity)
         if ids is None:
             continue
-        current = p.values[:, group.columns]  # a copy of this entity's columns
+        current = take_columns(p.values, group.columns)  # a copy of this entity's columns
         holes = np.isnan(current)
         if not holes.any():
             continue
@@ -234,10 +235,10 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
             table = _flatten_found(found, group.specs)
             position = np.zeros(len(ids.values), np.intp)
             position[used] = np.arange(len(used))
-            part = current[rows]
-            np.copyto(part, table[position[codes]], where=holes[rows])
-            current[rows] = part
-        p.values[:, group.columns] = current
+            part = take_rows(current, rows)
+            np.copyto(part, take_rows(table, position[codes]), where=holes[rows])
+            put_rows(current, rows, part)
+        put_columns(p.values, group.columns, current)
     p.refresh_missing()
     p.complete = not p.missing.any()
     return before - int(np.count_nonzero(p.missing))
@@ -277,10 +278,10 @@ def matrix(p: Plan, model: OnnxModel) -> np.ndarray:
     nothing to default and the plan's own columns, it is the plan's values (no copy)."""
     i = next(i for i, m in enumerate(p.models) if m is model)
     columns = p.layout.model_columns[i]
-    complete = p.complete or not p.missing[:, p.layout.model_slots[i]].any()
+    complete = p.complete or not take_columns(p.missing, p.layout.model_slots[i]).any()
     if complete and p.layout.model_whole[i] and p.values.flags["C_CONTIGUOUS"]:
         return p.values
-    m = np.take(p.values, columns, axis=1)  # one gather: a fresh C-order copy
+    m = take_columns(p.values, columns)  # one gather: a fresh C-order copy
     if complete:
         return m
     nan = np.isnan(m)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +30,7 @@ from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 from sibyl.observability.tracing import Tracing
 from sibyl.predlog.base import PredictionSink
-from sibyl.serving import assembly, metadata
+from sibyl.serving import assembly, metadata, prediction_ids
 from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.answer import Answer, Scored
 from sibyl.serving.decode import Limits, RowBatch, decode
@@ -276,7 +275,7 @@ class PredictionService:
         self._defer((self._t_infer, t4 - t3))
 
         # 5. Respond; logging and shadows run after the response is on its way.
-        prediction_id = os.urandom(16).hex()  # 128 random bits, like uuid4, without a UUID object
+        prediction_id = prediction_ids.new_id()
         answer = Answer(prediction_id, request.request_id, request.predictor, batch.num_rows, scored, defaulted)
         response = respond(answer)
         t5 = time.perf_counter()

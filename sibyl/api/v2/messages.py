@@ -156,7 +156,7 @@ def infer_response(answer: Answer, call: InferCall, parameters: dict[str, str]) 
     if call.raw_output:
         out.raw_output_contents.append(scores.astype("<f4", copy=False).tobytes())
     else:
-        out.outputs[0].contents.fp32_contents.extend(scores.ravel().tolist())
+        out.outputs[0].contents.fp32_contents.extend(scores.reshape(-1).tolist())  # no copy that gives up the GIL
     return out
 
 
