@@ -24,7 +24,7 @@ from sibyl.observability.metrics import Metrics
 from sibyl.predlog.outcome_sink import OutcomeSink
 from sibyl.v1.outcome_pb2 import Outcome
 
-PREDICTION_ID = re.compile(r"[0-9a-f]{32}")  # serving/prediction_ids.py: 128 random bits in hex
+PREDICTION_ID = re.compile(r"[0-9a-f]{32}")  # serving/service.py: new_prediction_id()
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z: anything earlier is a unit or epoch mistake
 FUTURE_SLACK_NS = 24 * 3600 * 10**9  # clocks disagree; an outcome a day ahead of ours is a mistake
 MAX_ROW = 2**32 - 1  # Outcome.row is a uint32

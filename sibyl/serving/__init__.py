@@ -1,7 +1,7 @@
 """The request path, transport-free: decode a PredictRequest (decode; a big one in a process: decode_pool) within
 its work budget (limits), route it
 (routing), plan and fill the features (assembly; a few rows' gathers keep the GIL: few_rows), score and log
-(service, records; prediction ids: prediction_ids), with what a scored call
+(service, records), with what a scored call
 produced before any protocol's message (answer); after the response, on threads (after_response's lanes), what a
 scored call leaves: score and drift metrics, log records and shadows (followup), metric flushes and spans; the
 verdicts on live traffic (verdicts: each candidate against the primary and the primary's output, by slice), the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +31,7 @@ from sibyl.models.runtime import OnnxModel
 from sibyl.observability.metrics import Metrics
 from sibyl.observability.tracing import Tracing
 from sibyl.predlog.base import PredictionSink
-from sibyl.serving import assembly, metadata, prediction_ids
+from sibyl.serving import assembly, metadata
 from sibyl.serving.after_response import AfterResponse
 from sibyl.serving.answer import Answer, Scored
 from sibyl.serving.decode import Limits, RowBatch, decode
@@ -275,7 +276,7 @@ class PredictionService:
         self._defer((self._t_infer, t4 - t3))
 
         # 5. Respond; logging and shadows run after the response is on its way.
-        prediction_id = prediction_ids.new_id()
+        prediction_id = new_prediction_id()
         answer = Answer(prediction_id, request.request_id, request.predictor, batch.num_rows, scored, defaulted)
         response = respond(answer)
         t5 = time.perf_counter()
@@ -369,3 +370,23 @@ class PredictionService:
 def _check_deadline(deadline: float | None, where: str) -> None:
     if deadline is not None and time.monotonic() >= deadline:
         raise DeadlineExceeded(f"deadline passed {where}; raise the client's timeout")
+
+
+# Prediction ids: 128 random bits from os.urandom in hex (api.outcomes.PREDICTION_ID), drawn ID_POOL at a time:
+# os.urandom gives the GIL up around its system call, one more moment per call at which a waiting thread could
+# take it from the loop (docs/performance.md#gil-releases). A forked child starts with an empty pool, so it never
+# hands out ids its parent still holds.
+ID_POOL = 1024
+_ids: list[str] = []
+
+
+def new_prediction_id() -> str:
+    while True:
+        try:
+            return _ids.pop()
+        except IndexError:  # empty (pop and extend are atomic: two threads refilling at once is harmless)
+            raw = os.urandom(16 * ID_POOL).hex()
+            _ids.extend(raw[i : i + 32] for i in range(0, len(raw), 32))
+
+
+os.register_at_fork(after_in_child=_ids.clear)
