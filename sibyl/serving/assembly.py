@@ -9,7 +9,8 @@
 
 The work is a fixed number of numpy calls per request plus a Python step per *missing entity feature*, not
 per row, feature or value: per-row ids are coded (decode.CodedIds), so a batch of a million rows from a thousand
-stores costs a thousand dictionary look-ups. The batch scorer (sibyl.batch) runs the same three steps.
+stores costs a thousand dictionary look-ups. Up to few_rows.FEW_ROWS rows the gathers go row by row instead
+(few_rows says why: the GIL). The batch scorer (sibyl.batch) runs the same three steps.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from sibyl.features.base import EntityKey, FeatureValue
 from sibyl.models.manifest import FeatureSpec
 from sibyl.models.runtime import OnnxModel
-from sibyl.serving.decode import CodedIds, RowBatch
+from sibyl.serving.decode import RowBatch
 from sibyl.serving.few_rows import distinct, put_columns, put_rows, take_columns, take_rows
 
 SpecKey = tuple[str, str | None, str, int]  # name, entity, dtype, dim: one block of columns per distinct feature
@@ -193,7 +194,7 @@ def _want(p: Plan, batch: RowBatch, any_missing: list[bool]) -> None:
                 p.wanted[(group.entity, ids.values[0])] = needed
         elif ids is not None:
             lacking = take_columns(p.missing, group.slots).any(axis=1)
-            for code in _used(ids, ids.codes if lacking.all() else ids.codes[lacking]).tolist():
+            for code in distinct(ids.codes if lacking.all() else ids.codes[lacking], len(ids.values)).tolist():
                 if ids.values[code]:
                     p.wanted[(group.entity, ids.values[code])] = needed
 
@@ -202,11 +203,6 @@ def _complete_plan(lay: Layout, models: list[OnnxModel], values: np.ndarray) -> 
     """A plan with every feature of every row given: nothing to fetch, nothing to default."""
     missing = np.zeros((values.shape[0], len(lay.specs)), bool)
     return Plan(lay, models, values, missing, from_request=missing.size, complete=True)
-
-
-def _used(ids: CodedIds, codes: np.ndarray) -> np.ndarray:
-    """The distinct codes among `codes`, ascending: one count per distinct id, no per-row Python."""
-    return distinct(codes, len(ids.values))
 
 
 def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureValue]]) -> int:
@@ -230,7 +226,7 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
         else:  # one table row per distinct entity, then one gather to the rows
             rows = np.flatnonzero(holes.any(axis=1))
             codes = ids.codes[rows]
-            used = _used(ids, codes)
+            used = distinct(codes, len(ids.values))
             found = [fetched.get((group.entity, ids.values[c]), _EMPTY) for c in used.tolist()]
             table = _flatten_found(found, group.specs)
             position = np.zeros(len(ids.values), np.intp)
