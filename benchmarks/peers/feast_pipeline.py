@@ -1,7 +1,7 @@
 """A Feast user's prediction pipeline vs sibyl reading Feast's store: same box, same redis-server, same data,
 same model; p50/p99 per prediction and CPU per prediction across every process involved, at 1 and 100 rows.
 
-python -m benchmarks.peers.feast_pipeline [--requests 500] [--no-composite]
+python -m benchmarks.peers.feast_pipeline [--requests 500] [--blocks 6] [--no-composite]
 
 A peer comparison (it starts MLServer from benchmarks/peers), so it lives here, above the scenarios' servers.
 
@@ -17,6 +17,8 @@ A peer comparison (it starts MLServer from benchmarks/peers), so it lives here, 
 The data is what tests/features/feast_driver.py materializes with real feast 0.67 (driver_stats: 8 features
 feeding 14 columns, 100 extra drivers), in Feast's venv (tests/features/feast_env.py); MLServer's venv comes from
 benchmarks/peers/setup.py. Both sides' scores are checked equal before timing.
+The pipelines' three cases (sibyl over gRPC, over REST, the composite) take turns, a share of the requests each,
+`--blocks` times: the box's speed drifts over minutes, and a ratio of two cases' p99 should compare the same phases.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import socket
@@ -98,16 +101,31 @@ def _cpu_s(pids: list[int]) -> float:
 
 def timed(label: str, call: Callable[[], object], requests: int, pids: list[int]) -> dict[str, Any]:
     """Warm-up, then `requests` calls one after another; CPU of `pids`' trees and of this process, per call."""
-    for _ in range(50):
-        call()
-    times = np.empty(requests)
-    cpu_servers, cpu_client = _cpu_s(pids), time.process_time()
-    for i in range(requests):
-        start = time.perf_counter()
-        call()
-        times[i] = time.perf_counter() - start
-    cpu_ms = (_cpu_s(pids) - cpu_servers + time.process_time() - cpu_client) * 1000 / requests
-    return _summary(label, times, cpu_ms)
+    return interleaved([(label, call, pids)], requests, blocks=1)[0]
+
+
+Case = tuple[str, Callable[[], object], list[int]]  # label, one call, the pids whose trees serve it
+
+
+def interleaved(cases: list[Case], requests: int, blocks: int) -> list[dict[str, Any]]:
+    """Each case's `requests` calls in `blocks` turns, the cases one after another in each turn: every case sees the
+    same phases of a shared box (its speed drifts by tens of percent over minutes, docs/features.md), so the ratio
+    of two cases' p99 is not a ratio of two moments. Warm-up, then per case p50/p99/p99.9 and CPU per call."""
+    for _, call, _ in cases:
+        for _ in range(50):
+            call()
+    times = [np.empty(requests) for _ in cases]
+    cpu_s = [0.0 for _ in cases]
+    edges = np.linspace(0, requests, blocks + 1).astype(int)
+    for start, end in itertools.pairwise(edges.tolist()):
+        for i, (_, call, pids) in enumerate(cases):
+            cpu_servers, cpu_client = _cpu_s(pids), time.process_time()
+            for k in range(start, end):
+                begin = time.perf_counter()
+                call()
+                times[i][k] = time.perf_counter() - begin
+            cpu_s[i] += _cpu_s(pids) - cpu_servers + time.process_time() - cpu_client
+    return [_summary(label, times[i], cpu_s[i] * 1000 / requests) for i, (label, _, _) in enumerate(cases)]
 
 
 def _summary(label: str, times_s: np.ndarray, cpu_ms: float) -> dict[str, Any]:
@@ -246,7 +264,9 @@ def sibyl_serve(store: Path, redis_url: str, extra_env: dict[str, str] | None = 
         yield server
 
 
-def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[int], requests: int) -> list[Any]:
+def _pipelines(
+    work: Path, redis_url: str, feast: FeastServer, rows_list: list[int], requests: int, blocks: int
+) -> list[Any]:
     specs = specs_of_driver_stats()
     catalog = Catalog(FileStore(work / "store"))
     publish_logistic(catalog, "m", "1", inputs=specs, bias=-0.5)
@@ -282,16 +302,21 @@ def _pipelines(work: Path, redis_url: str, feast: FeastServer, rows_list: list[i
             defaulted[0] = 0
             np.testing.assert_allclose(via_sibyl(), via_composite(), rtol=1e-6)
             assert not defaulted[0], "sibyl defaulted features on the check call: the store is not what Feast wrote"
-            label = f"predict: sibyl serve (feast-redis), {rows} rows"
-            results.append({**timed(label, via_sibyl, requests, [sibyl.pid or 0]), "defaulted_calls": defaulted[0]})
             rest = SibylRest(sibyl.http_port, ids)
             np.testing.assert_allclose(rest.scores(), via_composite(), rtol=1e-6)
             assert not rest.defaulted, "sibyl defaulted features over REST: the store is not what Feast wrote"
-            label = f"predict: sibyl serve V2 REST (feast-redis), {rows} rows"
-            results.append({**timed(label, rest.scores, requests, [sibyl.pid or 0]), "defaulted_calls": rest.defaulted})
+            cases: list[Case] = [
+                (f"predict: sibyl serve (feast-redis), {rows} rows", via_sibyl, [sibyl.pid or 0]),
+                (f"predict: sibyl serve V2 REST (feast-redis), {rows} rows", rest.scores, [sibyl.pid or 0]),
+                (f"predict: feast serve + MLServer, {rows} rows", via_composite, [feast.proc.pid, mlserver.pid or 0]),
+            ]
+            sibyl_grpc, sibyl_rest, composite = interleaved(cases, requests, blocks)
+            results += [
+                {**sibyl_grpc, "defaulted_calls": defaulted[0]},
+                {**sibyl_rest, "defaulted_calls": rest.defaulted},
+                composite,
+            ]
             rest.close()
-            pids = [feast.proc.pid, mlserver.pid or 0]
-            results.append(timed(f"predict: feast serve + MLServer, {rows} rows", via_composite, requests, pids))
         sibyl_channel.close()
         ml_channel.close()
     return results
@@ -302,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.peers.feast_pipeline", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--requests", type=int, default=500, help="timed requests per case (default 500)")
+    parser.add_argument(
+        "--blocks", type=int, default=6, help="turns the pipelines' cases take, each a share of --requests (default 6)"
+    )
     parser.add_argument("--no-composite", action="store_true", help="features only (no sibyl serve, no MLServer)")
     args = parser.parse_args(argv)
     rows_list = [1, 100]
@@ -318,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 once = lambda rows=rows: feast.features(IDS[:rows])  # noqa: E731
                 results.append(timed(f"features: feast serve, {rows} rows", once, args.requests, [feast.proc.pid]))
             if not args.no_composite:
-                results += _pipelines(work, redis.url, feast, rows_list, args.requests)
+                results += _pipelines(work, redis.url, feast, rows_list, args.requests, args.blocks)
         finally:
             feast.close()
     for line in results:
