@@ -332,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-composite", action="store_true", help="features only (no sibyl serve, no MLServer)")
     args = parser.parse_args(argv)
+    if not 1 <= args.blocks <= args.requests:
+        parser.error(f"--blocks must be between 1 and --requests ({args.requests}), got {args.blocks}")
     rows_list = [1, 100]
     results: list[Any] = []
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis:

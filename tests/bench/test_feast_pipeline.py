@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from benchmarks.peers import feast_pipeline
 
 
@@ -25,3 +27,13 @@ def test_one_case_alone_is_timed_in_one_turn() -> None:
     calls: list[int] = []
     result = feast_pipeline.timed("one", lambda: calls.append(1), requests=20, pids=[os.getpid()])
     assert len(calls) == 50 + 20 and result["case"] == "one"
+
+
+@pytest.mark.parametrize("args", [["--blocks", "0"], ["--requests", "5", "--blocks", "6"], ["--requests", "0"]])
+def test_turns_that_cannot_be_filled_are_refused_in_one_line(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        feast_pipeline.main(args)
+    assert exited.value.code == 2
+    assert "--blocks must be between 1 and --requests" in capsys.readouterr().err
