@@ -232,7 +232,7 @@ def fill(p: Plan, batch: RowBatch, fetched: dict[EntityKey, dict[str, FeatureVal
             position = np.zeros(len(ids.values), np.intp)
             position[used] = np.arange(len(used))
             part = take_rows(current, rows)
-            np.copyto(part, take_rows(table, position[codes]), where=holes[rows])
+            np.copyto(part, take_rows(table, position[codes]), where=take_rows(holes, rows))
             put_rows(current, rows, part)
         put_columns(p.values, group.columns, current)
     p.refresh_missing()
