@@ -9,6 +9,7 @@ reuses) them and prints each venv's python; `python -m benchmarks --with-peers` 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -53,26 +54,37 @@ def venv_python(peer: str) -> Path | None:
     return python if pins == requirements()[peer] and python.exists() else None
 
 
+def build_venv(where: Path, pins: list[str], timeout_s: float = 900.0) -> Path:
+    """Install pins into the venv at `where` (created if absent; a half-installed one is finished, not rebuilt);
+    returns its python. With uv (the bench extra brings it) a peer's venv takes seconds from a cold cache, with
+    venv + pip a minute or more (benchmarks/README.md#peers). RuntimeError with the installer's output on failure."""
+    python = where / "bin" / "python"
+    if importlib.util.find_spec("uv") is not None:
+        uv = [sys.executable, "-m", "uv"]
+        steps = [[*uv, "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(where)]]
+        steps.append([*uv, "pip", "install", "--quiet", "--python", str(python), *pins])
+    else:
+        if not python.exists():
+            venv.EnvBuilder(with_pip=True).create(where)
+        steps = [[str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"installing {' '.join(pins)} failed in {where}:\n{done.stderr[-2000:]}")
+    return python
+
+
 def ensure(peer: str, timeout_s: float = 900.0) -> Path:
-    """Create or reuse the peer's venv; returns its python. Raises RuntimeError with pip's output on failure."""
+    """Create or reuse the peer's venv; returns its python. Raises RuntimeError with the installer's output."""
     python = venv_python(peer)
     if python is not None:
         return python
     where = venv_dir(peer)
     (where / MARKER).unlink(missing_ok=True)
-    if not (where / "bin" / "python").exists():  # a half-installed venv is finished by pip, not rebuilt
-        venv.EnvBuilder(with_pip=True).create(where)
     pins = requirements()[peer]
-    done = subprocess.run(
-        [str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install {' '.join(pins)} failed in {where}:\n{done.stderr[-2000:]}")
+    python = build_venv(where, pins, timeout_s)
     (where / MARKER).write_text(json.dumps({"requirements": pins}, indent=2))
-    return where / "bin" / "python"
+    return python
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,18 +2,18 @@
 
 feast 0.67 would move pinned packages of ours (prometheus_client, typing_extensions, ...) and brings pandas,
 pyarrow and dask for materialization: none of that belongs in sibyl's environment. The compatibility test drives
-Feast through feast_driver.py in this venv. First build with uv (the test extra brings it): ~5 s from an empty
-cache; with venv + pip instead, 40-70 s. After that a marker check.
+Feast through feast_driver.py in this venv, built as the benchmark peers' are (benchmarks.peers.setup.build_venv:
+uv, ~5 s from an empty cache; venv + pip without it, 40-70 s). After that a marker check.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks.peers.setup import build_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".bench-venvs" / "feast"  # gitignored, beside the benchmark peers' venvs
@@ -35,20 +35,10 @@ def ensure(timeout_s: float = 900.0) -> Path:
     except (OSError, ValueError):
         pass
     (VENV / MARKER).unlink(missing_ok=True)
-    if importlib.util.find_spec("uv") is not None:  # uv: seconds with a warm cache
-        steps = [
-            [sys.executable, "-m", "uv", "venv", "--quiet", "--allow-existing", "--python", sys.executable, str(VENV)],
-            [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", str(python), *PINS],
-        ]
-    else:
-        steps = [
-            [sys.executable, "-m", "venv", str(VENV)],
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PINS],
-        ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=timeout_s)
-        if done.returncode != 0:
-            raise FeastUnavailable(f"{' '.join(step[2:5])} failed building {VENV}:\n{done.stderr[-2000:]}")
+    try:
+        python = build_venv(VENV, PINS, timeout_s)
+    except RuntimeError as exc:
+        raise FeastUnavailable(str(exc)) from None
     (VENV / MARKER).write_text(json.dumps({"pins": PINS}))
     return python
 
