@@ -57,7 +57,7 @@ def venv_python(peer: str) -> Path | None:
 def build_venv(where: Path, pins: list[str], timeout_s: float = 900.0) -> Path:
     """Install pins into the venv at `where` (created if absent; a half-installed one is finished, not rebuilt);
     returns its python. With uv (the bench extra brings it) a peer's venv takes seconds from a cold cache, with
-    venv + pip a minute or more (benchmarks/README.md#peers). RuntimeError with the installer's output on failure."""
+    venv + pip a minute or more (the top of benchmarks/README.md). RuntimeError with the installer's output on failure."""
     python = where / "bin" / "python"
     if importlib.util.find_spec("uv") is not None:
         uv = [sys.executable, "-m", "uv"]
