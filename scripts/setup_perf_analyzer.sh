@@ -16,15 +16,9 @@ if [ ! -x "$wrapper" ]; then
             exit 1
         fi
     fi
-    pins=("tritonclient[all]==2.51.0" nvidia-cuda-runtime-cu12)
-    if python -m uv --version >/dev/null 2>&1; then  # the test extra brings uv: ~2 s from a cold cache, pip ~35 s
-        python -m uv venv --quiet --allow-existing --python "$(python -c 'import sys; print(sys.executable)')" "$venv"
-        install=(python -m uv pip install --quiet --python "$venv/bin/python")
-    else
-        python -m venv "$venv"
-        install=("$venv/bin/pip" install --quiet --disable-pip-version-check)
-    fi
-    "${install[@]}" "${pins[@]}" > "$venv/pip.log" 2>&1 || { cat "$venv/pip.log" >&2; exit 1; }
+    # As the peers' venvs are built: uv when the bench extra brought it (~2 s from a cold cache), else pip (~35 s).
+    python -c 'import sys; from pathlib import Path; from benchmarks.peers.setup import build_venv
+build_venv(Path(sys.argv[1]), sys.argv[2:])' "$venv" "tritonclient[all]==2.51.0" nvidia-cuda-runtime-cu12 >&2
     cudart=$("$venv/bin/python" -c "import nvidia.cuda_runtime, os; print(os.path.join(nvidia.cuda_runtime.__path__[0], 'lib'))")
     cat > "$wrapper" <<SH
 #!/bin/sh

@@ -41,23 +41,33 @@ def venv_dir(peer: str) -> Path:
     return VENV_ROOT / peer
 
 
-def venv_python(peer: str) -> Path | None:
-    """The peer venv's python when it is fully installed with today's pins, else None."""
+def pins_of(peer: str) -> list[str]:
+    """The peer's requirements; ValueError for a name that is not a peer."""
     if peer not in requirements():
         raise ValueError(f"unknown peer {peer!r}; choose from {sorted(requirements())}")
-    marker = venv_dir(peer) / MARKER
-    python = venv_dir(peer) / "bin" / "python"
+    return requirements()[peer]
+
+
+def venv_python(peer: str) -> Path | None:
+    """The peer venv's python when it is fully installed with today's pins, else None."""
+    return installed(venv_dir(peer), pins_of(peer))
+
+
+def installed(where: Path, pins: list[str]) -> Path | None:
+    """The python of the venv at `where` when its marker says these pins were installed, else None."""
+    python = where / "bin" / "python"
     try:
-        pins = json.loads(marker.read_text()).get("requirements")
+        marked = json.loads((where / MARKER).read_text()).get("requirements")
     except (OSError, ValueError):
         return None
-    return python if pins == requirements()[peer] and python.exists() else None
+    return python if marked == pins and python.exists() else None
 
 
 def build_venv(where: Path, pins: list[str], timeout_s: float = 900.0) -> Path:
     """Install pins into the venv at `where` (created if absent; a half-installed one is finished, not rebuilt);
     returns its python. With uv (the bench extra brings it) a peer's venv takes seconds from a cold cache, with
-    venv + pip a minute or more (the top of benchmarks/README.md). RuntimeError with the installer's output on failure."""
+    venv + pip a minute or more (the top of benchmarks/README.md). scripts/setup_perf_analyzer.sh calls it too.
+    RuntimeError with the installer's output on failure."""
     python = where / "bin" / "python"
     if importlib.util.find_spec("uv") is not None:
         uv = [sys.executable, "-m", "uv"]
@@ -74,17 +84,22 @@ def build_venv(where: Path, pins: list[str], timeout_s: float = 900.0) -> Path:
     return python
 
 
-def ensure(peer: str, timeout_s: float = 900.0) -> Path:
-    """Create or reuse the peer's venv; returns its python. Raises RuntimeError with the installer's output."""
-    python = venv_python(peer)
+def ensure_venv(where: Path, pins: list[str], timeout_s: float = 900.0) -> Path:
+    """The venv at `where` with these pins, reused when its marker says so, else built and then marked; returns its
+    python. The tests' Feast venv is made this way too (tests/features/feast_env.py). Raises RuntimeError with the
+    installer's output."""
+    python = installed(where, pins)
     if python is not None:
         return python
-    where = venv_dir(peer)
     (where / MARKER).unlink(missing_ok=True)
-    pins = requirements()[peer]
     python = build_venv(where, pins, timeout_s)
     (where / MARKER).write_text(json.dumps({"requirements": pins}, indent=2))
     return python
+
+
+def ensure(peer: str, timeout_s: float = 900.0) -> Path:
+    """Create or reuse the peer's venv; returns its python. Raises RuntimeError with the installer's output."""
+    return ensure_venv(venv_dir(peer), pins_of(peer), timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 
 feast 0.67 would move pinned packages of ours (prometheus_client, typing_extensions, ...) and brings pandas,
 pyarrow and dask for materialization: none of that belongs in sibyl's environment. The compatibility test drives
-Feast through feast_driver.py in this venv, built as the benchmark peers' are (benchmarks.peers.setup.build_venv:
-uv, ~5 s from an empty cache; venv + pip without it, 40-70 s). After that a marker check.
+Feast through feast_driver.py in this venv, built and marked as the benchmark peers' are
+(benchmarks.peers.setup.ensure_venv: uv, ~5 s from an empty cache; venv + pip without it, 40-70 s). After that a
+marker check.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers.setup import build_venv
+from benchmarks.peers.setup import ensure_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".bench-venvs" / "feast"  # gitignored, beside the benchmark peers' venvs
 PINS = ["feast[redis]==0.67.0"]
-MARKER = "sibyl-feast.json"  # written last: a venv without it is half-installed and gets reinstalled
 DRIVER = Path(__file__).with_name("feast_driver.py")
 
 
@@ -28,19 +28,10 @@ class FeastUnavailable(RuntimeError):
 
 def ensure(timeout_s: float = 900.0) -> Path:
     """Feast's python, the venv built or reused."""
-    python = VENV / "bin" / "python"
     try:
-        if json.loads((VENV / MARKER).read_text()).get("pins") == PINS and python.exists():
-            return python
-    except (OSError, ValueError):
-        pass
-    (VENV / MARKER).unlink(missing_ok=True)
-    try:
-        python = build_venv(VENV, PINS, timeout_s)
+        return ensure_venv(VENV, PINS, timeout_s)
     except RuntimeError as exc:
         raise FeastUnavailable(str(exc)) from None
-    (VENV / MARKER).write_text(json.dumps({"pins": PINS}))
-    return python
 
 
 def run_feast(repo: Path, options: dict[str, Any], timeout_s: float = 300.0) -> dict[str, Any]:
