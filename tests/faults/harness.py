@@ -8,6 +8,7 @@ time from repair to the first healthy answer (and to a run of them).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections import Counter
@@ -31,9 +32,28 @@ class Outcome:
     worker: str = ""  # pid of the worker process that answered (trailing metadata), when tracked
 
 
+_LOADS_RUNNING = [0]
+
+
+def _freeze_heap() -> None:
+    """The load client runs in pytest's process, beside the whole session's heap (hundreds of thousands of
+    objects by the fault tests). A full collection there pauses the client for a quarter of a second and more,
+    and a client's pause reads as the server's stall: calls past their deadline, a p99 that is the client's.
+    While a load runs, objects made before it are left out of collections (gc.freeze); its own are collected."""
+    if _LOADS_RUNNING[0] == 0:
+        gc.freeze()
+    _LOADS_RUNNING[0] += 1
+
+
+def _thaw_heap() -> None:
+    _LOADS_RUNNING[0] -= 1
+    if _LOADS_RUNNING[0] == 0:
+        gc.unfreeze()
+
+
 class _Clock:
     """What Load and OpenLoad share: the time since __aenter__ set _start, named marks on it, and closing the
-    _channels __aenter__ opened."""
+    _channels __aenter__ opened (and the heap frozen while a load runs: _freeze_heap)."""
 
     _start: float
     _channels: list[grpc.aio.Channel]
@@ -65,6 +85,7 @@ class Load(_Clock):
     marks: dict[str, float] = field(default_factory=dict)
 
     async def __aenter__(self) -> Load:
+        _freeze_heap()
         self._start = time.monotonic()
         self._stop = asyncio.Event()
         self._channels = [
@@ -90,9 +111,12 @@ class Load(_Clock):
             await asyncio.sleep(self.pause_s)
 
     async def __aexit__(self, *exc: object) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-        await self._close_channels()
+        try:
+            self._stop.set()
+            await asyncio.gather(*self._tasks)
+            await self._close_channels()
+        finally:
+            _thaw_heap()
 
     async def wait_for(self, healthy: Callable[[Outcome], bool], run: int = 20, timeout_s: float = 30.0) -> float:
         """Seconds from now until `run` consecutive outcomes are healthy; fails the test after timeout_s."""
@@ -198,13 +222,18 @@ class OpenLoad(_Clock):
     marks: dict[str, float] = field(default_factory=dict)
 
     async def __aenter__(self) -> OpenLoad:
+        _freeze_heap()
         self._start = time.monotonic()
         self._stop = asyncio.Event()
         options = [("grpc.use_local_subchannel_pool", 1)] if self.channels > 1 else []
         self._channels = [grpc.aio.insecure_channel(self.target, options=options) for _ in range(self.channels)]
         self._stubs = [PredictionServiceStub(channel) for channel in self._channels]
         if self.workers > 1:
-            await self._spread(options)
+            try:
+                await self._spread(options)
+            except BaseException:
+                _thaw_heap()  # no __aexit__ follows a failed __aenter__
+                raise
             self._start = time.monotonic()
         self._calls: set[asyncio.Task[None]] = set()
         self._pacer = asyncio.create_task(self._pace())
@@ -255,11 +284,14 @@ class OpenLoad(_Clock):
         self.shots.append(Shot(sent - self._start, code, time.monotonic() - sent, pid, worker, response))
 
     async def __aexit__(self, *exc: object) -> None:
-        self._stop.set()
-        await self._pacer
-        if self._calls:
-            await asyncio.wait(set(self._calls), timeout=self.deadline_s + 5)
-        await self._close_channels()
+        try:
+            self._stop.set()
+            await self._pacer
+            if self._calls:
+                await asyncio.wait(set(self._calls), timeout=self.deadline_s + 5)
+            await self._close_channels()
+        finally:
+            _thaw_heap()
 
     # ---- figures
     def between(self, start: str, end: str | None = None) -> list[Shot]:
