@@ -155,7 +155,9 @@ async def test_open_loop_at_5x_capacity_refuses_cheaply_keeps_goodput_and_recove
         f"{goodput:.0f}/s ({goodput / capacity:.0%} of capacity); admitted p99 {admitted_p99:.1f} ms "
         f"({admitted_p99 / max(capacity_p99, 1e-9):.1f}x); server CPU per refused call ~{refused_cpu_ms:.2f} ms "
         "(rough: a difference of CPU totals); "
-        f"RSS {rss_before:.0f} -> {rss_after:.0f} MiB; after: {dict(after.codes())}, first OK "
+        f"RSS {rss_before:.0f} -> {rss_after:.0f} MiB; server: refused "
+        f"{value(samples, 'sibyl_rejected_total', reason='overload'):.0f}, inferences {inferences:.0f}; "
+        f"after: {dict(after.codes())}, first OK "
         f"{'never' if first_ok is None else f'{first_ok * 1000:.0f} ms'} after the overload ended"
     )
     assert code == 0, log_tail(tmp_path)
