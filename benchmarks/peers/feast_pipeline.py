@@ -13,6 +13,9 @@ A peer comparison (it starts MLServer from benchmarks/peers), so it lives here, 
   Python feature server), builds the float32 matrix, and calls MLServer's V2 ModelInfer (benchmarks/peers, the
   same model.onnx through onnxruntime). CPU: both servers' process trees + the client.
 - features only, for scale: sibyl's fetcher in this process vs `feast serve` alone.
+- the floor, in the same turns: the same Predict to the echo server (benchmarks/scenarios/echo_server.py: a
+  grpc.aio server that parses the request and answers at once), so a run shows what the gRPC transport alone
+  costs in that phase of the box; the last line gives each p99 and CPU as a ratio of the composite's.
 
 The data is what tests/features/feast_driver.py materializes with real feast 0.67 (driver_stats: 8 features
 feeding 14 columns, 100 extra drivers), in Feast's venv (tests/features/feast_env.py); MLServer's venv comes from
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,7 +50,7 @@ from prometheus_client import CollectorRegistry
 from benchmarks.peers import setup as peers_setup
 from benchmarks.peers.servers import MLServerPeer
 from benchmarks.peers.v2 import MODEL_INFER, infer_request, scores
-from benchmarks.scenarios.servers import ServerProcess
+from benchmarks.scenarios.servers import ServerProcess, echo_server
 from sibyl.features import build_fetcher
 from sibyl.features.feast_redis import FeastSettings
 from sibyl.features.fetcher import Fetcher
@@ -274,12 +278,20 @@ def _pipelines(
     model = work / "store" / "models" / "m" / "1" / "model.onnx"
     results: list[Any] = []
     python = peers_setup.ensure("mlserver")
-    with sibyl_serve(work / "store", redis_url) as sibyl, MLServerPeer(python, model, name="m") as mlserver:
+    with (
+        sibyl_serve(work / "store", redis_url) as sibyl,
+        MLServerPeer(python, model, name="m") as mlserver,
+        echo_server() as echo,
+    ):
         sibyl_channel, ml_channel = grpc.insecure_channel(sibyl.target), grpc.insecure_channel(mlserver.target)
-        predict = sibyl_channel.unary_unary(
-            PREDICT,
-            request_serializer=PredictRequest.SerializeToString,
-            response_deserializer=PredictResponse.FromString,
+        echo_channel = grpc.insecure_channel(echo.target)
+        predict, predict_echo = (
+            channel.unary_unary(
+                PREDICT,
+                request_serializer=PredictRequest.SerializeToString,
+                response_deserializer=PredictResponse.FromString,
+            )
+            for channel in (sibyl_channel, echo_channel)
         )
         infer = ml_channel.unary_unary(MODEL_INFER)
         for rows in rows_list:
@@ -309,17 +321,30 @@ def _pipelines(
                 (f"predict: sibyl serve (feast-redis), {rows} rows", via_sibyl, [sibyl.pid or 0]),
                 (f"predict: sibyl serve V2 REST (feast-redis), {rows} rows", rest.scores, [sibyl.pid or 0]),
                 (f"predict: feast serve + MLServer, {rows} rows", via_composite, [feast.proc.pid, mlserver.pid or 0]),
+                (f"floor: echo server, {rows} rows", partial(predict_echo, request, timeout=10), [echo.pid or 0]),
             ]
-            sibyl_grpc, sibyl_rest, composite = interleaved(cases, requests, blocks)
+            sibyl_grpc, sibyl_rest, composite, floor = interleaved(cases, requests, blocks)
             results += [
                 {**sibyl_grpc, "defaulted_calls": defaulted[0]},
                 {**sibyl_rest, "defaulted_calls": rest.defaulted},
                 composite,
+                floor,
+                ratios(rows, composite, {"grpc": sibyl_grpc, "rest": sibyl_rest, "floor": floor}),
             ]
             rest.close()
-        sibyl_channel.close()
-        ml_channel.close()
+        for channel in (sibyl_channel, ml_channel, echo_channel):
+            channel.close()
     return results
+
+
+def ratios(rows: int, composite: dict[str, Any], others: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each case's p99 and CPU per call over the composite's: the issue's targets are p99 <= 0.25x, CPU <= 0.5x
+    (docs/features.md). The floor's p99 ratio is what a server that does nothing would score in the same turns."""
+    out: dict[str, Any] = {"ratios_to_composite": f"{rows} rows"}
+    for name, case in others.items():
+        out[f"{name}_p99"] = round(case["p99_ms"] / composite["p99_ms"], 3)
+        out[f"{name}_cpu"] = round(case["cpu_ms"] / composite["cpu_ms"], 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

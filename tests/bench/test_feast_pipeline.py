@@ -37,3 +37,17 @@ def test_turns_that_cannot_be_filled_are_refused_in_one_line(
         feast_pipeline.main(args)
     assert exited.value.code == 2
     assert "--blocks must be between 1 and --requests" in capsys.readouterr().err
+
+
+def test_ratios_put_each_case_over_the_composite() -> None:
+    composite = {"p99_ms": 8.0, "cpu_ms": 4.0}
+    out = feast_pipeline.ratios(
+        1, composite, {"grpc": {"p99_ms": 2.0, "cpu_ms": 1.0}, "floor": {"p99_ms": 1.0, "cpu_ms": 0.5}}
+    )
+    assert out == {
+        "ratios_to_composite": "1 rows",
+        "grpc_p99": 0.25,
+        "grpc_cpu": 0.25,
+        "floor_p99": 0.125,
+        "floor_cpu": 0.125,
+    }
